@@ -1,0 +1,61 @@
+"""What every connector offers. Connectors move data; `pii/` decides what it means."""
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from typing import Callable, ClassVar
+
+from pii.config import Config, StoreConfig
+from pii.findings import Finding
+from pii.subject import SubjectMatcher
+
+Progress = Callable[[str, str], None]  # (store name, message without personal data)
+
+
+def null_progress(store: str, message: str) -> None:
+    pass
+
+
+def stderr_progress(store: str, message: str) -> None:
+    print(f"[{store}] {message}", file=sys.stderr, flush=True)
+
+
+class Connector(ABC):
+    """One store. Construction does no I/O; `check()` connects; `locate()` finds one subject's data.
+
+    Findings returned by `locate` carry the subject's record (`Finding.record`) for the access package.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, store: StoreConfig, *, config: Config | None = None, progress: Progress = null_progress,
+                 inventory=None, analyzer_model: str | None = None):
+        self.store = store
+        self.config = config
+        self.progress = progress
+        self.inventory = inventory  # pii.inventory.Inventory or None: cache of column classifications
+        self.analyzer_model = analyzer_model
+
+    @property
+    def name(self) -> str:
+        return self.store.name
+
+    def say(self, message: str) -> None:
+        self.progress(self.name, message)
+
+    @abstractmethod
+    def check(self) -> None:
+        """Connect once; raise pii.errors.StoreUnreachable naming the store when it cannot be reached."""
+
+    @abstractmethod
+    def locate(self, matcher: SubjectMatcher) -> list[Finding]:
+        """Every location in this store holding data about the matcher's subject."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,134 @@
+"""Column classification: which columns hold identifiers (compared whole) and which hold free text
+(searched inside). Column names decide most columns; a small sample of values decides the rest, and
+Presidio (with NER) runs only on the samples of columns still undecided. Results go to the inventory.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+from pii.inventory import (
+    EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, OTHER, PHONE, ColumnProfile,
+)
+from pii.subject import EMAIL_RE, normalise_email, normalise_phone
+
+STRING, NUMBER, OTHER_TYPE = "string", "number", "other"
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str = STRING  # string, number or other
+
+
+_EMAIL_NAMES = {"email", "e_mail", "mail", "email_address", "emailaddress", "mail_address"}
+_PHONE_WORDS = {"phone", "mobile", "tel", "telephone", "cell", "cellphone", "fax", "msisdn", "landline"}
+_GIVEN = {"first_name", "firstname", "given_name", "givenname", "forename", "fname", "first"}
+_FAMILY = {"last_name", "lastname", "surname", "family_name", "familyname", "lname", "last"}
+_TEXT_WORDS = {"note", "notes", "comment", "comments", "description", "body", "message", "text", "remarks",
+               "details", "summary", "content", "feedback", "transcript", "memo", "narrative", "bio", "about"}
+_NOT_PERSON = {"product", "company", "org", "organisation", "organization", "event", "file", "table", "item",
+               "category", "city", "country", "street", "brand", "venue", "course", "project", "plan", "host",
+               "domain", "group", "role", "tag", "type", "status", "bank", "account", "column", "schema",
+               "campaign", "list", "source", "site", "store", "branch", "team", "department", "job", "sku",
+               "server", "database", "app", "application", "service", "package", "region", "town", "county",
+               "business", "trading", "legal", "brand", "model", "device", "browser", "key", "field", "class"}
+
+
+def words(column: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", column)
+    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+
+
+def signature(columns: Sequence[ColumnInfo]) -> str:
+    text = "\n".join(f"{c.name}:{c.type}" for c in columns)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def kind_from_name(column: str) -> str | None:
+    ws = words(column)
+    joined = "_".join(ws)
+    if not ws:
+        return None
+    if joined in _EMAIL_NAMES or "email" in ws or (ws[-1] == "mail" and len(ws) <= 2):
+        return EMAIL
+    if set(ws) & _PHONE_WORDS and not {"type", "verified", "count", "opt", "consent"} & set(ws):
+        return PHONE
+    if joined in _GIVEN or (len(ws) >= 2 and "_".join(ws[-2:]) in _GIVEN):
+        return GIVEN_NAME
+    if joined in _FAMILY or (len(ws) >= 2 and "_".join(ws[-2:]) in _FAMILY):
+        return FAMILY_NAME
+    if ws[-1] == "name" or joined in ("fullname", "displayname"):
+        if not set(ws[:-1]) & _NOT_PERSON and "user" not in ws[:-1]:
+            return NAME
+        return OTHER
+    if ws[-1] in _TEXT_WORDS or joined in _TEXT_WORDS:
+        return FREE_TEXT
+    return None
+
+
+def _fraction(values: list[str], pred: Callable[[str], bool]) -> float:
+    return sum(1 for v in values if pred(v)) / len(values) if values else 0.0
+
+
+def _looks_like_phone(v: str) -> bool:
+    digits = sum(c.isdigit() for c in v)
+    return 7 <= digits <= 15 and len(v) <= 24 and normalise_phone(v) is not None
+
+
+def classify(columns: Sequence[ColumnInfo], samples: dict[str, list], *,
+             entity_counter: Callable[[Iterable[str]], dict[str, int]] | None = None,
+             text_columns: Iterable[str] = ()) -> dict[str, ColumnProfile]:
+    """Classify columns from their names and `samples` (column -> sampled values).
+
+    `entity_counter` (e.g. `functools.partial(pii.detection.entities_in, analyzer)`) runs Presidio over
+    undecided string samples; without it no NER runs. `text_columns` forces columns to free text.
+    """
+    forced = {c.casefold() for c in text_columns}
+    out: dict[str, ColumnProfile] = {}
+    for col in columns:
+        values = [str(v).strip() for v in samples.get(col.name, []) if v is not None and str(v).strip()]
+        n = len(values)
+        if col.name.casefold() in forced:
+            out[col.name] = ColumnProfile(FREE_TEXT, [], 1.0, n)
+            continue
+        if col.type != STRING:
+            out[col.name] = ColumnProfile(OTHER, [], 1.0, n)
+            continue
+        kind = kind_from_name(col.name)
+        entities: list[str] = []
+        confidence = 0.9 if kind else 0.0
+        if kind in (EMAIL,):
+            entities = ["EMAIL_ADDRESS"]
+        elif kind == PHONE:
+            entities = ["PHONE_NUMBER"]
+        elif kind in (NAME, GIVEN_NAME, FAMILY_NAME):
+            entities = ["PERSON"]
+        if values and kind in (None, OTHER):
+            emails = _fraction(values, lambda v: normalise_email(v) is not None)
+            phones = _fraction(values, _looks_like_phone)
+            avg_len = sum(map(len, values)) / n
+            spaced = _fraction(values, lambda v: len(v.split()) >= 4)
+            if emails >= 0.5:
+                kind, entities, confidence = EMAIL, ["EMAIL_ADDRESS"], emails
+            elif phones >= 0.5:
+                kind, entities, confidence = PHONE, ["PHONE_NUMBER"], phones
+            elif kind is None and avg_len >= 30 and spaced >= 0.5:
+                kind, confidence = FREE_TEXT, spaced
+            elif kind is None and entity_counter is not None and avg_len <= 60:
+                counts = entity_counter(values)
+                person = counts.get("PERSON", 0) / n
+                entities = sorted(e for e, c in counts.items() if c / n >= 0.3)
+                if person >= 0.5:
+                    kind, confidence = NAME, person
+        if kind == FREE_TEXT and values:
+            if any(EMAIL_RE.search(v) for v in values):
+                entities.append("EMAIL_ADDRESS")
+            if entity_counter is not None:
+                counts = entity_counter(values)
+                entities = sorted(set(entities) | {e for e, c in counts.items() if c})
+            confidence = max(confidence, 0.5)
+        out[col.name] = ColumnProfile(kind or OTHER, sorted(set(entities)), round(confidence, 3), n)
+    return out

@@ -1,0 +1,179 @@
+"""stores.yaml: which stores Lethe connects to, and Lethe's own settings.
+
+Secrets never live in the file: a store names an environment variable (`url_env`, `password_env`,
+`credentials_env`) or, inside Airflow, a connection (`conn_id`). Relative paths and SQLite paths are
+resolved against the folder that holds stores.yaml.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from pii.errors import ConfigError
+
+STORE_KINDS = ("sql", "csv", "ftp", "gmail")
+METADATA_KEYS = ("purpose", "legal_basis", "source", "recipients", "retention", "description")
+DEFAULT_STATE_FILE = "lethe_state.db"
+
+
+@dataclass
+class StoreConfig:
+    """One store's settings. `options` holds the kind-specific keys exactly as written."""
+
+    name: str
+    kind: str
+    options: dict[str, Any]
+    base_dir: Path
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default=None):
+        return self.options.get(key, default)
+
+    def secret(self, key: str) -> str | None:
+        """Value of `<key>_env` from the environment (or `<key>` itself for non-secret keys)."""
+        env_name = self.options.get(f"{key}_env")
+        if env_name:
+            value = os.environ.get(env_name)
+            if value is None:
+                raise ConfigError(
+                    f"store '{self.name}': environment variable {env_name} (named by {key}_env) is not set"
+                )
+            return value
+        return self.options.get(key)
+
+    def resolve_path(self, value: str | os.PathLike) -> Path:
+        p = Path(os.path.expanduser(str(value)))
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    def string_list(self, key: str) -> list[str]:
+        value = self.options.get(key) or []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"store '{self.name}': '{key}' must be a list of names")
+        return value
+
+
+@dataclass
+class Config:
+    path: Path | None
+    stores: dict[str, StoreConfig]
+    state_url: str
+    default_region: str = "GB"
+    detection: dict[str, Any] = field(default_factory=dict)
+    policy: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def select(self, names: list[str] | None) -> list[StoreConfig]:
+        if not names:
+            return list(self.stores.values())
+        unknown = [n for n in names if n not in self.stores]
+        if unknown:
+            raise ConfigError(f"unknown store(s) {', '.join(unknown)}; configured: {', '.join(self.stores)}")
+        return [self.stores[n] for n in names]
+
+
+def resolve_sqlite_url(url: str, base_dir: Path) -> str:
+    """Make a relative SQLite path in a SQLAlchemy URL relative to `base_dir` (not the process's cwd)."""
+    for prefix in ("sqlite+pysqlite:///", "sqlite:///"):
+        if url.startswith(prefix):
+            rest = url[len(prefix):]
+            if rest and not rest.startswith("/") and not rest.startswith(":memory:"):
+                path, sep, query = rest.partition("?")
+                return prefix + str((base_dir / path).resolve()) + sep + query
+    return url
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {p} is not valid YAML{where}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {p} cannot be read: {exc.__class__.__name__}") from None
+    return parse_config(data, p)
+
+
+def parse_config(data: Any, path: Path | None = None) -> Config:
+    where = str(path) if path else "config"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: the top level must be a mapping with a 'stores:' key")
+    stores_raw = data.get("stores")
+    if not isinstance(stores_raw, Mapping) or not stores_raw:
+        raise ConfigError(f"{where}: 'stores:' must name at least one store")
+    base_dir = (path.parent if path else Path.cwd()).resolve()
+    stores: dict[str, StoreConfig] = {}
+    for name, raw in stores_raw.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{where}: store names must be non-empty strings")
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{where}: store '{name}' must be a mapping")
+        kind = raw.get("kind")
+        if kind not in STORE_KINDS:
+            raise ConfigError(
+                f"{where}: store '{name}' has kind {kind!r}; known kinds: {', '.join(STORE_KINDS)}"
+            )
+        options = dict(raw)
+        options.pop("kind")
+        metadata = options.pop("metadata", None) or {}
+        for key in METADATA_KEYS:  # metadata keys may also sit directly on the store
+            if key in options:
+                metadata.setdefault(key, options.pop(key))
+        if not isinstance(metadata, Mapping):
+            raise ConfigError(f"{where}: store '{name}': 'metadata' must be a mapping")
+        store = StoreConfig(name=name, kind=kind, options=options, base_dir=base_dir, metadata=dict(metadata))
+        _validate_store(store, where)
+        stores[name] = store
+    ledger = data.get("ledger")
+    if ledger is not None and not isinstance(ledger, str):
+        raise ConfigError(f"{where}: 'ledger' must be a SQLAlchemy URL string")
+    state_url = resolve_sqlite_url(ledger, base_dir) if ledger else f"sqlite:///{base_dir / DEFAULT_STATE_FILE}"
+    region = str(data.get("default_region", "GB")).upper()
+    detection = data.get("detection") or {}
+    if not isinstance(detection, Mapping):
+        raise ConfigError(f"{where}: 'detection' must be a mapping")
+    return Config(
+        path=path.resolve() if path else None,
+        stores=stores,
+        state_url=state_url,
+        default_region=region,
+        detection=dict(detection),
+        policy=data.get("policy"),
+        raw=dict(data),
+    )
+
+
+def _validate_store(store: StoreConfig, where: str) -> None:
+    o = store.options
+    name = store.name
+    if store.kind == "sql":
+        if not (o.get("url") or o.get("url_env") or o.get("conn_id")):
+            raise ConfigError(f"{where}: store '{name}' (sql) needs 'url', 'url_env' or 'conn_id'")
+        for key in ("schemas", "skip_tables", "reference_tables", "personal_tables", "text_columns"):
+            store.string_list(key)
+    elif store.kind == "csv":
+        if not o.get("path"):
+            raise ConfigError(f"{where}: store '{name}' (csv) needs 'path', the folder of CSV exports")
+    elif store.kind == "ftp":
+        if not (o.get("host") or o.get("conn_id")):
+            raise ConfigError(f"{where}: store '{name}' (ftp) needs 'host' or 'conn_id'")
+        if "password" in o:
+            raise ConfigError(
+                f"{where}: store '{name}': put the password in the environment and name it with 'password_env'"
+            )
+    elif store.kind == "gmail":
+        if not (o.get("user_id") or o.get("conn_id")):
+            raise ConfigError(f"{where}: store '{name}' (gmail) needs 'user_id'")

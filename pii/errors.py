@@ -1,0 +1,52 @@
+"""One error hierarchy for Lethe. Messages name the store and the place, never a personal value."""
+from __future__ import annotations
+
+
+class LetheError(Exception):
+    """Base of every error Lethe raises on purpose. `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(LetheError):
+    """stores.yaml (or another config file) is missing, unreadable or invalid."""
+
+    exit_code = 2
+
+
+class InvalidIdentifier(LetheError):
+    """A subject identifier given on the command line or in a run conf cannot be used.
+
+    The message says which kind of identifier and why, never the value itself.
+    """
+
+    exit_code = 2
+
+
+class StoreUnreachable(LetheError):
+    """A configured store cannot be reached (connection refused, missing folder, bad credentials)."""
+
+    exit_code = 4
+
+    def __init__(self, store: str, reason: str):
+        self.store = store
+        self.reason = reason
+        super().__init__(f"store '{store}' is unreachable: {reason}")
+
+
+class StoreError(LetheError):
+    """A store was reached but an operation on it failed (names the store and the place)."""
+
+    exit_code = 5
+
+    def __init__(self, store: str, place: str, reason: str):
+        self.store = store
+        self.place = place
+        self.reason = reason
+        super().__init__(f"store '{store}', {place}: {reason}")
+
+
+class PackageError(LetheError):
+    """An access package cannot be written, read or decrypted."""
+
+    exit_code = 6

@@ -1,0 +1,36 @@
+"""Lethe's own state database (inventory cache now; the erasure ledger builds on it).
+
+Any SQLAlchemy URL; by default a SQLite file next to stores.yaml. One engine per URL and process.
+"""
+from __future__ import annotations
+
+import threading
+
+from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy.engine import Engine
+
+from pii.errors import ConfigError
+
+metadata = MetaData()
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def state_engine(url: str) -> Engine:
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            try:
+                engine = create_engine(url, future=True, pool_pre_ping=True)
+            except Exception as exc:  # bad URL or missing driver
+                raise ConfigError(f"ledger URL cannot be used: {exc.__class__.__name__}") from None
+            if engine.dialect.name == "sqlite":
+                @event.listens_for(engine, "connect")
+                def _sqlite_pragmas(dbapi_conn, _record):
+                    cur = dbapi_conn.cursor()
+                    cur.execute("PRAGMA journal_mode=WAL")
+                    cur.execute("PRAGMA busy_timeout=30000")
+                    cur.close()
+            metadata.create_all(engine)
+            _engines[url] = engine
+        return engine
