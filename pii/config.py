@@ -162,7 +162,8 @@ def _validate_store(store: StoreConfig, where: str) -> None:
     if store.kind == "sql":
         if not (o.get("url") or o.get("url_env") or o.get("conn_id")):
             raise ConfigError(f"{where}: store '{name}' (sql) needs 'url', 'url_env' or 'conn_id'")
-        for key in ("schemas", "skip_tables", "reference_tables", "personal_tables", "text_columns"):
+        for key in ("schemas", "skip_tables", "reference_tables", "personal_tables", "text_columns",
+                    "link_exclude"):
             store.string_list(key)
     elif store.kind == "csv":
         if not o.get("path"):

@@ -1,0 +1,519 @@
+"""SQL stores (SQLite, PostgreSQL, MariaDB/MySQL) through SQLAlchemy.
+
+How a subject is located, without ever scanning a table in Python:
+1. Reflect the schema; classify columns (cached in the inventory) into identifier and free-text columns.
+2. One query per table with a WHERE clause built from the subject's normalised identifiers: email
+   columns by `lower(trim(col)) IN (...)`, phone columns by their digits containing the number's national
+   digits, names by folded LIKE on every name token, ids by equality, free text by LIKE on distinctive
+   tokens. The database returns candidates only; Python confirms each with the subject matcher.
+3. From every matched row follow foreign keys backwards (rows that reference it: registrations, orders,
+   their items...) transitively, with a cycle guard, in batched `IN` queries: those rows are `linked`.
+   Rows a matched row merely points to (events, products, companies) are shared reference data and are
+   not reported, unless stores.yaml lists their table under `personal_tables`.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import functools
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.sql import sqltypes
+
+from connectors.base import Connector
+from pii import classify as cls
+from pii.config import resolve_sqlite_url
+from pii.errors import ConfigError, StoreError, StoreUnreachable
+from pii.findings import STRONG, WEAK, Finding, merge
+from pii.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE, ColumnProfile
+from pii.subject import (
+    ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of, fold,
+)
+
+SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast", "mysql", "performance_schema", "sys"}
+IN_CHUNK = 500
+MAX_LINK_DEPTH = 12
+SAMPLE_SIZE = 30
+_PHONE_PUNCT = (" ", "-", "(", ")", ".", "+", "/", "\t")
+
+
+def _translate_tables() -> tuple[str, str]:
+    """Accented Latin letters and their folded single-letter forms, for PostgreSQL's translate()."""
+    src, dst = [], []
+    for code in list(range(0xC0, 0x250)):
+        ch = chr(code)
+        f = fold(ch)
+        if len(f) == 1 and f != ch and f.isascii() and f.isalpha():
+            src.append(ch)
+            dst.append(f)
+    return "".join(src), "".join(dst)
+
+
+_ACCENTED, _PLAIN = _translate_tables()
+
+
+def _sqlite_fold(value):
+    return None if value is None else fold(str(value))
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-friendly form of a database value (for locators and records)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else str(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "base64:" + base64.b64encode(bytes(value)).decode()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+@dataclass
+class TableInfo:
+    table: sa.Table
+    schema: str | None  # as reported in locations (None for the default schema)
+    pk: list[str]
+    profiles: dict[str, ColumnProfile] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    @property
+    def container(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+    def location(self, row: dict) -> tuple[dict, str | None]:
+        if self.pk:
+            key = {c: jsonable(row[c]) for c in self.pk}
+            note = None
+        else:
+            key = {c.name: jsonable(row[c.name]) for c in self.table.columns}
+            note = "no primary key: located by all column values"
+        loc = {"table": self.name, "key": key}
+        if self.schema:
+            loc = {"schema": self.schema, **loc}
+        return loc, note
+
+    def columns_of(self, *kinds: str) -> list[str]:
+        return [c for c, p in self.profiles.items() if p.kind in kinds]
+
+
+@dataclass
+class _Hit:
+    """Evidence for one row: entities seen, whether any is strong, how it matched."""
+    info: TableInfo
+    row: dict
+    match: str
+    entities: set[str]
+    strong: bool
+    text_columns: list[str] = field(default_factory=list)
+
+
+class SqlConnector(Connector):
+    kind = "sql"
+
+    def __init__(self, store, **kwargs):
+        super().__init__(store, **kwargs)
+        self._engine: Engine | None = None
+        self._tables: list[TableInfo] | None = None
+        self.sample_size = int(store.get("sample_size", SAMPLE_SIZE))
+
+    # ------------------------------------------------------------------ connection
+    def url(self) -> str:
+        if self.store.get("conn_id") and not (self.store.get("url") or self.store.get("url_env")):
+            raise ConfigError(
+                f"store '{self.name}' names conn_id; Airflow connections are resolved by Lethe's Airflow hook, "
+                "outside Airflow give 'url' or 'url_env'"
+            )
+        url = self.store.secret("url")
+        if not url:
+            raise ConfigError(f"store '{self.name}' (sql) has an empty url")
+        return resolve_sqlite_url(str(url), self.store.base_dir)
+
+    def _safe_url(self) -> str:
+        try:
+            return make_url(self.url()).render_as_string(hide_password=True)
+        except Exception:
+            return "<unparseable url>"
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            url = self.url()
+            try:
+                engine = sa.create_engine(url, pool_pre_ping=True)
+            except (ArgumentError, NoSuchModuleError) as exc:
+                raise ConfigError(f"store '{self.name}': url is not a usable SQLAlchemy URL "
+                                  f"({exc.__class__.__name__})") from None
+            except ModuleNotFoundError as exc:
+                raise ConfigError(f"store '{self.name}': database driver '{exc.name}' is not installed") from None
+            if engine.dialect.name == "sqlite":
+                sa.event.listen(engine, "connect", _register_sqlite_functions)
+            self._engine = engine
+        return self._engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def check(self) -> None:
+        if self.dialect == "sqlite":
+            path = make_url(self.url()).database
+            if path and path != ":memory:":
+                from pathlib import Path
+                if not Path(path).exists():
+                    raise StoreUnreachable(self.name, f"SQLite file {path} does not exist")
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            reason = _short_reason(exc)
+            raise StoreUnreachable(self.name, f"cannot connect to {self._safe_url()} ({reason})") from None
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    # ------------------------------------------------------------------ schema
+    def schemas(self) -> list[str | None]:
+        configured = self.store.string_list("schemas")
+        if configured:
+            return list(configured)
+        if self.dialect == "postgresql":
+            names = sa.inspect(self.engine).get_schema_names()
+            return [s for s in names if s not in SYSTEM_SCHEMAS and not s.startswith("pg_")]
+        return [None]
+
+    def tables(self) -> list[TableInfo]:
+        if self._tables is not None:
+            return self._tables
+        skip = {s.casefold() for s in self.store.string_list("skip_tables")}
+        default_schema = "public" if self.dialect == "postgresql" else None
+        md = sa.MetaData()
+        infos: list[TableInfo] = []
+        try:
+            for schema in self.schemas():
+                md.reflect(bind=self.engine, schema=schema, resolve_fks=False)
+            for table in md.sorted_tables:
+                shown = table.schema if table.schema and table.schema != default_schema else None
+                qualified = f"{shown}.{table.name}" if shown else table.name
+                if table.name.casefold() in skip or qualified.casefold() in skip:
+                    continue
+                infos.append(TableInfo(table, shown, [c.name for c in table.primary_key.columns]))
+        except SQLAlchemyError as exc:
+            raise StoreError(self.name, "schema reflection", _short_reason(exc)) from None
+        self._tables = infos
+        return infos
+
+    def _table_key(self, schema: str | None, name: str) -> tuple[str | None, str]:
+        default_schema = "public" if self.dialect == "postgresql" else None
+        return (schema if schema and schema != default_schema else None, name)
+
+    # ------------------------------------------------------------------ classification
+    def classify_tables(self) -> None:
+        text_cols = self.store.string_list("text_columns")
+        counter = None
+        for info in self.tables():
+            if info.profiles:
+                continue
+            columns = [cls.ColumnInfo(c.name, _column_type(c)) for c in info.table.columns]
+            sig = cls.signature(columns)
+            cached = self.inventory.get(self.name, info.container, sig) if self.inventory else None
+            if cached is not None:
+                info.profiles = cached
+                continue
+            string_cols = [c for c in info.table.columns if _column_type(c) == cls.STRING]
+            samples: dict[str, list] = {}
+            if string_cols:
+                with self.engine.connect() as conn:
+                    rows = conn.execute(sa.select(*string_cols).limit(self.sample_size)).all()
+                for i, c in enumerate(string_cols):
+                    samples[c.name] = [r[i] for r in rows]
+            if counter is None and self.analyzer_model:
+                from pii.detection import build_analyzer, entities_in
+                counter = functools.partial(entities_in, build_analyzer(self.analyzer_model))
+            forced = [t.split(".")[-1] for t in text_cols
+                      if "." not in t or t.rsplit(".", 1)[0] in (info.name, info.container)]
+            info.profiles = cls.classify(columns, samples, entity_counter=counter, text_columns=forced)
+            if self.inventory is not None:
+                self.inventory.put(self.name, info.container, sig, info.profiles)
+
+    # ------------------------------------------------------------------ locate
+    def locate(self, matcher: SubjectMatcher) -> list[Finding]:
+        self.check()
+        tables = self.tables()
+        self.say(f"{len(tables)} tables")
+        self.classify_tables()
+        hits: list[_Hit] = []
+        try:
+            for info in tables:
+                found = self._search_table(info, matcher)
+                if found:
+                    self.say(f"{info.container}: {len(found)} matching rows")
+                hits.extend(found)
+            linked = self._follow_links(hits)
+        except SQLAlchemyError as exc:
+            raise StoreError(self.name, "subject search", _short_reason(exc)) from None
+        if linked:
+            self.say(f"{len(linked)} rows linked through foreign keys")
+        reference = {t.casefold() for t in self.store.string_list("reference_tables")}
+        findings = []
+        for hit in hits + linked:
+            if hit.match == "linked" and (hit.info.name.casefold() in reference
+                                          or hit.info.container.casefold() in reference):
+                continue
+            loc, note = hit.info.location(hit.row)
+            if hit.match == "text":
+                record = {c: jsonable(hit.row[c]) for c in hit.text_columns}
+            else:
+                record = {k: jsonable(v) for k, v in hit.row.items()}
+            findings.append(Finding(
+                store=self.name, location=loc, entities=sorted(hit.entities), match=hit.match,
+                strength=STRONG if hit.strong else WEAK, container=hit.info.container, record=record, note=note,
+            ))
+        return merge(findings)
+
+    # ---- SQL expressions per dialect
+    def _fold(self, col):
+        if self.dialect == "sqlite":
+            return sa.func.lethe_fold(col)
+        if self.dialect == "postgresql":
+            return sa.func.lower(sa.func.translate(col, _ACCENTED, _PLAIN))
+        return sa.func.lower(col)  # MariaDB/MySQL: the default collations already ignore accents
+
+    @staticmethod
+    def _digits(col):
+        expr = col
+        for ch in _PHONE_PUNCT:
+            expr = sa.func.replace(expr, ch, "")
+        return expr
+
+    def _conditions(self, info: TableInfo, matcher: SubjectMatcher) -> list:
+        t = info.table
+        conds = []
+        for c in info.columns_of(EMAIL):
+            if matcher.email_tokens:
+                conds.append(sa.func.lower(sa.func.trim(t.c[c])).in_(matcher.email_tokens))
+        for c in info.columns_of(PHONE):
+            for d in matcher.phone_digit_tokens:
+                conds.append(self._digits(t.c[c]).contains(d, autoescape=True))
+        name_sets = [toks for toks in matcher.name_token_sets if toks]
+        for c in info.columns_of(NAME):
+            for toks in name_sets:
+                conds.append(sa.and_(*[self._fold(t.c[c]).contains(tok, autoescape=True) for tok in toks]))
+        given, family = info.columns_of(GIVEN_NAME), info.columns_of(FAMILY_NAME)
+        if given and family:
+            parts = [t.c[c] for c in given[:1] + family[:1]]
+            for toks in name_sets:
+                conds.append(sa.and_(*[
+                    sa.or_(*[self._fold(p).contains(tok, autoescape=True) for p in parts]) for tok in toks]))
+        for key in matcher.id_keys:
+            for col in t.columns:
+                if col.name.casefold() == key:
+                    conds.append(self._id_condition(col, matcher.id_values(key)))
+        for c in info.columns_of(FREE_TEXT):
+            col = t.c[c]
+            text_conds = [sa.func.lower(col).contains(e, autoescape=True) for e in matcher.email_tokens]
+            text_conds += [self._digits(col).contains(d, autoescape=True) for d in matcher.phone_digit_tokens]
+            text_conds += [sa.and_(*[self._fold(col).contains(tok, autoescape=True) for tok in toks])
+                           for toks in name_sets]
+            text_conds += [sa.func.lower(col).contains(v.casefold(), autoescape=True)
+                           for v in matcher.text_id_values]
+            conds.extend(text_conds)
+        return conds
+
+    def _id_condition(self, col, values: Iterable[str]):
+        values = list(values)
+        if _column_type(col) == cls.NUMBER:
+            nums = []
+            for v in values:
+                try:
+                    nums.append(int(v) if re.fullmatch(r"[+-]?\d+", v) else float(v))
+                except ValueError:
+                    pass
+            return col.in_(nums) if nums else sa.false()
+        return sa.func.lower(sa.func.trim(sa.cast(col, sa.String))).in_(values)
+
+    def _search_table(self, info: TableInfo, matcher: SubjectMatcher) -> list[_Hit]:
+        conds = self._conditions(info, matcher)
+        if not conds:
+            return []
+        hits = []
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True).execute(sa.select(info.table).where(sa.or_(*conds)))
+            for row in result.mappings():
+                hit = self._confirm(info, dict(row), matcher)
+                if hit is not None:
+                    hits.append(hit)
+        return hits
+
+    def _confirm(self, info: TableInfo, row: dict, matcher: SubjectMatcher) -> _Hit | None:
+        """Python's exact check of a candidate row returned by the database's prefilter."""
+        ident: set[str] = set()
+        for c in info.columns_of(EMAIL):
+            if matcher.email_matches(row[c]):
+                ident.add(ENTITY_EMAIL)
+        for c in info.columns_of(PHONE):
+            if matcher.phone_matches(row[c]):
+                ident.add(ENTITY_PHONE)
+        for c in info.columns_of(NAME):
+            if matcher.name_matches(row[c]):
+                ident.add(ENTITY_PERSON)
+        given, family = info.columns_of(GIVEN_NAME), info.columns_of(FAMILY_NAME)
+        if given and family and row[given[0]] and row[family[0]]:
+            if matcher.name_matches(f"{row[given[0]]} {row[family[0]]}"):
+                ident.add(ENTITY_PERSON)
+        for key in matcher.id_keys:
+            for col in info.table.columns:
+                if col.name.casefold() == key and matcher.id_matches(key, jsonable(row[col.name])):
+                    ident.add(ENTITY_ID)
+        text_ents: set[str] = set()
+        text_cols: list[str] = []
+        for c in info.columns_of(FREE_TEXT):
+            value = row[c]
+            if value is None:
+                continue
+            spans = matcher.find_in_text(str(value))
+            if spans:
+                text_cols.append(c)
+                text_ents.update(entities_of(spans))
+        if ident:
+            entities = ident | text_ents
+            return _Hit(info, row, "identifier", entities, bool(entities - {ENTITY_PERSON}), text_cols)
+        if text_ents:
+            return _Hit(info, row, "text", text_ents, bool(text_ents - {ENTITY_PERSON}), text_cols)
+        return None
+
+    # ---- foreign keys
+    def _follow_links(self, seeds: list[_Hit]) -> list[_Hit]:
+        tables = self.tables()
+        by_key = {self._table_key(i.table.schema, i.name): i for i in tables}
+        personal = {t.casefold() for t in self.store.string_list("personal_tables")}
+        reference = {t.casefold() for t in self.store.string_list("reference_tables")}
+        excluded = {t.casefold() for t in self.store.string_list("link_exclude")}
+        # edges: parent -> [(child, child_cols, parent_cols)] and, for personal tables, child -> parent
+        children: dict[tuple, list] = {}
+        parents: dict[tuple, list] = {}
+        for child in tables:
+            for fk in child.table.foreign_key_constraints:
+                ref = fk.referred_table
+                pkey = self._table_key(ref.schema, ref.name)
+                if pkey not in by_key:
+                    continue
+                ccols = [c.name for c in fk.columns]
+                pcols = [e.column.name for e in fk.elements]
+                ckey = self._table_key(child.table.schema, child.name)
+                if ckey == pkey:
+                    continue  # a self-reference (referred_by, manager_id) points at another person
+                if any(f"{child.container}.{c}".casefold() in excluded for c in ccols):
+                    continue
+                children.setdefault(pkey, []).append((ckey, ccols, pcols))
+                parent = by_key[pkey]
+                if parent.name.casefold() in personal or parent.container.casefold() in personal:
+                    parents.setdefault(ckey, []).append((pkey, pcols, ccols))
+
+        def row_id(info: TableInfo, row: dict) -> tuple:
+            loc, _ = info.location(row)
+            return (info.container, repr(sorted(loc["key"].items())))
+
+        by_rid: dict[tuple, _Hit] = {}
+        for h in seeds:
+            rid = row_id(h.info, h.row)
+            if rid in by_rid:
+                by_rid[rid].strong = by_rid[rid].strong or h.strong
+            else:
+                by_rid[rid] = h
+        frontier = [(h.info, h.row, h.strong) for h in seeds]
+        linked: list[_Hit] = []
+        for _depth in range(MAX_LINK_DEPTH):
+            if not frontier:
+                break
+            grouped: dict[tuple, list[tuple[dict, bool]]] = {}
+            for info, row, strong in frontier:
+                if info.name.casefold() in reference or info.container.casefold() in reference:
+                    continue  # shared reference rows never spread linkage
+                grouped.setdefault(self._table_key(info.table.schema, info.name), []).append((row, strong))
+            frontier = []
+            for tkey, rows in grouped.items():
+                for target_key, target_cols, source_cols in children.get(tkey, []) + parents.get(tkey, []):
+                    target = by_key[target_key]
+                    values: dict[tuple, bool] = {}
+                    for row, strong in rows:
+                        v = tuple(row[c] for c in source_cols)
+                        if any(x is None for x in v):
+                            continue
+                        values[v] = values.get(v, False) or strong
+                    for row, strong in self._rows_where(target, target_cols, values):
+                        rid = row_id(target, row)
+                        known = by_rid.get(rid)
+                        if known is not None:
+                            if known.strong or not strong:
+                                continue  # visited already with at least this strength (cycle guard)
+                            known.strong = True  # corroborated through a strong link: spread it again
+                        else:
+                            known = by_rid[rid] = _Hit(target, row, "linked", set(), strong)
+                            linked.append(known)
+                        frontier.append((target, row, strong))
+        return linked
+
+    def _rows_where(self, info: TableInfo, cols: list[str], values: dict[tuple, bool]) -> Iterator[tuple[dict, bool]]:
+        """Rows of `info` whose `cols` equal one of `values` (batched IN lists), each with the strength
+        of the value that reached it."""
+        keys = list(values)
+        t = info.table
+        with self.engine.connect() as conn:
+            for i in range(0, len(keys), IN_CHUNK):
+                chunk = keys[i:i + IN_CHUNK]
+                if len(cols) == 1:
+                    cond = t.c[cols[0]].in_([k[0] for k in chunk])
+                else:
+                    cond = sa.or_(*[sa.and_(*[t.c[c] == v for c, v in zip(cols, k)]) for k in chunk])
+                for row in conn.execute(sa.select(t).where(cond)).mappings():
+                    row = dict(row)
+                    yield row, values.get(tuple(row[c] for c in cols), False)
+
+    # ------------------------------------------------------------------ export helpers
+    def table_infos(self) -> list[TableInfo]:
+        self.classify_tables()
+        return self.tables()
+
+
+def _register_sqlite_functions(dbapi_conn, _record) -> None:
+    dbapi_conn.create_function("lethe_fold", 1, _sqlite_fold, deterministic=True)
+
+
+def _column_type(col: sa.Column) -> str:
+    t = col.type
+    if isinstance(t, (sqltypes.String, sqltypes.Enum)):
+        return cls.STRING
+    if isinstance(t, (sqltypes.Integer, sqltypes.Numeric)) and not isinstance(t, sqltypes.Boolean):
+        return cls.NUMBER
+    if isinstance(t, sqltypes.NullType):  # SQLite columns without a declared type
+        return cls.STRING
+    return cls.OTHER_TYPE
+
+
+def _short_reason(exc: Exception) -> str:
+    """An error's first line without SQL parameters (which may hold personal values)."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()[0] if str(orig or exc).strip() else ""
+    text = re.sub(r"\[parameters:.*", "", text)
+    text = re.sub(r"'[^']*@[^']*'", "'…'", text)
+    return f"{exc.__class__.__name__}: {text[:200]}" if text else exc.__class__.__name__

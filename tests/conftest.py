@@ -1,0 +1,69 @@
+"""Shared fixtures. Real servers: PostgreSQL and MariaDB on this machine (skipped with a reason when
+absent, but required under CI=true)."""
+from __future__ import annotations
+
+import os
+import uuid
+
+os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+
+import pytest
+import sqlalchemy as sa
+
+PG_ADMIN_URL = os.environ.get("LETHE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+MARIADB_ADMIN_URL = os.environ.get("LETHE_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _server_or_skip(admin_url: str, what: str):
+    try:
+        engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return engine
+    except Exception as exc:  # noqa: BLE001 - any failure means "no server here"
+        reason = f"{what} not reachable at {sa.engine.make_url(admin_url).render_as_string(hide_password=True)} " \
+                 f"({exc.__class__.__name__})"
+        if IN_CI:
+            pytest.fail(f"{reason}; under CI=true this test must run")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty PostgreSQL database; dropped afterwards."""
+    admin = _server_or_skip(PG_ADMIN_URL, "PostgreSQL")
+    name = f"lethe_t_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def mariadb_url():
+    """A fresh, empty MariaDB database; dropped afterwards."""
+    admin = _server_or_skip(MARIADB_ADMIN_URL, "MariaDB")
+    name = f"lethe_t_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"))
+    url = sa.engine.make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'store.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def any_sql_url(request):
+    """The same test on SQLite, PostgreSQL and MariaDB."""
+    return request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "postgres_url",
+                                    "mariadb": "mariadb_url"}[request.param])
