@@ -1,0 +1,262 @@
+"""`lethe`: the command line. A thin layer over the library: every rule lives in pii/ and connectors/.
+
+Nothing personal is printed: counts and locations only. Errors are one line on stderr and a non-zero
+exit status (2 config or identifier, 4 unreachable store, 5 store operation failed, 6 package).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from pii.errors import ConfigError, InvalidIdentifier, LetheError
+
+log = logging.getLogger("lethe")
+
+
+def _add_identifier_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("subject identifiers (at least one; each may repeat)")
+    g.add_argument("--email", action="append", default=[], metavar="E", help="email address")
+    g.add_argument("--name", action="append", default=[], metavar="N", help='personal name ("First Last" or "Last, First")')
+    g.add_argument("--phone", action="append", default=[], metavar="P", help="phone number, any format")
+    g.add_argument("--id", action="append", default=[], metavar="KEY=VALUE",
+                   help="an identifier held in columns or fields named KEY, e.g. customer_no=123")
+    p.add_argument("--received", metavar="DATE", help="date the request was received (YYYY-MM-DD); sets the due date")
+    p.add_argument("--region", metavar="CC", help="default region for national phone numbers (default from config, GB)")
+    p.add_argument("--store", action="append", default=[], metavar="NAME", help="only these stores (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lethe",
+        description="Find, export and erase one person's data across SQL, CSV, FTP and Gmail stores.",
+    )
+    parser.add_argument("--config", metavar="PATH",
+                        help="stores.yaml (default: $LETHE_CONFIG, else ./stores.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more progress detail (still no personal data)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("access", help="find the subject's data and write a subject-access package")
+    _add_identifier_args(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the package (created or replaced)")
+    p.add_argument("--no-redact", action="store_true",
+                   help="do not redact other people's identifiers in text excerpts (faster; not for sending)")
+    p.set_defaults(func=cmd_access)
+
+    p = sub.add_parser("locate", help="list where the subject's data is (counts and locations, no values)")
+    _add_identifier_args(p)
+    p.add_argument("--json", action="store_true", help="print findings as JSON")
+    p.set_defaults(func=cmd_locate)
+
+    p = sub.add_parser("demo", help="generate the embedded demo stores and run an access request on them")
+    p.add_argument("--dir", default="demo", metavar="DIR", help="where to build the demo (default ./demo)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("keygen", help="print a new key for encrypting access packages (LETHE_PACKAGE_KEY)")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("decrypt-package", help="decrypt an encrypted access package")
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(func=cmd_decrypt)
+
+    p = sub.add_parser("inventory", help="print the cached column inventory (what kind of data each column holds)")
+    p.add_argument("--store", default=None)
+    p.set_defaults(func=cmd_inventory)
+    return parser
+
+
+# ---------------------------------------------------------------------------- helpers
+def _config(args):
+    from pii.config import load_config
+
+    path = args.config or os.environ.get("LETHE_CONFIG") or "stores.yaml"
+    return load_config(path)
+
+
+def _subject(args, config):
+    from pii.subject import Subject
+
+    return Subject.build(emails=args.email, names=args.name, phones=args.phone, ids=args.id,
+                         region=(args.region or config.default_region).upper())
+
+
+def _received(args) -> dt.date | None:
+    if not args.received:
+        return None
+    try:
+        return dt.date.fromisoformat(args.received)
+    except ValueError:
+        raise InvalidIdentifier("--received must be a date written YYYY-MM-DD") from None
+
+
+def _progress(args):
+    from connectors.base import null_progress, stderr_progress
+
+    return null_progress if args.quiet else stderr_progress
+
+
+def _locate(args, config, subject):
+    from pii.discover import locate_subject
+
+    return locate_subject(config, subject, stores=args.store or None, progress=_progress(args))
+
+
+def _summary_line(findings) -> str:
+    from pii.findings import summarise
+
+    counts: dict[str, int] = {}
+    for per in summarise(findings).values():
+        for k, v in per.items():
+            counts[k] = counts.get(k, 0) + v
+    stores = len({f.store for f in findings})
+    parts = ", ".join(f"{counts.get(k, 0)} {k}" for k in ("identifier", "text", "linked"))
+    weak = counts.get("weak", 0)
+    return f"{len(findings)} locations in {stores} store(s) ({parts}; {weak} weak, name-only, for review)"
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_access(args) -> int:
+    from pii.package import write_access_package
+
+    config = _config(args)
+    subject = _subject(args, config)
+    received = _received(args)
+    started = time.perf_counter()
+    result = _locate(args, config, subject)
+    findings = result.findings
+    metadata = {name: s.metadata for name, s in config.stores.items()}
+    request = {"received_at": received.isoformat(), "due_by": due_date(received).isoformat()} if received else None
+    pkg = write_access_package(Path(args.out), subject, findings, stores_metadata=metadata,
+                               redact=not args.no_redact, request=request)
+    elapsed = time.perf_counter() - started
+    print(_summary_line(findings))
+    for store in result.stores:
+        print(f"  {store.store} ({store.kind}): {len(store.findings)} locations, {store.seconds:.2f}s")
+    if request:
+        print(f"request received {request['received_at']}, answer due by {request['due_by']}")
+    state = "encrypted " if pkg.encrypted else ""
+    print(f"{state}access package: {pkg.out_dir} ({len(pkg.files)} files) in {elapsed:.1f}s")
+    return 0
+
+
+def cmd_locate(args) -> int:
+    import json
+
+    config = _config(args)
+    subject = _subject(args, config)
+    findings = _locate(args, config, subject).findings
+    if args.json:
+        print(json.dumps([f.to_manifest() for f in findings], indent=2, default=str))
+    else:
+        for f in findings:
+            print(f"{f.store}\t{f.match}\t{f.strength}\t{json_location(f.location)}\t{','.join(f.entities)}")
+        print(_summary_line(findings))
+    return 0
+
+
+def json_location(location: dict) -> str:
+    import json
+
+    return json.dumps(location, sort_keys=True, default=str)
+
+
+def due_date(received: dt.date, months: int = 1) -> dt.date:
+    """One calendar month after receipt (GDPR Art. 12(3)); the last day of a shorter month if needed."""
+    import calendar
+
+    month_index = received.month - 1 + months
+    year, month = received.year + month_index // 12, month_index % 12 + 1
+    return dt.date(year, month, min(received.day, calendar.monthrange(year, month)[1]))
+
+
+def cmd_demo(args) -> int:
+    from pii.config import load_config
+    from pii.demo import build_demo
+    from pii.discover import locate_subject
+    from pii.package import write_access_package
+    from pii.subject import Subject
+
+    root = Path(args.dir).resolve()
+    started = time.perf_counter()
+    world = build_demo(root)
+    config = load_config(world.config_path)
+    subject = Subject.build(**world.subject, region=config.default_region)
+    print(f"demo stores built in {root} ({', '.join(config.stores)}); config {world.config_path}")
+    result = locate_subject(config, subject, progress=_progress(args))
+    findings = result.findings
+    out = root / "access_package"
+    metadata = {name: s.metadata for name, s in config.stores.items()}
+    pkg = write_access_package(out, subject, findings, stores_metadata=metadata)
+    print("demo subject: the fictional Alice Smith (see pii/demo.py)")
+    print(_summary_line(findings))
+    for store in result.stores:
+        print(f"  {store.store} ({store.kind}): {len(store.findings)} locations, {store.seconds:.2f}s")
+    expected = {(e[0], json_location(e[1])) for e in world.expected}
+    got = {(f.store, json_location(f.location)) for f in findings}
+    print(f"expected locations found: {len(expected & got)}/{len(expected)}; unexpected: {len(got - expected)}")
+    print(f"access package: {pkg.out_dir} (open summary.html) in {time.perf_counter() - started:.1f}s")
+    print(f"try: .venv/bin/lethe --config {world.config_path} access --email alice.smith@example.org "
+          f"--out {root / 'my_package'}")
+    return 0 if expected <= got else 1
+
+
+def cmd_keygen(args) -> int:
+    from pii.package import generate_key
+
+    print(generate_key())
+    return 0
+
+
+def cmd_decrypt(args) -> int:
+    from pii.package import decrypt_package
+
+    decrypt_package(Path(args.dir), Path(args.out))
+    print(f"decrypted package: {args.out}")
+    return 0
+
+
+def cmd_inventory(args) -> int:
+    from pii.inventory import Inventory
+
+    config = _config(args)
+    rows = Inventory(config.state_url).rows(args.store)
+    if not rows:
+        print("inventory is empty: run an access or a discovery sweep first")
+        return 0
+    for r in rows:
+        print(f"{r['store']}\t{r['container']}\t{r['column_name']}\t{r['kind']}\t{r['entities']}\t"
+              f"conf={r['confidence']}\tsample={r['sample_size']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("presidio-analyzer", "presidio_analyzer", "tldextract", "sqlalchemy"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        return args.func(args)
+    except LetheError as exc:
+        print(f"lethe: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lethe: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line, no values; tracebacks only on request
+        if args.debug:
+            raise
+        print(f"lethe: unexpected {exc.__class__.__name__} (run with --debug for a traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
