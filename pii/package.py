@@ -433,7 +433,8 @@ def _e(value: Any) -> str:
 
 
 def _html(subject: Subject, generated_at: str, containers: list[_Container],
-          stores_metadata: Mapping[str, Mapping], redacted: bool) -> bytes:
+          stores_metadata: Mapping[str, Mapping], redacted: bool,
+          request: Mapping[str, Any] | None = None) -> bytes:
     by_store: dict[str, list[_Container]] = {}
     for c in containers:
         by_store.setdefault(c.store, []).append(c)
@@ -456,7 +457,11 @@ def _html(subject: Subject, generated_at: str, containers: list[_Container],
     for label, vals in idents:
         if vals:
             a(f"<dt>{_e(label)}</dt><dd>{'<br>'.join(_e(v) for v in vals)}</dd>")
-    a(f"<dt>Generated at</dt><dd>{_e(generated_at)} (UTC)</dd></dl></section>")
+    a(f"<dt>Generated at</dt><dd>{_e(generated_at)} (UTC)</dd>")
+    for key, label in (("received_at", "Request received"), ("due_by", "Answer due by")):
+        if request and request.get(key):
+            a(f"<dt>{label}</dt><dd>{_e(request[key])}</dd>")
+    a("</dl></section>")
 
     # overview
     a("<h2>Overview</h2><section class=\"card\">")
@@ -600,6 +605,7 @@ def _readme(encrypted: bool, generated_at: str) -> bytes:
 def build_package(subject: Subject, findings: Iterable[Finding], *,
                   stores_metadata: Mapping[str, Mapping] | None = None,
                   generated_at: datetime | None = None, analyzer=None, redact: bool = True,
+                  request: Mapping[str, Any] | None = None,
                   ) -> tuple[dict[str, bytes], int, int]:
     """The package's plain files in memory: ({relative path: bytes}, finding_count, record_count)."""
     stores_metadata = dict(stores_metadata or {})
@@ -633,7 +639,7 @@ def build_package(subject: Subject, findings: Iterable[Finding], *,
     for c in clist:
         files[c.csv_path] = _csv_bytes(c)
         files[c.json_path] = _json_bytes(c)
-    files[SUMMARY] = _html(subject, stamp, clist, stores_metadata, redact)
+    files[SUMMARY] = _html(subject, stamp, clist, stores_metadata, redact, request)
 
     stores_out: dict[str, dict] = {}
     for name in list(dict.fromkeys([c.store for c in clist] + list(stores_metadata))):
@@ -660,6 +666,8 @@ def build_package(subject: Subject, findings: Iterable[Finding], *,
         "files": sorted([*files, MANIFEST]),
         "stores": stores_out,
     }
+    if request:
+        manifest["request"] = dict(request)
     files[MANIFEST] = _dumps(json_safe(manifest))
     return files, len(merged), record_count
 
@@ -735,6 +743,7 @@ def write_access_package(
     key: bytes | str | None = None,
     analyzer=None,
     redact: bool = True,
+    request: Mapping[str, Any] | None = None,
 ) -> PackageResult:
     """Write the access package for `subject` to `out_dir` (see the module docstring)."""
     out_dir = Path(out_dir)
@@ -744,7 +753,7 @@ def write_access_package(
     _check_target(out_dir)
     plain, finding_count, record_count = build_package(
         subject, findings, stores_metadata=stores_metadata, generated_at=generated_at,
-        analyzer=analyzer, redact=redact,
+        analyzer=analyzer, redact=redact, request=request,
     )
     stamp = _utc_stamp(generated_at)
     if fernet is not None:
