@@ -71,6 +71,9 @@ def phone_digits(e164: str) -> str:
     return phonenumbers.national_significant_number(parsed)
 
 
+_APOSTROPHES = "\u2019\u02bc"  # typographic apostrophes, folded to "'" (O’Brien is O'Brien)
+
+
 def fold(text: str) -> str:
     """Accent-free, case-folded text (same length rules as `fold_with_map`)."""
     return fold_with_map(text)[0]
@@ -88,6 +91,8 @@ def fold_with_map(text: str) -> tuple[str, list[int]]:
             piece = "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
             if ch == "ß":
                 piece = "ss"
+            elif ch in _APOSTROPHES:
+                piece = "'"
         out.append(piece)
         index.extend([i] * len(piece))
     return "".join(out), index
@@ -258,7 +263,10 @@ class SubjectMatcher:
 
     @property
     def name_token_sets(self) -> list[tuple[str, ...]]:
-        """Per name, its folded tokens of two or more letters, longest first."""
+        """Per name, its folded tokens of two or more letters, longest first.
+
+        Like `name_key`, tokens carry no apostrophes ("O'Brien" gives "obrien"): remove apostrophes from
+        the folded text before testing whether it contains them."""
         return [tuple(sorted(k, key=len, reverse=True)) for k in self._name_keys]
 
     def id_values(self, key: str) -> tuple[str, ...]:
@@ -339,17 +347,21 @@ class SubjectMatcher:
         """Cheap prefilter: False means `find_in_text` certainly finds nothing."""
         if not text:
             return False
-        low = fold(str(text)) if not str(text).isascii() else str(text).lower()
+        text = str(text)
+        low = fold(text) if not text.isascii() else text.lower()
         if any(e in low for e in self._emails):
             return True
         if self._phone_digits:
-            digits = _NON_DIGIT.sub("", low)
+            digits = _NON_DIGIT.sub("", text)  # the same digits find_in_text looks at
             if any(d in digits for d in self._phone_digits):
                 return True
-        for toks in self.name_token_sets:
-            if toks and all(t in low for t in toks):
-                return True
-        return any(v.casefold() in low for v in self.text_id_values)
+        if self._name_keys:
+            bare = low.replace("'", "")  # name tokens carry no apostrophes
+            for toks in self.name_token_sets:
+                if toks and all(t in bare for t in toks):
+                    return True
+        # ids: find_in_text's own pattern (case-insensitive, so also for accented ids where folding differs)
+        return self._id_text_re is not None and self._id_text_re.search(text) is not None
 
 
 def entities_of(matches: Sequence[TextMatch]) -> list[str]:
