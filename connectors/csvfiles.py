@@ -1,0 +1,550 @@
+"""A folder of CSV exports (store kind ``csv``).
+
+Every file is streamed record by record (never read whole into memory). Per file the connector works
+out how to read it (encoding, delimiter), classifies its columns from the header and a small
+sample (cached in the inventory), then tests each record: identifier columns are compared whole
+through `SubjectMatcher`, free-text columns are searched inside. A cheap prefilter, a guaranteed
+superset of every detailed test, lets most records through with a few substring checks.
+
+Store options: ``path`` (the folder, required), ``encoding`` (used when a file is not UTF-8; default
+cp1252), ``delimiter`` (skip sniffing), ``pattern`` (glob or list of globs, matched case-insensitively;
+default ``**/*.csv`` and ``**/*.tsv``), ``skip_files`` (globs on the relative path or file name) and
+``text_columns`` (columns to search as free text whatever their name).
+
+Row numbers count data records as a CSV reader does: the header is excluded, a quoted newline does not
+start a new record, and blank lines (which hold no record) are not counted.
+"""
+from __future__ import annotations
+
+import codecs
+import csv
+import fnmatch
+import functools
+import io
+import itertools
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+
+import phonenumbers
+
+from connectors.base import Connector
+from pii import classify as classify_mod
+from pii.classify import NUMBER, STRING, ColumnInfo
+from pii.errors import ConfigError, StoreError, StoreUnreachable
+from pii.findings import STRONG, WEAK, Finding
+from pii.inventory import (
+    EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, OTHER, PHONE, ColumnProfile,
+)
+from pii.subject import (
+    ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of, fold,
+)
+
+DEFAULT_PATTERNS = ("**/*.csv", "**/*.tsv")
+DEFAULT_FALLBACK_ENCODING = "cp1252"
+DELIMITERS = ",;\t|"
+SNIFF_BYTES = 64 * 1024
+SNIFF_RECORDS = 200
+SAMPLE_ROWS = 50
+EXTRA_KEY = "_extra"
+# Exports hold long notes fields; the csv module's default limit (128 KiB) would reject them.
+FIELD_SIZE_LIMIT = 64 * 1024 * 1024
+PHONE_TAIL = 6  # trailing digits of a number that every written form keeps contiguous
+
+_NON_DIGIT = re.compile(r"\D+")
+_NOT_DIGIT_BYTES = bytes(b for b in range(128) if not chr(b).isdigit())
+_THREE_LETTERS = re.compile(r"[^\W\d_].*?[^\W\d_].*?[^\W\d_]", re.S)  # letters for digits: 0800 123 FLOW
+_NUMERIC = re.compile(r"^[+-]?(?:\d+(?:[.,]\d+)?|\.\d+)(?:[eE][+-]?\d+)?$")
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+class _FoldTable(dict):
+    """`str.translate` table equal to `pii.subject.fold` character by character, filled on demand:
+    folding a long non-ASCII record this way is far cheaper than `fold` itself."""
+
+    def __missing__(self, codepoint: int) -> str:
+        value = fold(chr(codepoint))
+        self[codepoint] = value
+        return value
+
+
+_FOLD = _FoldTable()
+
+
+# --------------------------------------------------------------------------- reading one file
+@dataclass(frozen=True)
+class Layout:
+    """How to read one file: its text encoding and CSV dialect."""
+
+    encoding: str
+    delimiter: str
+    skipinitialspace: bool = False
+    fallback: bool = False  # True when the file is not UTF-8 and was read with the fallback encoding
+
+    def reader(self, fh) -> Iterator[list[str]]:
+        """RFC 4180 quoting ("..." with doubled quotes), lenient about stray quotes as exports are."""
+        return csv.reader(fh, delimiter=self.delimiter, quotechar='"', doublequote=True,
+                          skipinitialspace=self.skipinitialspace, strict=False)
+
+
+def unique_columns(header: list[str]) -> list[str]:
+    """Header names made usable as keys: trimmed, blanks named by position, duplicates numbered
+    (``name``, ``name_2``). Unique case-insensitively, as the inventory's key may be."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for i, raw in enumerate(header, 1):
+        base = raw.strip() or f"column_{i}"
+        name, n = base, 2
+        while name.casefold() in seen:
+            name, n = f"{base}_{n}", n + 1
+        seen.add(name.casefold())
+        out.append(name)
+    return out
+
+
+def _extra_key(columns: list[str]) -> str:
+    taken = {c.casefold() for c in columns}
+    key, n = EXTRA_KEY, 2
+    while key.casefold() in taken:
+        key, n = f"{EXTRA_KEY}_{n}", n + 1
+    return key
+
+
+def _decodes(path: Path, encoding: str) -> bool:
+    """Whether the whole file decodes strictly, checked in chunks so memory stays flat."""
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+    except UnicodeError:
+        return False
+    return True
+
+
+def sniff_dialect(sample: str, *, tsv: bool = False, truncated: bool = False) -> tuple[str, bool]:
+    """(delimiter, skipinitialspace) that reads `sample`, which starts at the header, most consistently.
+
+    Each candidate is tried with a real CSV parse of the first records (so quoted delimiters and
+    newlines count right, and time stays linear, unlike csv.Sniffer's regexes on quote-heavy text): the
+    header must split into two or more fields; most records as wide as the header wins, then the wider
+    header. A sample cut short drops its last, possibly partial, record."""
+    best_key, best = None, ("\t" if tsv else ",", False)
+    for delimiter in DELIMITERS:
+        for skip in (False, True):
+            reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter, quotechar='"',
+                                doublequote=True, skipinitialspace=skip, strict=False)
+            try:
+                rows = [r for r in itertools.islice(reader, SNIFF_RECORDS) if r]
+            except csv.Error:
+                continue
+            if truncated and len(rows) > 1:
+                rows.pop()
+            if not rows or len(rows[0]) < 2:
+                continue
+            width, data = len(rows[0]), rows[1:]
+            consistent = sum(len(r) == width for r in data) / len(data) if data else 1.0
+            key = (consistent, width, not skip)
+            if best_key is None or key > best_key:
+                best_key, best = key, (delimiter, skip)
+    return best
+
+
+def _case_insensitive(pattern: str) -> str:
+    """Glob `pattern` with every letter outside [...] widened to both cases (pathlib has no flag in 3.11)."""
+    out, depth = [], 0
+    for ch in pattern:
+        if ch == "[":
+            depth += 1
+        elif ch == "]" and depth:
+            depth -= 1
+        out.append(f"[{ch.lower()}{ch.upper()}]" if ch.isalpha() and not depth and ch.lower() != ch.upper()
+                   else ch)
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- what to test per file
+@dataclass
+class FilePlan:
+    """Column positions by role, for one file and one subject."""
+
+    columns: list[str]
+    extra_key: str
+    emails: list[int] = field(default_factory=list)
+    phones: list[int] = field(default_factory=list)
+    names: list[int] = field(default_factory=list)
+    given: list[int] = field(default_factory=list)
+    family: list[int] = field(default_factory=list)
+    texts: list[int] = field(default_factory=list)
+    others: list[int] = field(default_factory=list)  # unclassified text: an exact email still counts
+    ids: list[tuple[int, frozenset[str]]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, columns: list[str], profiles: dict[str, ColumnProfile], matcher: SubjectMatcher,
+              extra_key: str) -> "FilePlan":
+        plan = cls(columns, extra_key)
+        roles = {EMAIL: plan.emails, PHONE: plan.phones, NAME: plan.names, GIVEN_NAME: plan.given,
+                 FAMILY_NAME: plan.family, FREE_TEXT: plan.texts, OTHER: plan.others}
+        id_keys = set(matcher.id_keys)
+        for i, col in enumerate(columns):
+            profile = profiles.get(col) or ColumnProfile()
+            roles.get(profile.kind, plan.others).append(i)
+            if col.casefold() in id_keys:
+                plan.ids.append((i, frozenset(matcher.id_values(col))))
+        return plan
+
+
+class RowFilter:
+    """Cheap test per raw record: False means no detailed test on it can succeed.
+
+    Each check is implied by the detailed one it stands for: a matching email, or an id of five or more
+    characters found in text, is a substring of the case-folded record; a matching name's tokens are
+    substrings of the folded record (apostrophes dropped, as name keys drop them); a matching phone
+    keeps its last six digits together in the record's digits, whatever the format (unless letters stand
+    for digits, which only phone columns are checked for). Id columns are compared exactly, as
+    short ids would pass a substring test on most records."""
+
+    def __init__(self, matcher: SubjectMatcher, plan: FilePlan):
+        self.needles = matcher.email_tokens + tuple(v.casefold() for v in matcher.text_id_values)
+        self.names = [toks for toks in matcher.name_token_sets if toks]
+        self.phone_tails = tuple(sorted({d[-PHONE_TAIL:].encode() for d in matcher.phone_digit_tokens}))
+        self.phone_cols = plan.phones if self.phone_tails else []
+        self.id_cols = plan.ids
+
+    def __call__(self, row: list[str]) -> bool:
+        for i, values in self.id_cols:
+            if row[i].strip().casefold() in values:  # normalise_id, inlined
+                return True
+        line = "\x1f".join(row)
+        ascii_only = line.isascii()
+        low = line.lower() if ascii_only else line.casefold()
+        for needle in self.needles:
+            if needle in low:
+                return True
+        if self.phone_tails:
+            if ascii_only:
+                digits = line.encode("ascii").translate(None, _NOT_DIGIT_BYTES)
+            else:
+                digits = _NON_DIGIT.sub("", line)
+                if not digits.isascii():  # other scripts' digits, as phonenumbers reads them
+                    digits = phonenumbers.normalize_digits_only(digits)
+                digits = digits.encode("ascii")
+            for tail in self.phone_tails:
+                if tail in digits:
+                    return True
+            for i in self.phone_cols:
+                if _THREE_LETTERS.search(row[i]):
+                    return True
+        if self.names:
+            if ascii_only:
+                folded = low
+            else:  # fold only the fields that need it: `fold` is char-wise, so this equals fold(line)
+                folded = "\x1f".join(f.lower() if f.isascii() else f.translate(_FOLD) for f in row)
+            if "'" in folded:
+                folded = folded.replace("'", "")
+            for tokens in self.names:
+                for token in tokens:
+                    if token not in folded:
+                        break
+                else:
+                    return True
+        return False
+
+
+def match_row(matcher: SubjectMatcher, plan: FilePlan, row: list[str]) -> tuple[set[str], bool, list[int]]:
+    """(entities, identifier evidence?, positions of text fields that mention the subject) for one
+    record padded to the header's width; positions past the header are extra fields."""
+    entities: set[str] = set()
+    identifier = False
+    for i in plan.emails:
+        if matcher.email_matches(row[i]):
+            entities.add(ENTITY_EMAIL)
+            identifier = True
+    for i in plan.others:
+        if "@" in row[i] and matcher.email_matches(row[i]):
+            entities.add(ENTITY_EMAIL)
+            identifier = True
+    for i in plan.phones:
+        if row[i].strip() and matcher.phone_matches(row[i]):
+            entities.add(ENTITY_PHONE)
+            identifier = True
+    names = [row[i] for i in plan.names + plan.given + plan.family]
+    names += [f"{row[g]} {row[f]}" for g in plan.given for f in plan.family]
+    if any(matcher.name_matches(v) for v in names if v.strip()):
+        entities.add(ENTITY_PERSON)
+        identifier = True
+    for i, _values in plan.ids:
+        if matcher.id_matches(plan.columns[i], row[i]):
+            entities.add(ENTITY_ID)
+            identifier = True
+    texts: list[int] = []
+    for i in plan.texts + list(range(len(plan.columns), len(row))):
+        found = matcher.find_in_text(row[i])
+        if found:
+            entities.update(entities_of(found))
+            texts.append(i)
+    return entities, identifier, texts
+
+
+# --------------------------------------------------------------------------- the connector
+class CsvConnector(Connector):
+    """A folder of CSV (and TSV) exports; locations are ``{"file": <relative path>, "row": n}``."""
+
+    kind = "csv"
+
+    def __init__(self, store, **kwargs):
+        super().__init__(store, **kwargs)
+        self._entity_counter = None
+        self._layouts: dict[tuple, Layout] = {}  # per (file, mtime, size): files may change
+
+    # ---- configuration
+    @property
+    def folder(self) -> Path:
+        return self.store.resolve_path(self.store.get("path"))
+
+    def _patterns(self) -> list[str]:
+        if not self.store.get("pattern"):
+            return list(DEFAULT_PATTERNS)
+        return self.store.string_list("pattern")
+
+    def _fallback_encoding(self) -> str:
+        encoding = self.store.get("encoding") or DEFAULT_FALLBACK_ENCODING
+        try:
+            return codecs.lookup(encoding).name
+        except LookupError:
+            raise ConfigError(f"store '{self.name}': unknown encoding {encoding!r}") from None
+
+    def _forced_delimiter(self) -> str | None:
+        value = self.store.get("delimiter")
+        if value in (None, ""):
+            return None
+        value = {"\\t": "\t", "tab": "\t"}.get(value, value)
+        if not isinstance(value, str) or len(value) != 1:
+            raise ConfigError(f"store '{self.name}': 'delimiter' must be a single character")
+        return value
+
+    # ---- Connector
+    def check(self) -> None:
+        folder = self.folder
+        if not folder.is_dir():
+            raise StoreUnreachable(self.name, f"folder {folder} does not exist")
+        try:
+            next(folder.iterdir(), None)
+        except OSError as exc:
+            raise StoreUnreachable(self.name, f"folder {folder} cannot be read ({exc.strerror})") from None
+
+    def files(self) -> list[str]:
+        """Relative POSIX paths of the files this store scans, sorted."""
+        self.check()
+        folder = self.folder
+        skip = [s.casefold() for s in self.store.string_list("skip_files")]
+        found: set[str] = set()
+        for pattern in self._patterns():
+            for path in folder.glob(_case_insensitive(pattern)):
+                if not path.is_file():
+                    continue
+                rel = path.relative_to(folder).as_posix()
+                low = rel.casefold()
+                if any(fnmatch.fnmatchcase(low, s) or fnmatch.fnmatchcase(low.rsplit("/", 1)[-1], s)
+                       for s in skip):
+                    continue
+                found.add(rel)
+        return sorted(found)
+
+    def locate(self, matcher: SubjectMatcher) -> list[Finding]:
+        findings: list[Finding] = []
+        for rel in self.files():
+            findings.extend(self._scan_file(rel, matcher))
+        return findings
+
+    def iter_records(self, relpath: str) -> Iterator[tuple[int, dict]]:
+        """(row number, {column: value}) for every record of one file, numbered as `locate` numbers them."""
+        with self._open(relpath) as (columns, extra_key, rows):
+            for n, row in rows:
+                yield n, self._record(columns, extra_key, row)
+
+    # ---- scanning
+    def _scan_file(self, rel: str, matcher: SubjectMatcher) -> list[Finding]:
+        findings: list[Finding] = []
+        scanned = 0
+        with self._open(rel) as (columns, extra_key, rows):
+            sample: list[tuple[int, list[str]]] = []
+            for item in rows:
+                sample.append(item)
+                if len(sample) >= SAMPLE_ROWS:
+                    break
+            profiles = self._profiles(rel, columns, [r for _, r in sample])
+            plan = FilePlan.build(columns, profiles, matcher, extra_key)
+            candidate = RowFilter(matcher, plan)
+            for source in (sample, rows):
+                for n, row in source:
+                    scanned = n
+                    if not candidate(row):
+                        continue
+                    finding = self._finding(rel, n, row, plan, matcher)
+                    if finding is not None:
+                        findings.append(finding)
+        self.say(f"{rel}: {scanned} rows scanned, {len(findings)} matched")
+        return findings
+
+    def _finding(self, rel: str, n: int, row: list[str], plan: FilePlan, matcher: SubjectMatcher
+                 ) -> Finding | None:
+        entities, identifier, texts = match_row(matcher, plan, row)
+        if not entities:
+            return None
+        if identifier:
+            record = self._record(plan.columns, plan.extra_key, row)
+        else:  # only the text that mentions the subject: other people's fields stay out of the package
+            record = {}
+            for i in texts:
+                if i < len(plan.columns):
+                    record[plan.columns[i]] = row[i]
+                else:
+                    record.setdefault(plan.extra_key, []).append(row[i])
+        return Finding(
+            store=self.name, location={"file": rel, "row": n}, entities=sorted(entities),
+            match="identifier" if identifier else "text",
+            strength=WEAK if entities <= {ENTITY_PERSON} else STRONG,
+            container=rel, record=record,
+        )
+
+    @staticmethod
+    def _record(columns: list[str], extra_key: str, row: list[str]) -> dict:
+        record = dict(zip(columns, row))
+        if len(row) > len(columns):
+            record[extra_key] = row[len(columns):]
+        return record
+
+    # ---- classification
+    def _profiles(self, rel: str, columns: list[str], sample: list[list[str]]) -> dict[str, ColumnProfile]:
+        """Column kinds from the inventory when its signature still holds, else classified and stored."""
+        samples = {col: [row[i] for row in sample] for i, col in enumerate(columns)}
+        infos = [ColumnInfo(col, self._column_type(col, samples[col])) for col in columns]
+        signature = classify_mod.signature(infos)
+        forced = self.store.string_list("text_columns")
+        profiles = self.inventory.get(self.name, rel, signature) if self.inventory is not None else None
+        if profiles is None:
+            profiles = classify_mod.classify(infos, samples, entity_counter=self._counter(),
+                                             text_columns=forced)
+            if self.inventory is not None:
+                self.inventory.put(self.name, rel, signature, profiles)
+        forced_keys = {c.casefold() for c in forced}
+        for col in columns:  # the store's text_columns apply even to a profile cached before they were set
+            if col.casefold() in forced_keys and profiles.get(col, ColumnProfile()).kind != FREE_TEXT:
+                profiles[col] = ColumnProfile(FREE_TEXT, [], 1.0, len(sample))
+        return profiles
+
+    @staticmethod
+    def _column_type(column: str, values: list[str]) -> str:
+        """NUMBER for a column whose sampled values are all plain numbers, so it is never read as text;
+        a named column, or digit runs long enough to be phone numbers, stay STRING."""
+        present = [v.strip() for v in values if v.strip()]
+        if not present or classify_mod.kind_from_name(column) is not None:
+            return STRING
+        for v in present:
+            if not _NUMERIC.match(v) or ("." not in v and "," not in v and sum(c.isdigit() for c in v) >= 7):
+                return STRING
+        return NUMBER
+
+    def _counter(self):
+        if not self.analyzer_model:
+            return None
+        if self._entity_counter is None:
+            from pii import detection
+
+            analyzer = detection.build_analyzer(self.analyzer_model)
+            self._entity_counter = functools.partial(detection.entities_in, analyzer)
+        return self._entity_counter
+
+    # ---- files
+    def _path(self, rel: str) -> Path:
+        folder = self.folder
+        path = folder / PurePosixPath(rel)
+        try:
+            path.resolve().relative_to(folder.resolve())
+        except ValueError:
+            raise StoreError(self.name, f"file {rel}", "lies outside the store's folder") from None
+        return path
+
+    def layout(self, rel: str) -> Layout:
+        """Encoding and dialect of one file: UTF-8 (BOM or not), UTF-16/32 with a BOM, else the store's
+        fallback encoding (cp1252 by default); the delimiter is sniffed unless configured."""
+        path = self._path(rel)
+        try:
+            stat = path.stat()
+            key = (rel, stat.st_mtime_ns, stat.st_size)
+            if key in self._layouts:
+                return self._layouts[key]
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+            encoding = next((enc for bom, enc in _BOMS if head.startswith(bom)), "utf-8-sig")
+            fallback = False
+            if not _decodes(path, encoding):
+                encoding, fallback = self._fallback_encoding(), True
+                if not _decodes(path, encoding):
+                    raise StoreError(self.name, f"file {rel}",
+                                     f"is neither UTF-8 nor {encoding}; set the store's 'encoding'")
+            with open(path, encoding=encoding, newline="") as fh:
+                sample = fh.read(SNIFF_BYTES)
+                truncated = bool(fh.read(1))
+        except OSError as exc:
+            raise StoreError(self.name, f"file {rel}", f"cannot be read ({exc.strerror})") from None
+        forced = self._forced_delimiter()
+        if forced:
+            delimiter, skip = forced, False
+        else:
+            delimiter, skip = sniff_dialect(sample, tsv=rel.casefold().endswith(".tsv"), truncated=truncated)
+        if fallback:
+            self.say(f"{rel}: not valid UTF-8, read as {encoding}")
+        layout = Layout(encoding, delimiter, skip, fallback)
+        self._layouts[key] = layout
+        return layout
+
+    @contextmanager
+    def _open(self, rel: str):
+        """(columns, extra key, iterator of (row number, fields padded to the header's width))."""
+        csv.field_size_limit(max(csv.field_size_limit(), FIELD_SIZE_LIMIT))
+        layout = self.layout(rel)
+        path = self._path(rel)
+        try:
+            fh = open(path, encoding=layout.encoding, newline="")
+        except OSError as exc:
+            raise StoreError(self.name, f"file {rel}", f"cannot be read ({exc.strerror})") from None
+        with fh:
+            reader = layout.reader(fh)
+            columns = unique_columns(self._header(reader, rel))
+            yield columns, _extra_key(columns), self._rows(reader, rel, len(columns))
+
+    def _rows(self, reader, rel: str, width: int) -> Iterator[tuple[int, list[str]]]:
+        n = 0
+        with self._read_errors(rel, reader):
+            for row in reader:
+                if not row:  # a blank line holds no record
+                    continue
+                n += 1
+                if len(row) < width:
+                    row += [""] * (width - len(row))
+                yield n, row
+
+    def _header(self, reader, rel: str) -> list[str]:
+        with self._read_errors(rel, reader):
+            for row in reader:
+                if row:
+                    return row
+        return []
+
+    @contextmanager
+    def _read_errors(self, rel: str, reader):
+        """Reading errors as StoreError naming the file and line, never the content."""
+        try:
+            yield
+        except csv.Error:
+            raise StoreError(self.name, f"file {rel}", f"is not valid CSV near line {reader.line_num}") from None
+        except UnicodeDecodeError:
+            raise StoreError(self.name, f"file {rel}", f"cannot be decoded near line {reader.line_num}") from None
+        except OSError as exc:
+            raise StoreError(self.name, f"file {rel}", f"cannot be read ({exc.strerror})") from None
