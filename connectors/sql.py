@@ -60,8 +60,16 @@ def _translate_tables() -> tuple[str, str]:
 _ACCENTED, _PLAIN = _translate_tables()
 
 
+_APOSTROPHES = "'\u2019\u02bc"
+
+
 def _sqlite_fold(value):
-    return None if value is None else fold(str(value))
+    if value is None:
+        return None
+    folded = fold(str(value))
+    for ch in _APOSTROPHES:
+        folded = folded.replace(ch, "")
+    return folded
 
 
 def jsonable(value: Any) -> Any:
@@ -292,11 +300,15 @@ class SqlConnector(Connector):
 
     # ---- SQL expressions per dialect
     def _fold(self, col):
+        """Accent-free, lower-case, apostrophes dropped: how name tokens are written (see pii.subject)."""
         if self.dialect == "sqlite":
             return sa.func.lethe_fold(col)
-        if self.dialect == "postgresql":
-            return sa.func.lower(sa.func.translate(col, _ACCENTED, _PLAIN))
-        return sa.func.lower(col)  # MariaDB/MySQL: the default collations already ignore accents
+        if self.dialect == "postgresql":  # translate() deletes characters with no counterpart
+            return sa.func.lower(sa.func.translate(col, _ACCENTED + _APOSTROPHES, _PLAIN))
+        expr = sa.func.lower(col)  # MariaDB/MySQL: the default collations already ignore accents
+        for ch in _APOSTROPHES:
+            expr = sa.func.replace(expr, ch, "")
+        return expr
 
     @staticmethod
     def _digits(col):
@@ -334,7 +346,7 @@ class SqlConnector(Connector):
             text_conds += [self._digits(col).contains(d, autoescape=True) for d in matcher.phone_digit_tokens]
             text_conds += [sa.and_(*[self._fold(col).contains(tok, autoescape=True) for tok in toks])
                            for toks in name_sets]
-            text_conds += [sa.func.lower(col).contains(v.casefold(), autoescape=True)
+            text_conds += [self._fold(col).contains(fold(v).replace("'", ""), autoescape=True)
                            for v in matcher.text_id_values]
             conds.extend(text_conds)
         return conds
@@ -349,7 +361,9 @@ class SqlConnector(Connector):
                 except ValueError:
                     pass
             return col.in_(nums) if nums else sa.false()
-        return sa.func.lower(sa.func.trim(sa.cast(col, sa.String))).in_(values)
+        # folded in SQL (broader than exact); Python's id_matches then confirms the exact value
+        return self._fold(sa.func.trim(sa.cast(col, sa.String))).in_(
+            sorted({fold(v).replace("'", "") for v in values}))
 
     def _search_table(self, info: TableInfo, matcher: SubjectMatcher) -> list[_Hit]:
         conds = self._conditions(info, matcher)

@@ -53,6 +53,8 @@ def build(url: str, schema: str | None = None) -> sa.Engine:
                  phone="(020) 7946-0555", customer_no="C-40004", company_id=2, referred_by=None),
             dict(member_id=5, first_name="Carol", last_name="White", email="alice.smith@example.com",
                  phone=None, customer_no="C-50005", company_id=None, referred_by=None),
+            dict(member_id=6, first_name="Siobhán", last_name="O’Brien", email=None,
+                 phone=None, customer_no="ÉIRE-77", company_id=None, referred_by=None),
         ])
         conn.execute(orders.insert(), [
             dict(order_id=10, member_id=1, total=12.5, placed_at=dt.datetime(2026, 1, 2, 3, 4, 5)),
@@ -66,6 +68,7 @@ def build(url: str, schema: str | None = None) -> sa.Engine:
             dict(note_id=101, member_id=3, note="Forwarded to ALICE.SMITH@example.org for approval."),
             dict(note_id=102, member_id=4, note="Met Alice Smithson at the fair; phone 020 7946 0124."),
             dict(note_id=103, member_id=2, note="Nothing about anyone in particular."),
+            dict(note_id=104, member_id=2, note="Siobhan's account is éire-77."),
         ])
         conn.execute(newsletter.insert(), [dict(email="alice.smith@example.org", source="web"),
                                            dict(email="malice.smith@example.org", source="web")])

@@ -92,6 +92,16 @@ def test_when_name_has_accents_then_folded_name_matches(any_sql_url, tmp_path):
     assert found.get(("members", (("member_id", 4),))) == ("identifier", "weak")
 
 
+@pytest.mark.parametrize("subject, expected", [
+    (dict(names=["siobhan o'brien"]), {("members", (("member_id", 6),)): ("identifier", "weak")}),
+    (dict(ids=["customer_no=ÉIRE-77"]), {("members", (("member_id", 6),)): ("identifier", "strong"),
+                                         ("notes", (("note_id", 104),)): ("text", "strong")}),
+])
+def test_when_name_has_apostrophe_or_id_has_accents_then_they_match(any_sql_url, tmp_path, subject, expected):
+    _world(any_sql_url)
+    assert _by_location(_locate(any_sql_url, tmp_path, subject)) == expected
+
+
 def test_when_text_match_then_record_holds_only_the_mentioning_column(sqlite_url, tmp_path):
     _world(sqlite_url)
     findings = _locate(sqlite_url, tmp_path, sql_world.ALICE)
