@@ -61,17 +61,6 @@ _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
-class _FoldTable(dict):
-    """`str.translate` table equal to `pii.subject.fold` character by character, filled on demand:
-    folding a long non-ASCII record this way is far cheaper than `fold` itself."""
-
-    def __missing__(self, codepoint: int) -> str:
-        value = fold(chr(codepoint))
-        self[codepoint] = value
-        return value
-
-
-_FOLD = _FoldTable()
 
 
 # --------------------------------------------------------------------------- reading one file
@@ -243,7 +232,7 @@ class RowFilter:
             if ascii_only:
                 folded = low
             else:  # fold only the fields that need it: `fold` is char-wise, so this equals fold(line)
-                folded = "\x1f".join(f.lower() if f.isascii() else f.translate(_FOLD) for f in row)
+                folded = "\x1f".join(fold(f) for f in row)
             if "'" in folded:
                 folded = folded.replace("'", "")
             for tokens in self.names:

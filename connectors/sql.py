@@ -61,15 +61,14 @@ _ACCENTED, _PLAIN = _translate_tables()
 
 
 _APOSTROPHES = "'\u2019\u02bc"
+_DROP_APOSTROPHES = {ord(c): None for c in _APOSTROPHES}
 
 
 def _sqlite_fold(value):
     if value is None:
         return None
     folded = fold(str(value))
-    for ch in _APOSTROPHES:
-        folded = folded.replace(ch, "")
-    return folded
+    return folded.replace("'", "") if folded.isascii() else folded.translate(_DROP_APOSTROPHES)
 
 
 def jsonable(value: Any) -> Any:

@@ -12,7 +12,9 @@ from typing import Callable, Iterable, Sequence
 from pii.inventory import (
     EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, OTHER, PHONE, ColumnProfile,
 )
-from pii.subject import EMAIL_RE, normalise_email, normalise_phone
+import phonenumbers
+
+from pii.subject import EMAIL_RE, normalise_email
 
 STRING, NUMBER, OTHER_TYPE = "string", "number", "other"
 
@@ -73,9 +75,25 @@ def _fraction(values: list[str], pred: Callable[[str], bool]) -> float:
     return sum(1 for v in values if pred(v)) / len(values) if values else 0.0
 
 
-def _looks_like_phone(v: str) -> bool:
+_DATE_LIKE = re.compile(r"^\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}([ T].*)?$")
+_LETTERS = re.compile(r"[^\W\d_]")
+
+
+def _looks_like_phone(v: str, region: str = "GB") -> bool:
+    """A value written as a phone number: no letters (order numbers, SKUs), not a date, and a valid
+    number in `region` or internationally."""
     digits = sum(c.isdigit() for c in v)
-    return 7 <= digits <= 15 and len(v) <= 24 and normalise_phone(v) is not None
+    if not 7 <= digits <= 15 or len(v) > 24 or _LETTERS.search(v) or _DATE_LIKE.match(v.strip()):
+        return False
+    try:
+        number = phonenumbers.parse(v, region)
+    except phonenumbers.NumberParseException:
+        return False
+    if phonenumbers.is_valid_number(number):
+        return True
+    # fictional and newly allocated ranges are possible but not "valid": accept them when written
+    # the way phone numbers are (international prefix or trunk zero)
+    return phonenumbers.is_possible_number(number) and v.strip()[:1] in ("+", "0", "(")
 
 
 def classify(columns: Sequence[ColumnInfo], samples: dict[str, list], *,
