@@ -29,32 +29,31 @@ def _server_or_skip(admin_url: str, what: str):
         pytest.skip(reason)
 
 
+def _fresh_database(admin_url: str, what: str, create: str, drop: str):
+    """Create an empty database named lethe_t_<random> on a real server, yield its URL, drop it."""
+    admin = _server_or_skip(admin_url, what)
+    name = f"lethe_t_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(create.format(name=name)))
+    yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(sa.text(drop.format(name=name)))
+    admin.dispose()
+
+
 @pytest.fixture
 def postgres_url():
     """A fresh, empty PostgreSQL database; dropped afterwards."""
-    admin = _server_or_skip(PG_ADMIN_URL, "PostgreSQL")
-    name = f"lethe_t_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    yield from _fresh_database(PG_ADMIN_URL, "PostgreSQL", 'CREATE DATABASE "{name}"',
+                               'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def mariadb_url():
     """A fresh, empty MariaDB database; dropped afterwards."""
-    admin = _server_or_skip(MARIADB_ADMIN_URL, "MariaDB")
-    name = f"lethe_t_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"))
-    url = sa.engine.make_url(MARIADB_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
-    admin.dispose()
+    yield from _fresh_database(MARIADB_ADMIN_URL, "MariaDB",
+                               "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",
+                               "DROP DATABASE IF EXISTS `{name}`")
 
 
 @pytest.fixture
