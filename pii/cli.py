@@ -105,7 +105,16 @@ def _progress(args):
 def _locate(args, config, subject):
     from pii.discover import locate_subject
 
-    return locate_subject(config, subject, stores=args.store or None, progress=_progress(args))
+    result = locate_subject(config, subject, stores=args.store or None, progress=_progress(args))
+    log.info("column inventory: %d tables/files from cache, %d classified now (state db %s)",
+             result.inventory_hits, result.inventory_misses, _safe_state_url(config.state_url))
+    return result
+
+
+def _safe_state_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _summary_line(findings) -> str:
@@ -152,13 +161,23 @@ def cmd_locate(args) -> int:
     config = _config(args)
     subject = _subject(args, config)
     findings = _locate(args, config, subject).findings
+    shown = [_printable(f.to_manifest()) for f in findings]
     if args.json:
-        print(json.dumps([f.to_manifest() for f in findings], indent=2, default=str))
+        print(json.dumps(shown, indent=2, default=str))
     else:
-        for f in findings:
-            print(f"{f.store}\t{f.match}\t{f.strength}\t{json_location(f.location)}\t{','.join(f.entities)}")
+        for f in shown:
+            print(f"{f['store']}\t{f['match']}\t{f['strength']}\t{json_location(f['location'])}\t"
+                  f"{','.join(f['entities'])}")
         print(_summary_line(findings))
     return 0
+
+
+def _printable(finding: dict) -> dict:
+    """A finding safe to print: a row located by all its column values (no primary key) would print
+    those values, so its key is withheld (the access package has it)."""
+    if finding.get("note", "").startswith("no primary key"):
+        finding = {**finding, "location": {**finding["location"], "key": "(all column values; withheld)"}}
+    return finding
 
 
 def json_location(location: dict) -> str:

@@ -151,3 +151,10 @@ def test_when_cli_has_a_command_then_the_readme_documents_it():
     sub = next(a for a in parser._actions if a.dest == "command")
     for name in sub.choices:
         assert f"lethe {name}" in readme, f"README does not document 'lethe {name}'"
+
+
+def test_when_locate_prints_a_table_without_primary_key_then_its_values_are_withheld(demo):
+    code, stdout, stderr = run("--config", demo.config_path, "locate", *subject_args())
+    assert code == 0, stderr
+    assert "newsletter" in stdout and "withheld" in stdout
+    assert_no_personal_data(stdout + stderr)
