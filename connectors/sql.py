@@ -151,7 +151,7 @@ class SqlConnector(Connector):
         url = self.store.secret("url")
         if not url:
             raise ConfigError(f"store '{self.name}' (sql) has an empty url")
-        return resolve_sqlite_url(str(url), self.store.base_dir)
+        return with_default_driver(resolve_sqlite_url(str(url), self.store.base_dir))
 
     def _safe_url(self) -> str:
         try:
@@ -506,6 +506,19 @@ class SqlConnector(Connector):
     def table_infos(self) -> list[TableInfo]:
         self.classify_tables()
         return self.tables()
+
+
+DEFAULT_DRIVERS = {"postgresql": "psycopg", "postgres": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
+
+
+def with_default_driver(url: str) -> str:
+    """`postgresql://` and `mysql://`/`mariadb://` URLs use the drivers Lethe installs (psycopg 3, PyMySQL)
+    rather than SQLAlchemy's defaults (psycopg2, mysqlclient)."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() in DEFAULT_DRIVERS:
+        base = "postgresql" if scheme.lower() == "postgres" else scheme.lower()
+        return f"{base}+{DEFAULT_DRIVERS[scheme.lower()]}://{rest}"
+    return url
 
 
 def _register_sqlite_functions(dbapi_conn, _record) -> None:

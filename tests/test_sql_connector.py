@@ -170,3 +170,22 @@ def test_when_table_name_is_hostile_then_it_is_quoted(sqlite_url, tmp_path):
         conn.execute(t.insert(), [{"id": 1, "email": "alice.smith@example.org"}])
     found = _locate(sqlite_url, tmp_path, dict(emails=["alice.smith@example.org"]))
     assert [f.location for f in found] == [{"table": 'we"ird; DROP TABLE x', "key": {"id": 1}}]
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+    ("postgres://u@h/db", "postgresql+psycopg://u@h/db"),
+    ("mysql://root@h/db", "mysql+pymysql://root@h/db"),
+    ("mariadb://root@h/db", "mariadb+pymysql://root@h/db"),
+    ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
+    ("sqlite:///x.db", "sqlite:///x.db"),
+])
+def test_when_url_names_no_driver_then_the_installed_driver_is_used(url, expected):
+    from connectors.sql import with_default_driver
+    assert with_default_driver(url) == expected
+
+
+def test_when_mariadb_url_has_no_driver_then_it_still_connects(mariadb_url, tmp_path):
+    _world(mariadb_url)
+    plain = mariadb_url.replace("mysql+pymysql://", "mariadb://")
+    assert _by_location(_locate(plain, tmp_path, dict(emails=["alice.smith@example.org"])))
