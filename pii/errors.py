@@ -50,3 +50,11 @@ class PackageError(LetheError):
     """An access package cannot be written, read or decrypted."""
 
     exit_code = 6
+
+
+class LedgerError(LetheError):
+    """The erasure ledger refused an operation (a state change out of order, an expired plan, a missing
+    key, a second approver who is the requester). Names the request, plan or action id and the states,
+    never a personal value."""
+
+    exit_code = 7
