@@ -132,6 +132,7 @@ def _summary_line(findings) -> str:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_access(args) -> int:
+    from pii.ledger import due_date
     from pii.package import write_access_package
 
     config = _config(args)
@@ -184,15 +185,6 @@ def json_location(location: dict) -> str:
     import json
 
     return json.dumps(location, sort_keys=True, default=str)
-
-
-def due_date(received: dt.date, months: int = 1) -> dt.date:
-    """One calendar month after receipt (GDPR Art. 12(3)); the last day of a shorter month if needed."""
-    import calendar
-
-    month_index = received.month - 1 + months
-    year, month = received.year + month_index // 12, month_index % 12 + 1
-    return dt.date(year, month, min(received.day, calendar.monthrange(year, month)[1]))
 
 
 def cmd_demo(args) -> int:

@@ -142,7 +142,9 @@ def test_when_package_key_is_set_then_access_writes_only_encrypted_files(demo, t
 def test_when_request_received_then_due_one_calendar_month_later(received, due):
     import datetime as dt
 
-    assert cli.due_date(dt.date.fromisoformat(received)).isoformat() == due
+    from pii.ledger import due_date
+
+    assert due_date(dt.date.fromisoformat(received)).isoformat() == due
 
 
 def test_when_cli_has_a_command_then_the_readme_documents_it():
