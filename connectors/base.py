@@ -51,6 +51,11 @@ class Connector(ABC):
     def locate(self, matcher: SubjectMatcher) -> list[Finding]:
         """Every location in this store holding data about the matcher's subject."""
 
+    def apply(self, actions: "list[ExecAction]", done: "Done", matcher: SubjectMatcher) -> None:
+        """Carry out `actions` (all in this store), calling `done` after each durable commit. Must be
+        idempotent: an action whose record is already gone or changed affects nothing."""
+        raise NotImplementedError(f"store kind {self.kind!r} cannot erase yet")
+
     def close(self) -> None:
         pass
 
@@ -59,3 +64,31 @@ class Connector(ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+# --------------------------------------------------------------------------- erasure
+DELETE, UPDATE = "delete", "update"
+
+
+class ExecAction:
+    """One change a connector carries out: delete the record at `location`, or set `updates`
+    (column -> new value, computed by pii/ from the policy) on it. `location` is the real locator from a
+    fresh locate (never stored: the ledger keeps only its keyed hash)."""
+
+    __slots__ = ("action_id", "container", "location", "kind", "updates")
+
+    def __init__(self, action_id: str, container: str, location: dict, kind: str, updates: dict | None = None):
+        if kind not in (DELETE, UPDATE):
+            raise ValueError(f"unknown action kind {kind!r}")
+        self.action_id = action_id
+        self.container = container
+        self.location = location
+        self.kind = kind
+        self.updates = dict(updates or {})
+
+    def __repr__(self) -> str:  # no values: locations and updates may be personal
+        return f"ExecAction({self.action_id}, {self.kind}, {self.container})"
+
+
+# done(action_ids, rows affected, detail or None): called after each durable commit of a batch
+Done = Callable[[list[str], int, "str | None"], None]
