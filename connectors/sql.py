@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.sql import sqltypes
 
-from connectors.base import Connector
+from connectors.base import DELETE, UPDATE, Connector, Done, ExecAction
 from pii import classify as cls
 from pii.config import resolve_sqlite_url
 from pii.errors import ConfigError, StoreError, StoreUnreachable
@@ -42,6 +42,7 @@ SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast", "mysql", "perf
 IN_CHUNK = 500
 MAX_LINK_DEPTH = 12
 SAMPLE_SIZE = 30
+APPLY_BATCH = 200
 _PHONE_PUNCT = (" ", "-", "(", ")", ".", "+", "/", "\t")
 
 
@@ -502,6 +503,120 @@ class SqlConnector(Connector):
                     row = dict(row)
                     yield row, values.get(tuple(row[c] for c in cols), False)
 
+    # ------------------------------------------------------------------ erasure
+    def apply(self, actions: list[ExecAction], done: Done, matcher: SubjectMatcher) -> None:
+        """Carry out deletes and updates, one transaction per table batch, children before parents.
+
+        A row to delete that other rows still reference (other people's rows, or rows retained under an
+        exemption) is not deleted, which would leave them dangling or change them: it is anonymised in
+        place instead (every column but its keys cleared), and `done` says so."""
+        self.check()
+        self.classify_tables()
+        by_container: dict[str, list[ExecAction]] = {}
+        for a in actions:
+            by_container.setdefault(a.container, []).append(a)
+        infos = {i.container: i for i in self.tables()}
+        unknown = [c for c in by_container if c not in infos]
+        if unknown:
+            raise StoreError(self.name, f"table {unknown[0]}", "not found in the database (renamed or dropped?)")
+        order = [i for i in reversed(self.tables()) if i.container in by_container]  # children first
+        try:
+            for info in order:
+                todo = by_container[info.container]
+                updates = [a for a in todo if a.kind == UPDATE]
+                deletes = [a for a in todo if a.kind == DELETE]
+                for i in range(0, len(updates), APPLY_BATCH):
+                    self._apply_updates(info, updates[i:i + APPLY_BATCH], done)
+                for i in range(0, len(deletes), APPLY_BATCH):
+                    self._apply_deletes(info, deletes[i:i + APPLY_BATCH], done)
+                self.say(f"{info.container}: {len(deletes)} delete and {len(updates)} update actions carried out")
+        except SQLAlchemyError as exc:
+            raise StoreError(self.name, "erasure", _short_reason(exc)) from None
+
+    def _where_location(self, info: TableInfo, location: dict):
+        t = info.table
+        key = location.get("key") or {}
+        missing = [c for c in key if c not in t.c]
+        if missing or not key:
+            raise StoreError(self.name, f"table {info.container}", "a planned location names unknown key columns")
+        conds = []
+        for col, value in key.items():
+            column = t.c[col]
+            conds.append(column.is_(None) if value is None else column == _db_value(column, value))
+        return sa.and_(*conds)
+
+    def _apply_updates(self, info: TableInfo, batch: list[ExecAction], done: Done) -> None:
+        t = info.table
+        total = 0
+        with self.engine.begin() as conn:
+            for a in batch:
+                bad = [c for c in a.updates if c not in t.c]
+                if bad:
+                    raise StoreError(self.name, f"table {info.container}", f"no column {bad[0]!r} to update")
+                total += conn.execute(sa.update(t).where(self._where_location(info, a.location))
+                                      .values(**a.updates)).rowcount or 0
+        done([a.action_id for a in batch], total, None)
+
+    def _apply_deletes(self, info: TableInfo, batch: list[ExecAction], done: Done) -> None:
+        t = info.table
+        deleted_ids, anonymised_ids = [], []
+        rows_deleted = rows_anonymised = 0
+        with self.engine.begin() as conn:
+            for a in batch:
+                where = self._where_location(info, a.location)
+                row = conn.execute(sa.select(t).where(where)).mappings().first()
+                if row is None:  # already gone: nothing to do (idempotent re-run)
+                    deleted_ids.append(a.action_id)
+                    continue
+                if self._still_referenced(conn, info, row, where):
+                    conn.execute(sa.update(t).where(where).values(**self._clearing_values(info, a.action_id)))
+                    anonymised_ids.append(a.action_id)
+                    rows_anonymised += 1
+                else:
+                    rows_deleted += conn.execute(sa.delete(t).where(where)).rowcount or 0
+                    deleted_ids.append(a.action_id)
+        if deleted_ids:
+            done(deleted_ids, rows_deleted, None)
+        if anonymised_ids:
+            done(anonymised_ids, rows_anonymised,
+                 "anonymised in place instead of deleted: rows that stay still reference it")
+
+    def _still_referenced(self, conn, info: TableInfo, row, where) -> bool:
+        for child, ccols, pcols in self._referencing(info):
+            values = [row[c] for c in pcols]
+            if any(v is None for v in values):
+                continue
+            cond = sa.and_(*[child.table.c[cc] == v for cc, v in zip(ccols, values)])
+            if child is info:  # the row referencing itself does not count
+                cond = sa.and_(cond, sa.not_(where))
+            if conn.execute(sa.select(sa.literal(1)).select_from(child.table).where(cond).limit(1)).first():
+                return True
+        return False
+
+    def _referencing(self, info: TableInfo) -> list[tuple[TableInfo, list[str], list[str]]]:
+        """Every (table, its columns, the columns of `info` they reference), self-references included."""
+        out = []
+        for child in self.tables():
+            for fk in child.table.foreign_key_constraints:
+                ref = fk.referred_table
+                if self._table_key(ref.schema, ref.name) == self._table_key(info.table.schema, info.name):
+                    out.append((child, [c.name for c in fk.columns], [e.column.name for e in fk.elements]))
+        return out
+
+    def _clearing_values(self, info: TableInfo, action_id: str) -> dict:
+        """Values that strip a row to its keys: every column that is neither primary nor foreign key becomes
+        NULL, or a neutral marker when it is a NOT NULL text column (other NOT NULL columns are kept)."""
+        keep = set(info.pk) | {c.name for fk in info.table.foreign_key_constraints for c in fk.columns}
+        values = {}
+        for col in info.table.columns:
+            if col.name in keep:
+                continue
+            if col.nullable:
+                values[col.name] = None
+            elif _column_type(col) == cls.STRING:
+                values[col.name] = f"erased-{action_id[-10:]}"
+        return values
+
     # ------------------------------------------------------------------ export helpers
     def table_infos(self) -> list[TableInfo]:
         self.classify_tables()
@@ -523,6 +638,20 @@ def with_default_driver(url: str) -> str:
 
 def _register_sqlite_functions(dbapi_conn, _record) -> None:
     dbapi_conn.create_function("lethe_fold", 1, _sqlite_fold, deterministic=True)
+
+
+def _db_value(column: sa.Column, value):
+    """A locator value (JSON form, see `jsonable`) back in the column's Python type."""
+    if isinstance(value, str):
+        if value.startswith("base64:") and isinstance(column.type, sqltypes.LargeBinary):
+            return base64.b64decode(value[7:])
+        if isinstance(column.type, sqltypes.DateTime):
+            return dt.datetime.fromisoformat(value)
+        if isinstance(column.type, sqltypes.Date):
+            return dt.date.fromisoformat(value)
+        if isinstance(column.type, sqltypes.Numeric) and not isinstance(column.type, sqltypes.Integer):
+            return decimal.Decimal(value)
+    return value
 
 
 def _column_type(col: sa.Column) -> str:
