@@ -181,8 +181,19 @@ ledger_events = Table(
     Column("details", Text, nullable=False),
 )
 
+# The request store: a request's identifiers, encrypted with a key derived from the ledger key, so a plan
+# can be executed by id (after a second person's approval, or by an Airflow task) without the identifiers
+# passing through the command line or Airflow's metadata. Deleted (crypto-shredded) once a request is done.
+ledger_request_secrets = Table(
+    "ledger_request_secrets",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("sealed", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
 LEDGER_TABLES = (ledger_meta, ledger_requests, ledger_request_identifiers, ledger_plans, ledger_plan_actions,
-                 ledger_actions, ledger_locks, ledger_suppression, ledger_events)
+                 ledger_actions, ledger_locks, ledger_suppression, ledger_events, ledger_request_secrets)
 
 # The audit trail is append-only in the database too, not only in this API (SQLite and PostgreSQL).
 for _ddl in (
@@ -1014,6 +1025,63 @@ class Ledger:
             if released:
                 self._event(conn, "lock_released", actor=owner, details={"lock": name})
         return released
+
+    # ---- request store (encrypted identifiers)
+    def _fernet(self):
+        import base64
+
+        from cryptography.fernet import Fernet
+
+        derived = hmac.new(self._key, b"lethe-ledger:v1:request-store", hashlib.sha256).digest()
+        return Fernet(base64.urlsafe_b64encode(derived))
+
+    def seal_subject(self, request_id: str, subject: Subject) -> None:
+        """Keep the request's identifiers, encrypted, so its plan can later run by id. Idempotent."""
+        self._request_row(request_id)
+        if set(self._subject_hashes(subject)) != set(self._request_hashes(request_id)):
+            raise LedgerError(f"request {request_id}: these are not the request's identifiers")
+        sealed = self._fernet().encrypt(json.dumps(subject.to_dict(), sort_keys=True).encode("utf-8")).decode()
+        now = self._now()
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(ledger_request_secrets).values(
+                    request_id=request_id, sealed=sealed, created_at=_iso(now)))
+                self._event(conn, "identifiers_sealed", request_id=request_id, now=now, details={})
+        except IntegrityError:
+            pass  # sealed before
+
+    def unseal_subject(self, request_id: str) -> Subject:
+        """The request's identifiers from the request store (LedgerError when shredded or never sealed)."""
+        from cryptography.fernet import InvalidToken
+
+        with self.engine.connect() as conn:
+            sealed = conn.execute(select(ledger_request_secrets.c.sealed).where(
+                ledger_request_secrets.c.request_id == request_id)).scalar()
+        if sealed is None:
+            raise LedgerError(f"request {request_id}: its identifiers are not in the request store "
+                              f"(never stored, or shredded after completion); give them again")
+        try:
+            data = json.loads(self._fernet().decrypt(sealed.encode()))
+        except InvalidToken:
+            raise LedgerError(f"request {request_id}: the request store cannot be decrypted with this key") from None
+        return Subject.from_dict(data)
+
+    def shred_subject(self, request_id: str, *, actor: str | None = None) -> bool:
+        """Delete the request's encrypted identifiers (hashes stay). True when there were any."""
+        with self.engine.begin() as conn:
+            gone = conn.execute(sql_delete(ledger_request_secrets).where(
+                ledger_request_secrets.c.request_id == request_id)).rowcount == 1
+            if gone:
+                self._event(conn, "identifiers_shredded", request_id=request_id, actor=actor, details={})
+        return gone
+
+    def plans_for(self, request_id: str) -> list[dict]:
+        """The request's plans (id, state, created_at, expires_at), oldest first."""
+        p = ledger_plans
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(p.c.plan_id, p.c.state, p.c.created_at, p.c.expires_at, p.c.decided_by)
+                                .where(p.c.request_id == request_id).order_by(p.c.created_at, p.c.plan_id))
+            return [dict(r._mapping) for r in rows]
 
     # ---- suppression
     def suppress(self, subject: Subject, reason: str, request_id: str | None = None, *,

@@ -48,8 +48,10 @@ from pii.errors import ConfigError
 from pii.findings import MATCH_ORDER, WEAK, Finding
 
 DELETE, ANONYMISE, RETAIN, REDACT, REVIEW = "delete", "anonymise", "retain", "redact", "review"
+HOLD = "hold"
 RULE_ACTIONS = (DELETE, ANONYMISE, RETAIN, REDACT)  # what a rule may say
-ACTIONS = RULE_ACTIONS + (REVIEW,)  # what a decision may say
+ACTIONS = RULE_ACTIONS + (REVIEW, HOLD)  # what a decision may say
+HOLD_KEYS = ("store", "container", "reason", "until")
 RULE_KEYS = ("store", "container", "action", "reason", "legal_basis", "until", "anonymise", "match")
 REDACTED = "[redacted]"
 HASH_KEY_ENV = "LETHE_HASH_KEY"
@@ -414,14 +416,34 @@ _WEAK_REASON = ("weak evidence only (a name or a fuzzy text match, nothing corro
 
 
 @dataclass
+class Hold:
+    """A legal hold: nothing in the matching stores/containers may be erased while it lasts."""
+
+    index: int
+    reason: str
+    store: str = "*"
+    container: str = "*"
+    until: _dt.date | None = None
+
+    def applies(self, finding: Finding, today: _dt.date) -> bool:
+        if self.until is not None and today > self.until:
+            return False
+        return fnmatchcase(finding.store, self.store) and container_matches(self.container, finding)
+
+
+@dataclass
 class Policy:
     rules: list[Rule] = field(default_factory=list)
     source: str = DEFAULT_SOURCE
+    holds: list[Hold] = field(default_factory=list)
 
     def decide(self, finding: Finding, today: _dt.date | None = None, include_weak: bool = False) -> Decision:
-        """The first rule that applies to `finding` on `today`, else the default; "review" for weak findings
-        unless `include_weak`."""
+        """A legal hold first ("hold": nothing happens); then the first rule that applies to `finding` on
+        `today`, else the default; "review" for weak findings unless `include_weak`."""
         today = today or _dt.date.today()
+        hold = next((h for h in self.holds if h.applies(finding, today)), None)
+        if hold is not None:
+            return Decision(HOLD, None, f"legal hold: {hold.reason}", until=hold.until)
         decision = next((r.decision() for r in self.rules if r.applies(finding, today)), None)
         if decision is None:
             d = _DEFAULT[finding.match]
@@ -479,13 +501,39 @@ def parse_policy(data: Any, source: str = "policy") -> Policy:
     where = f"policy file {source}"
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: the top level must be a mapping with a 'rules:' list")
-    unknown = [str(k) for k in data if k != "rules"]
+    unknown = [str(k) for k in data if k not in ("rules", "holds")]
     if unknown:
-        raise ConfigError(f"{where}: unknown top-level key {', '.join(map(repr, unknown))}; known keys: rules")
+        raise ConfigError(f"{where}: unknown top-level key {', '.join(map(repr, unknown))}; known keys: rules, holds")
     raw_rules = data.get("rules") or []
     if not isinstance(raw_rules, list):
         raise ConfigError(f"{where}: 'rules' must be a list")
-    return Policy([_parse_rule(raw, i, where) for i, raw in enumerate(raw_rules)], source)
+    raw_holds = data.get("holds") or []
+    if not isinstance(raw_holds, list):
+        raise ConfigError(f"{where}: 'holds' must be a list")
+    return Policy([_parse_rule(raw, i, where) for i, raw in enumerate(raw_rules)], source,
+                  [_parse_hold(raw, i, where) for i, raw in enumerate(raw_holds)])
+
+
+def _parse_hold(raw: Any, index: int, where: str) -> Hold:
+    here = f"{where}, holds[{index}]"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{here}: a hold must be a mapping")
+    unknown = [str(k) for k in raw if k not in HOLD_KEYS]
+    if unknown:
+        raise ConfigError(f"{here}: unknown key {', '.join(map(repr, unknown))}; known keys: {', '.join(HOLD_KEYS)}")
+    reason = raw.get("reason")
+    if not _is_str(reason) or not reason.strip():
+        raise ConfigError(f"{here}: a hold needs a 'reason'")
+    until = raw.get("until")
+    if until is not None and not isinstance(until, _dt.date):
+        try:
+            until = _dt.date.fromisoformat(str(until))
+        except ValueError:
+            raise ConfigError(f"{here}: 'until' must be a date (YYYY-MM-DD)") from None
+    for key in ("store", "container"):
+        if key in raw and not _is_str(raw[key]):
+            raise ConfigError(f"{here}: '{key}' must be a glob string")
+    return Hold(index, reason.strip(), str(raw.get("store", "*")), str(raw.get("container", "*")), until)
 
 
 def _parse_rule(raw: Any, index: int, where: str) -> Rule:

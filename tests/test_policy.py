@@ -230,8 +230,8 @@ def test_when_policy_structure_is_invalid_then_config_error_says_where(data, fra
     assert "p.yaml" in str(err.value) and fragment in str(err.value)
 
 
-def test_when_registries_are_listed_then_review_is_decision_only_and_six_operators_exist():
-    assert set(ACTIONS) - set(RULE_ACTIONS) == {"review"}
+def test_when_registries_are_listed_then_review_and_hold_are_decision_only_and_six_operators_exist():
+    assert set(ACTIONS) - set(RULE_ACTIONS) == {"review", "hold"}
     assert set(OPERATORS) == {"replace", "redact", "mask", "hash", "encrypt", "null"}
 
 
@@ -462,3 +462,42 @@ def test_when_policy_file_has_empty_rules_then_the_default_applies(tmp_path):
     policy = load_policy(path)
     assert policy.rules == []
     assert policy.decide(finding(table="members", match="text"), TODAY).action == "redact"
+
+
+# --------------------------------------------------------------------------- legal holds
+def _finding(store="crm", table="payments", match="identifier", strength="strong"):
+    from pii.findings import Finding
+    return Finding(store=store, location={"table": table, "key": {"id": 1}}, entities=["EMAIL_ADDRESS"],
+                   match=match, strength=strength, container=table)
+
+
+@pytest.mark.parametrize("holds, finding_kwargs, today, expected", [
+    ([{"store": "crm", "container": "payments", "reason": "litigation 2026-17"}], {}, "2026-11-22", "hold"),
+    ([{"store": "crm", "reason": "regulator inquiry"}], {"table": "members"}, "2026-11-22", "hold"),
+    ([{"store": "crm", "container": "payments", "reason": "x"}], {"table": "members"}, "2026-11-22", "delete"),
+    ([{"store": "other", "reason": "x"}], {}, "2026-11-22", "delete"),
+    ([{"reason": "x", "until": "2026-01-01"}], {}, "2026-11-22", "delete"),
+    ([{"reason": "x", "until": "2026-12-31"}], {"strength": "weak"}, "2026-11-22", "hold"),
+])
+def test_when_a_legal_hold_covers_a_finding_then_it_is_held_before_any_rule(holds, finding_kwargs, today, expected):
+    import datetime as dt
+
+    from pii.policy import parse_policy
+    policy = parse_policy({"holds": holds, "rules": [{"action": "delete"}]}, "p.yaml")
+    decision = policy.decide(_finding(**finding_kwargs), today=dt.date.fromisoformat(today))
+    assert decision.action == expected
+    if expected == "hold":
+        assert decision.reason.startswith("legal hold: ")
+
+
+@pytest.mark.parametrize("holds, message", [
+    ([{"store": "crm"}], "needs a 'reason'"),
+    ([{"reason": "x", "table": "t"}], "unknown key 'table'"),
+    ([{"reason": "x", "until": "soon"}], "'until' must be a date"),
+    ({"reason": "x"}, "'holds' must be a list"),
+])
+def test_when_a_hold_is_malformed_then_config_error_names_it(holds, message):
+    from pii.errors import ConfigError
+    from pii.policy import parse_policy
+    with pytest.raises(ConfigError, match=message):
+        parse_policy({"holds": holds}, "p.yaml")
