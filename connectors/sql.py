@@ -42,7 +42,6 @@ SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast", "mysql", "perf
 IN_CHUNK = 500
 MAX_LINK_DEPTH = 12
 SAMPLE_SIZE = 30
-APPLY_BATCH = 200
 _PHONE_PUNCT = (" ", "-", "(", ")", ".", "+", "/", "\t")
 
 
@@ -505,7 +504,9 @@ class SqlConnector(Connector):
 
     # ------------------------------------------------------------------ erasure
     def apply(self, actions: list[ExecAction], done: Done, matcher: SubjectMatcher) -> None:
-        """Carry out deletes and updates, one transaction per table batch, children before parents.
+        """Carry out deletes and updates in ONE transaction for the store (statements batched per table,
+        children before parents), so a crash leaves either none or all of them; `done` is called after
+        the commit.
 
         A row to delete that other rows still reference (other people's rows, or rows retained under an
         exemption) is not deleted, which would leave them dangling or change them: it is anonymised in
@@ -520,18 +521,23 @@ class SqlConnector(Connector):
         if unknown:
             raise StoreError(self.name, f"table {unknown[0]}", "not found in the database (renamed or dropped?)")
         order = [i for i in reversed(self.tables()) if i.container in by_container]  # children first
+        results: list[tuple[list[str], int, str | None]] = []
         try:
-            for info in order:
-                todo = by_container[info.container]
-                updates = [a for a in todo if a.kind == UPDATE]
-                deletes = [a for a in todo if a.kind == DELETE]
-                for i in range(0, len(updates), APPLY_BATCH):
-                    self._apply_updates(info, updates[i:i + APPLY_BATCH], done)
-                for i in range(0, len(deletes), APPLY_BATCH):
-                    self._apply_deletes(info, deletes[i:i + APPLY_BATCH], done)
-                self.say(f"{info.container}: {len(deletes)} delete and {len(updates)} update actions carried out")
+            with self.engine.begin() as conn:
+                for info in order:
+                    todo = by_container[info.container]
+                    updates = [a for a in todo if a.kind == UPDATE]
+                    deletes = [a for a in todo if a.kind == DELETE]
+                    if updates:
+                        results.append(self._apply_updates(conn, info, updates))
+                    if deletes:
+                        results.extend(self._apply_deletes(conn, info, deletes))
+                    self.say(f"{info.container}: {len(deletes)} delete and {len(updates)} update actions")
         except SQLAlchemyError as exc:
             raise StoreError(self.name, "erasure", _short_reason(exc)) from None
+        for ids, rows, detail in results:
+            if ids:
+                done(ids, rows, detail)
 
     def _where_location(self, info: TableInfo, location: dict):
         t = info.table
@@ -545,41 +551,37 @@ class SqlConnector(Connector):
             conds.append(column.is_(None) if value is None else column == _db_value(column, value))
         return sa.and_(*conds)
 
-    def _apply_updates(self, info: TableInfo, batch: list[ExecAction], done: Done) -> None:
+    def _apply_updates(self, conn, info: TableInfo, batch: list[ExecAction]) -> tuple[list[str], int, None]:
         t = info.table
         total = 0
-        with self.engine.begin() as conn:
-            for a in batch:
-                bad = [c for c in a.updates if c not in t.c]
-                if bad:
-                    raise StoreError(self.name, f"table {info.container}", f"no column {bad[0]!r} to update")
-                total += conn.execute(sa.update(t).where(self._where_location(info, a.location))
-                                      .values(**a.updates)).rowcount or 0
-        done([a.action_id for a in batch], total, None)
+        for a in batch:
+            bad = [c for c in a.updates if c not in t.c]
+            if bad:
+                raise StoreError(self.name, f"table {info.container}", f"no column {bad[0]!r} to update")
+            total += conn.execute(sa.update(t).where(self._where_location(info, a.location))
+                                  .values(**a.updates)).rowcount or 0
+        return [a.action_id for a in batch], total, None
 
-    def _apply_deletes(self, info: TableInfo, batch: list[ExecAction], done: Done) -> None:
+    def _apply_deletes(self, conn, info: TableInfo, batch: list[ExecAction]) -> list[tuple[list[str], int, str | None]]:
         t = info.table
         deleted_ids, anonymised_ids = [], []
         rows_deleted = rows_anonymised = 0
-        with self.engine.begin() as conn:
-            for a in batch:
-                where = self._where_location(info, a.location)
-                row = conn.execute(sa.select(t).where(where)).mappings().first()
-                if row is None:  # already gone: nothing to do (idempotent re-run)
-                    deleted_ids.append(a.action_id)
-                    continue
-                if self._still_referenced(conn, info, row, where):
-                    conn.execute(sa.update(t).where(where).values(**self._clearing_values(info, a.action_id)))
-                    anonymised_ids.append(a.action_id)
-                    rows_anonymised += 1
-                else:
-                    rows_deleted += conn.execute(sa.delete(t).where(where)).rowcount or 0
-                    deleted_ids.append(a.action_id)
-        if deleted_ids:
-            done(deleted_ids, rows_deleted, None)
-        if anonymised_ids:
-            done(anonymised_ids, rows_anonymised,
-                 "anonymised in place instead of deleted: rows that stay still reference it")
+        for a in batch:
+            where = self._where_location(info, a.location)
+            row = conn.execute(sa.select(t).where(where)).mappings().first()
+            if row is None:  # already gone: nothing to do (idempotent re-run)
+                deleted_ids.append(a.action_id)
+                continue
+            if self._still_referenced(conn, info, row, where):
+                conn.execute(sa.update(t).where(where).values(**self._clearing_values(info, a.action_id)))
+                anonymised_ids.append(a.action_id)
+                rows_anonymised += 1
+            else:
+                rows_deleted += conn.execute(sa.delete(t).where(where)).rowcount or 0
+                deleted_ids.append(a.action_id)
+        return [(deleted_ids, rows_deleted, None),
+                (anonymised_ids, rows_anonymised,
+                 "anonymised in place instead of deleted: rows that stay still reference it")]
 
     def _still_referenced(self, conn, info: TableInfo, row, where) -> bool:
         for child, ccols, pcols in self._referencing(info):

@@ -54,6 +54,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print findings as JSON")
     p.set_defaults(func=cmd_locate)
 
+    p = sub.add_parser("erase", help="plan an erasure; --dry-run only prints it, --yes also approves and runs it")
+    _add_identifier_args(p)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", help="print the plan; store and change nothing")
+    mode.add_argument("--yes", action="store_true",
+                      help="approve as the OS user and carry the plan out now (resumes an interrupted run)")
+    p.add_argument("--include-weak", action="store_true",
+                   help="also erase weak (name-only) findings: only after a person reviewed them")
+    p.add_argument("--requester", metavar="WHO", help="who asked (default: the OS user)")
+    p.add_argument("--certificate", metavar="FILE", help="also write the certificate as JSON to FILE")
+    p.set_defaults(func=cmd_erase)
+
+    p = sub.add_parser("approve", help="approve a stored erasure plan (a second person)")
+    p.add_argument("plan_id", metavar="PLAN_ID")
+    p.add_argument("--as", dest="approver", metavar="WHO", help="approver's name (default: the OS user)")
+    p.add_argument("--require-distinct", action="store_true", help="refuse if the approver is the requester")
+    p.add_argument("--execute", action="store_true", help="carry the plan out right after approving it")
+    p.add_argument("--certificate", metavar="FILE", help="with --execute: write the certificate JSON to FILE")
+    p.set_defaults(func=cmd_approve)
+
+    p = sub.add_parser("reject", help="reject a stored erasure plan: nothing in it will be carried out")
+    p.add_argument("plan_id", metavar="PLAN_ID")
+    p.add_argument("--reason", required=True)
+    p.add_argument("--as", dest="approver", metavar="WHO", help="who rejects (default: the OS user)")
+    p.set_defaults(func=cmd_reject)
+
+    p = sub.add_parser("execute", help="carry out (or resume) an approved erasure plan by its id")
+    p.add_argument("plan_id", metavar="PLAN_ID")
+    p.add_argument("--certificate", metavar="FILE", help="write the certificate JSON to FILE")
+    p.set_defaults(func=cmd_execute)
+
+    p = sub.add_parser("show-plan", help="print a stored plan, its state and its certificate so far")
+    p.add_argument("plan_id", metavar="PLAN_ID")
+    p.set_defaults(func=cmd_show_plan)
+
+    p = sub.add_parser("suppression", help="check or export the suppression list (keyed hashes)")
+    ssub = p.add_subparsers(dest="suppression_command", metavar="ACTION", required=True)
+    sp = ssub.add_parser("check", help="exit 1 when any given identifier is suppressed (for import pipelines)")
+    sp.add_argument("--email", action="append", default=[])
+    sp.add_argument("--phone", action="append", default=[])
+    sp.add_argument("--id", action="append", default=[], metavar="KEY=VALUE")
+    sp.add_argument("--region", metavar="CC")
+    sp.set_defaults(func=cmd_suppression_check)
+    sp = ssub.add_parser("export", help="write the list (kind, keyed hash, reason, date) as CSV or JSON")
+    sp.add_argument("--out", required=True, metavar="FILE")
+    sp.set_defaults(func=cmd_suppression_export)
+
+    p = sub.add_parser("audit", help="export the ledger's append-only audit events (no personal values)")
+    p.add_argument("--out", required=True, metavar="FILE", help="FILE.csv or FILE.json")
+    p.add_argument("--plan", metavar="PLAN_ID")
+    p.set_defaults(func=cmd_audit)
+
     p = sub.add_parser("demo", help="generate the embedded demo stores and run an access request on them")
     p.add_argument("--dir", default="demo", metavar="DIR", help="where to build the demo (default ./demo)")
     p.set_defaults(func=cmd_demo)
@@ -142,7 +194,13 @@ def cmd_access(args) -> int:
     result = _locate(args, config, subject)
     findings = result.findings
     metadata = {name: s.metadata for name, s in config.stores.items()}
-    request = {"received_at": received.isoformat(), "due_by": due_date(received).isoformat()} if received else None
+    request = {"received_at": received.isoformat(), "due_by": due_date(received).isoformat()} if received else {}
+    suppression = _ledger(config).suppression_entries(subject)
+    if suppression:
+        request["suppression"] = suppression
+        print(f"note: {len(suppression)} of the subject's identifiers are on the suppression list "
+              f"(reason: {', '.join(sorted({s['reason'] for s in suppression}))})")
+    request = request or None
     pkg = write_access_package(Path(args.out), subject, findings, stores_metadata=metadata,
                                redact=not args.no_redact, request=request)
     elapsed = time.perf_counter() - started
@@ -216,6 +274,177 @@ def cmd_demo(args) -> int:
     print(f"try: .venv/bin/lethe --config {world.config_path} access --email alice.smith@example.org "
           f"--out {root / 'my_package'}")
     return 0 if expected <= got else 1
+
+
+# ---------------------------------------------------------------------------- erasure
+EXIT_AWAITING_APPROVAL = 3
+EXIT_INCOMPLETE = 7
+
+
+def _engine(args, config):
+    from pii.erasure import ErasureEngine
+
+    return ErasureEngine(config, progress=_progress(args))
+
+
+def _print_report(engine, report, certificate_path: str | None) -> int:
+    cert = engine.certificate(report.plan_id)
+    print(f"plan {report.plan_id}: {report.state}; {report.done} actions done, {report.rows} rows affected"
+          + (f", {report.drifted} drifted (changed since planned: not touched)" if report.drifted else "")
+          + (f", {report.new_locations} new locations not in the plan" if report.new_locations else ""))
+    for line in report.details:
+        print(f"  {line}")
+    if report.remaining is not None:
+        print(f"verification: {report.remaining} erasable locations remain"
+              + ("; suppression list updated, identifiers shredded from the request store"
+                 if report.state == "verified" else ""))
+    for r in cert["retained"]:
+        print(f"  retained in {r['store']}/{r['container']}: {r['reason']}"
+              + (f" ({r['legal_basis']})" if r.get("legal_basis") else ""))
+    for h in cert["held"]:
+        print(f"  held in {h['store']}/{h['container']}: {h['reason']}")
+    if cert["review_not_erased"]:
+        print(f"  {cert['review_not_erased']} weak (name-only) locations were not erased: review them")
+    for s in cert["out_of_scope"]:
+        print(f"  not reachable by Lethe: {s['name']}: {s.get('route') or 'no erasure route given'}")
+    if certificate_path:
+        import json
+
+        Path(certificate_path).write_text(json.dumps(cert, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        print(f"certificate: {certificate_path}")
+    if report.state == "verified":
+        return 0
+    print(f"lethe: erasure incomplete (plan {report.plan_id} is {report.state}): "
+          f"see `lethe show-plan {report.plan_id}`", file=sys.stderr)
+    return EXIT_INCOMPLETE
+
+
+def cmd_erase(args) -> int:
+    from pii.erasure import current_user
+
+    config = _config(args)
+    subject = _subject(args, config)
+    received = _received(args)
+    engine = _engine(args, config)
+    if args.dry_run:
+        plan = engine.build_plan(subject, include_weak=args.include_weak, stores=args.store or None)
+        print("dry run: nothing stored, nothing changed")
+        for line in plan.lines():
+            print(line)
+        return 0
+    requester = args.requester or current_user()
+    if args.yes:
+        plan_id = engine.open_plan_for(subject)
+        if plan_id:
+            print(f"resuming plan {plan_id} (an earlier run did not finish)")
+        else:
+            plan = engine.submit(subject, requester, received_at=received, include_weak=args.include_weak,
+                                 stores=args.store or None)
+            for line in plan.lines():
+                print(line)
+            plan_id = plan.plan_id
+            engine.approve(plan_id, current_user())
+            print(f"plan {plan_id} approved by {current_user()}")
+        report = engine.execute(plan_id, subject=subject)
+        return _print_report(engine, report, args.certificate)
+    plan = engine.submit(subject, requester, received_at=received, include_weak=args.include_weak,
+                         stores=args.store or None)
+    for line in plan.lines():
+        print(line)
+    print(f"plan {plan.plan_id} stored; awaiting approval: lethe approve {plan.plan_id} --execute")
+    return EXIT_AWAITING_APPROVAL
+
+
+def cmd_approve(args) -> int:
+    from pii.erasure import current_user
+
+    config = _config(args)
+    engine = _engine(args, config)
+    approver = args.approver or current_user()
+    engine.approve(args.plan_id, approver, require_distinct=args.require_distinct)
+    print(f"plan {args.plan_id} approved by {approver}")
+    if args.execute:
+        return _print_report(engine, engine.execute(args.plan_id), args.certificate)
+    return 0
+
+
+def cmd_reject(args) -> int:
+    from pii.erasure import current_user
+
+    engine = _engine(args, _config(args))
+    who = args.approver or current_user()
+    engine.reject(args.plan_id, who, args.reason)
+    print(f"plan {args.plan_id} rejected by {who}: nothing will be carried out")
+    return 0
+
+
+def cmd_execute(args) -> int:
+    engine = _engine(args, _config(args))
+    return _print_report(engine, engine.execute(args.plan_id), args.certificate)
+
+
+def cmd_show_plan(args) -> int:
+    import json
+
+    from pii.erasure import Plan
+
+    engine = _engine(args, _config(args))
+    row = engine.ledger.get_plan(args.plan_id)
+    print(f"plan {args.plan_id}: {row['state']} (request {row['request_id']}, expires {row['expires_at']})")
+    for line in Plan(row["plan"]).lines():
+        print(line)
+    states: dict[str, int] = {}
+    for a in engine.ledger.actions(args.plan_id):
+        states[a["state"] or "not started"] = states.get(a["state"] or "not started", 0) + 1
+    print("actions: " + json.dumps(states, sort_keys=True))
+    return 0
+
+
+def _ledger(config):
+    from pii.ledger import Ledger
+
+    return Ledger(config.state_url)
+
+
+def cmd_suppression_check(args) -> int:
+    from pii.subject import Subject
+
+    config = _config(args)
+    subject = Subject.build(emails=args.email, phones=args.phone, ids=args.id,
+                            region=(args.region or config.default_region).upper())
+    if _ledger(config).is_subject_suppressed(subject):
+        print("suppressed: do not import or contact")
+        return 1
+    print("not suppressed")
+    return 0
+
+
+def cmd_suppression_export(args) -> int:
+    import csv
+    import json
+
+    rows = _ledger(_config(args)).export_suppression()
+    recipe = ("HMAC-SHA256 with the ledger key over 'lethe-ledger:v1:<kind>\\0<normalised value>': emails "
+              "trimmed and lower-cased, phones E.164, ids 'id:<key>' with the value trimmed and case-folded")
+    out = Path(args.out)
+    if out.suffix.lower() == ".json":
+        out.write_text(json.dumps({"recipe": recipe, "entries": rows}, indent=2, default=str) + "\n")
+    else:
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=["kind", "hash", "reason", "request_id", "created_at"])
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: r.get(k) for k in w.fieldnames})
+    print(f"{len(rows)} suppression entries written to {out} (keyed hashes; recipe: {recipe})")
+    return 0
+
+
+def cmd_audit(args) -> int:
+    out = Path(args.out)
+    fmt = "json" if out.suffix.lower() == ".json" else "csv"
+    _ledger(_config(args)).export_audit(out, fmt, plan_id=args.plan)
+    print(f"audit events written to {out}")
+    return 0
 
 
 def cmd_keygen(args) -> int:

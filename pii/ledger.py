@@ -1125,6 +1125,17 @@ class Ledger:
         return any(self.is_suppressed(k, v, region=subject.region)
                    for k, v in subject_identifiers(subject) if k != "name")
 
+    def suppression_entries(self, subject: Subject) -> list[dict]:
+        """The suppression entries (kind, reason, date; no hash) that match the subject's identifiers."""
+        hashes = self._subject_hashes(subject)
+        s = ledger_suppression
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.c.kind, s.c.hash, s.c.reason, s.c.created_at)
+                                .where(s.c.hash.in_([h for _, h in hashes]))).all()
+        wanted = set(hashes)
+        return [{"kind": r.kind, "reason": r.reason, "created_at": r.created_at}
+                for r in rows if (r.kind, r.hash) in wanted and r.kind != "name"]
+
     def export_suppression(self) -> list[dict]:
         s = ledger_suppression
         with self.engine.connect() as conn:

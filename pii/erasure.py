@@ -1,0 +1,497 @@
+"""Erasure as a transaction: plan -> approval -> execute -> verify, each step recorded in the ledger.
+
+- **Plan.** Locate the subject everywhere; the policy decides per finding (delete, anonymise, redact,
+  retain, hold, or review for weak evidence). Each planned location gets an `action_id` (a keyed hash of
+  store + location) and a `fingerprint` (a keyed hash of what was seen there). The stored plan holds no
+  personal values: personal locators are replaced by keyed hashes.
+- **Approve.** A named person approves (or rejects) the stored plan; optionally not the requester.
+- **Execute.** The subject is located again (the ledger never held the real locators). A current
+  location whose `action_id` (or, for a CSV row that moved, whose fingerprint) is in the plan is carried
+  out by its connector when its content is unchanged; a changed one is reported as drifted and left alone;
+  a planned location that is gone counts as done (that is how a re-run after a crash finishes without
+  repeating anything). Connectors commit per batch and report back; the ledger records each action.
+- **Verify.** Locate again: nothing erasable may remain. Then the subject's identifiers go onto the
+  suppression list, the encrypted identifiers are shredded, and a certificate is written.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors import open_connector
+from connectors.base import DELETE as X_DELETE, UPDATE as X_UPDATE, ExecAction, Progress, null_progress
+from pii.config import Config
+from pii.detection import model_name
+from pii.discover import locate_subject
+from pii.errors import LedgerError, LetheError
+from pii.findings import WEAK, Finding
+from pii.inventory import Inventory
+from pii.ledger import APPROVED, EXECUTED, EXECUTING, FAILED, PLANNED, VERIFIED, Ledger
+from pii.policy import (
+    ANONYMISE, DELETE, HOLD, REDACT, RETAIN, REVIEW, Decision, OperatorSpec, Policy, apply_field_ops,
+    policy_for_config, redact_fields,
+)
+from pii.subject import EMAIL_RE, Subject, SubjectMatcher
+
+ERASING = (DELETE, ANONYMISE, REDACT)
+DEFAULT_PLAN_TTL_HOURS = 72
+LOCK_TTL_SECONDS = 15 * 60
+
+
+class ErasureBlocked(LetheError):
+    """The erasure cannot go ahead (a hold on the subject, a plan in the wrong state...)."""
+
+    exit_code = 3
+
+
+def current_user() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        user = f"uid-{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass
+class Plan:
+    """A plan as stored in the ledger (JSON, no personal values) plus, in memory only, the findings."""
+
+    data: dict
+    findings: list[Finding] = field(default_factory=list, repr=False)
+    plan_id: str | None = None
+    request_id: str | None = None
+
+    @property
+    def actions(self) -> list[dict]:
+        return self.data["actions"]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """store/container -> action -> locations."""
+        out: dict[str, dict[str, int]] = {}
+        for a in self.actions + self.data["review"] + self.data["held"]:
+            per = out.setdefault(f"{a['store']}/{a['container']}", {})
+            per[a["action"]] = per.get(a["action"], 0) + 1
+        return out
+
+    def lines(self) -> list[str]:
+        """Human-readable plan, no personal values: what would happen where, and why."""
+        out = []
+        totals: dict[str, int] = {}
+        for a in self.actions + self.data["review"] + self.data["held"]:
+            totals[a["action"]] = totals.get(a["action"], 0) + 1
+        summary = ", ".join(f"{totals.get(k, 0)} {k}" for k in (DELETE, ANONYMISE, REDACT, RETAIN, HOLD, REVIEW))
+        out.append(f"plan: {summary}")
+        for where, per in sorted(self.counts().items()):
+            out.append(f"  {where}: " + ", ".join(f"{n} {k}" for k, n in sorted(per.items())))
+        reasons: dict[tuple, int] = {}
+        for a in self.actions + self.data["held"]:
+            if a["action"] in (RETAIN, HOLD, ANONYMISE):
+                key = (a["action"], a["store"], a["container"], a.get("reason") or "",
+                       a.get("legal_basis") or "", a.get("until") or "", ",".join(sorted(a.get("fields", {}))))
+                reasons[key] = reasons.get(key, 0) + 1
+        for (action, store, container, reason, basis, until, fields), n in sorted(reasons.items()):
+            extra = f"; legal basis: {basis}" if basis else ""
+            extra += f"; until {until}" if until else ""
+            extra += f"; fields anonymised: {fields}" if fields else ""
+            out.append(f"  {action} {n} in {store}/{container}: {reason}{extra}")
+        if self.data["review"]:
+            out.append(f"  {len(self.data['review'])} weak (name-only) locations need a person's review; "
+                       "not erased unless included (--include-weak)")
+        for s in self.data.get("out_of_scope", []):
+            out.append(f"  out of scope: {s['name']}: {s.get('route') or 'no erasure route given'}")
+        return out
+
+
+@dataclass
+class ExecutionReport:
+    plan_id: str
+    state: str
+    done: int = 0
+    drifted: int = 0
+    failed: int = 0
+    rows: int = 0
+    new_locations: int = 0
+    remaining: int | None = None
+    details: list[str] = field(default_factory=list)
+
+
+class ErasureEngine:
+    """The library behind `lethe erase`/`approve`/`execute` and the Airflow erasure flow."""
+
+    def __init__(self, config: Config, *, ledger: Ledger | None = None, policy: Policy | None = None,
+                 progress: Progress = null_progress, today: dt.date | None = None):
+        self.config = config
+        self.ledger = ledger or Ledger(config.state_url)
+        self.policy = policy or policy_for_config(config)
+        self.progress = progress
+        self.today = today
+        erasure = config.raw.get("erasure") or {}
+        self.plan_ttl = dt.timedelta(hours=float(erasure.get("plan_ttl_hours", DEFAULT_PLAN_TTL_HOURS)))
+
+    # ------------------------------------------------------------------ identities
+    def action_id(self, store: str, location: dict) -> str:
+        return "act-" + self.ledger.protect_value({"store": store, "location": location})[5:45]
+
+    def fingerprint(self, finding: Finding) -> str:
+        return self.ledger.protect_value({"record": finding.record})[5:]
+
+    def _stored_location(self, finding: Finding, matcher: SubjectMatcher) -> dict:
+        """The location as the ledger may keep it: keys of key-less rows, keys that look personal and file
+        names that mention the subject become keyed hashes."""
+        loc = dict(finding.location)
+        key = loc.get("key")
+        if isinstance(key, dict):
+            if finding.note and finding.note.startswith("no primary key"):
+                loc["key"] = self.ledger.protect_value(key)
+            else:
+                loc["key"] = {k: (self.ledger.protect_value(v) if _looks_personal(v, matcher) else v)
+                              for k, v in key.items()}
+        for k in ("file", "path", "message_id"):
+            if isinstance(loc.get(k), str) and _looks_personal(loc[k].replace("_", " "), matcher):
+                loc[k] = self.ledger.protect_value(loc[k])
+        return loc
+
+    # ------------------------------------------------------------------ plan
+    def build_plan(self, subject: Subject, *, include_weak: bool = False, stores: list[str] | None = None) -> Plan:
+        """Locate the subject and decide every finding. Changes nothing and stores nothing."""
+        matcher = SubjectMatcher(subject)
+        findings = locate_subject(self.config, subject, stores=stores, progress=self.progress).findings
+        today = self.today or dt.date.today()
+        actions, review, held = [], [], []
+        for f in findings:
+            decision = self.policy.decide(f, today, include_weak=include_weak)
+            entry = {
+                "action_id": self.action_id(f.store, f.location),
+                "store": f.store,
+                "container": f.container,
+                "location": self._stored_location(f, matcher),
+                "match": f.match,
+                "strength": f.strength,
+                "entities": sorted(f.entities),
+                "fingerprint": self.fingerprint(f),
+                **_decision_fields(decision),
+            }
+            if decision.action == REVIEW:
+                review.append(entry)
+            elif decision.action == HOLD:
+                held.append(entry)
+            else:
+                actions.append(entry)
+        data = {
+            "version": 1,
+            "created_at": _now_iso(),
+            "policy": self.policy.source,
+            "stores": stores or list(self.config.stores),
+            "include_weak": include_weak,
+            "actions": actions,
+            "review": review,
+            "held": held,
+            "out_of_scope": _out_of_scope(self.config),
+        }
+        return Plan(data, findings)
+
+    def submit(self, subject: Subject, requester: str, *, received_at: dt.date | None = None,
+               include_weak: bool = False, stores: list[str] | None = None, request_id: str | None = None) -> Plan:
+        """Register the request (identifiers kept only as hashes plus an encrypted copy), build the plan
+        and store it, awaiting approval. A subject under suppression for a hold is refused."""
+        self.policy.check_environment()
+        request_id = self.ledger.create_request("erasure", subject, requester, received_at, request_id)
+        self.ledger.seal_subject(request_id, subject)
+        plan = self.build_plan(subject, include_weak=include_weak, stores=stores)
+        expires = dt.datetime.now(dt.timezone.utc) + self.plan_ttl
+        plan.data["expires_at"] = expires.isoformat(timespec="seconds")
+        plan.plan_id = self.ledger.store_plan(request_id, plan.data, expires, actor=requester)
+        plan.request_id = request_id
+        return plan
+
+    def open_plan_for(self, subject: Subject) -> str | None:
+        """An unfinished plan of an earlier erasure request for this subject (to resume after a crash)."""
+        for request_id in reversed(self.ledger.find_requests(subject)):
+            if self.ledger.get_request(request_id)["kind"] != "erasure":
+                continue
+            for p in reversed(self.ledger.plans_for(request_id)):
+                if p["state"] in (APPROVED, EXECUTING, FAILED, EXECUTED):
+                    return p["plan_id"]
+        return None
+
+    # ------------------------------------------------------------------ approval
+    def approve(self, plan_id: str, approver: str, *, require_distinct: bool = False) -> None:
+        digest = self.ledger.get_plan(plan_id)["digest"]
+        self.ledger.approve(plan_id, approver, require_distinct_from_requester=require_distinct,
+                            expected_digest=digest)
+
+    def reject(self, plan_id: str, approver: str, reason: str) -> None:
+        self.ledger.reject(plan_id, approver, reason)
+
+    # ------------------------------------------------------------------ execute
+    def execute(self, plan_id: str, *, subject: Subject | None = None, actor: str | None = None) -> ExecutionReport:
+        """Carry out an approved plan (or resume one interrupted), then verify it. Idempotent."""
+        actor = actor or current_user()
+        row = self.ledger.get_plan(plan_id)
+        request_id, plan = row["request_id"], row["plan"]
+        if subject is None:
+            subject = self.ledger.unseal_subject(request_id)
+        if row["state"] in (EXECUTED, VERIFIED):
+            return self._verify(plan_id, plan, subject, actor)
+        if row["state"] == PLANNED:
+            raise ErasureBlocked(f"plan {plan_id} is awaiting approval: run `lethe approve {plan_id}`")
+        owner = f"{actor}:{uuid.uuid4().hex[:8]}"[:200]
+        if not self.ledger.claim_execution(plan_id, owner, LOCK_TTL_SECONDS):
+            raise ErasureBlocked(f"plan {plan_id} is being executed by another worker")
+        locks = self._take_locks(subject, plan, owner)
+        report = ExecutionReport(plan_id, EXECUTING)
+        try:
+            self._carry_out(plan_id, plan, subject, owner, report)
+            ok = report.drifted == 0 and report.failed == 0
+            self.ledger.finish_execution(plan_id, owner, success=ok)
+        except BaseException:
+            try:
+                self.ledger.finish_execution(plan_id, owner, success=False)
+            except LedgerError:
+                pass
+            raise
+        finally:
+            for name in locks:
+                self.ledger.release_lock(name, owner)
+        if report.drifted or report.failed:
+            report.state = FAILED
+            return report
+        verified = self._verify(plan_id, plan, subject, actor)
+        verified.done, verified.rows, verified.details = report.done, report.rows, report.details
+        return verified
+
+    def _take_locks(self, subject: Subject, plan: dict, owner: str) -> list[str]:
+        names = [f"subject:{self.ledger.hash_identifier(k, v, subject.region)[:40]}"
+                 for k, v in _subject_pairs(subject)][:1]
+        names += [f"store:{s}" for s in sorted({a["store"] for a in plan["actions"]})]
+        taken = []
+        for name in names:
+            if not self.ledger.acquire_lock(name, owner, LOCK_TTL_SECONDS):
+                for t in taken:
+                    self.ledger.release_lock(t, owner)
+                raise ErasureBlocked(f"another erasure holds the lock {name.split(':')[0]} "
+                                     f"({'this subject' if name.startswith('subject:') else name[6:]}); try later")
+            taken.append(name)
+        return taken
+
+    def _carry_out(self, plan_id: str, plan: dict, subject: Subject, owner: str, report: ExecutionReport) -> None:
+        matcher = SubjectMatcher(subject)
+        pending = set(self.ledger.pending_actions(plan_id))
+        planned = {a["action_id"]: a for a in plan["actions"] if a["action_id"] in pending}
+        if not planned:
+            return
+        stores = sorted({a["store"] for a in planned.values()})
+        current = locate_subject(self.config, subject, stores=stores, progress=self.progress).findings
+        by_id = {self.action_id(f.store, f.location): f for f in current}
+        by_print: dict[tuple, list[Finding]] = {}
+        for f in current:
+            by_print.setdefault((f.store, f.container, self.fingerprint(f)), []).append(f)
+        planned_ids = {a["action_id"] for a in plan["actions"]}
+        report.new_locations = sum(1 for aid, f in by_id.items()
+                                   if aid not in planned_ids and f.strength != WEAK)
+        expected_after = {r["action_id"]: _expected_of(r["detail"]) for r in self.ledger.actions(plan_id)
+                          if r["state"] == "started" and _expected_of(r["detail"])}
+        todo: dict[str, list[ExecAction]] = {}
+        post: dict[str, str] = {}
+        for aid, a in planned.items():
+            f = by_id.get(aid)
+            if f is not None and aid in expected_after and _letters(self.fingerprint(f)) == expected_after[aid]:
+                # changed as planned by a run that stopped before recording it
+                self.ledger.mark_action(plan_id, aid, "done", rows=0, actor=owner,
+                                        detail="carried out by an interrupted run")
+                report.done += 1
+                continue
+            if f is None:  # a CSV row renumbered by an edit elsewhere in its file: find it by content
+                candidates = by_print.get((a["store"], a["container"], a["fingerprint"]), [])
+                f = next((c for c in candidates if self.action_id(c.store, c.location) not in planned_ids), None)
+            if f is None:
+                self.ledger.mark_action(plan_id, aid, "done" if a["action"] != RETAIN else "skipped", rows=0,
+                                        detail="not found any more (already carried out or gone)", actor=owner)
+                report.done += 1
+                continue
+            if self.fingerprint(f) != a["fingerprint"]:
+                self.ledger.mark_action(plan_id, aid, "drifted", rows=0, actor=owner,
+                                        detail="content changed since the plan was made: not touched; re-plan")
+                report.drifted += 1
+                continue
+            exec_action = self._exec_action(aid, a, f, matcher)
+            if exec_action is None:  # retained as it is
+                self.ledger.mark_action(plan_id, aid, "skipped", rows=0, detail=f"retained: {a.get('reason')}",
+                                        actor=owner)
+                report.done += 1
+                continue
+            todo.setdefault(a["store"], []).append(exec_action)
+            if exec_action.kind == X_UPDATE:
+                post[aid] = _letters(self.ledger.protect_value({"record": {**(f.record or {}),
+                                                                           **exec_action.updates}})[5:])
+        for store_name, actions in todo.items():
+            for x in actions:
+                detail = _EXPECT + post[x.action_id] if x.action_id in post else None
+                self.ledger.mark_action(plan_id, x.action_id, "started", detail=detail, actor=owner)
+
+            def done(ids: list[str], rows: int, detail: str | None, _owner=owner) -> None:
+                for i, aid in enumerate(ids):  # a batch's row count is recorded on its first action
+                    note = "; ".join(x for x in (_EXPECT + post[aid] if aid in post else None, detail) if x)
+                    self.ledger.mark_action(plan_id, aid, "done", rows=rows if i == 0 else 0,
+                                            detail=note or None, actor=_owner)
+                report.done += len(ids)
+                report.rows += rows
+                if detail:
+                    report.details.append(f"{store_name}: {len(ids)} action(s): {detail}")
+
+            store = self.config.stores[store_name]
+            with open_connector(store, config=self.config, progress=self.progress,
+                                inventory=Inventory(self.config.state_url),
+                                analyzer_model=model_name(self.config.detection)) as conn:
+                conn.apply(actions, done, matcher)
+
+    def _exec_action(self, aid: str, a: dict, f: Finding, matcher: SubjectMatcher) -> ExecAction | None:
+        action = a["action"]
+        ops = {col: OperatorSpec.from_dict(spec, f"plan action {aid}, column {col}")
+               for col, spec in (a.get("fields") or {}).items()}
+        if action == DELETE:
+            return ExecAction(aid, f.container, f.location, X_DELETE)
+        if action == REDACT:
+            record = f.record or {}
+            new = redact_fields(record, matcher)
+            updates = {k: v for k, v in new.items() if v != record.get(k)}
+            return ExecAction(aid, f.container, f.location, X_UPDATE, updates) if updates else None
+        if action in (ANONYMISE, RETAIN):
+            if not ops:
+                return None
+            record = f.record or {}
+            new = apply_field_ops(record, ops)
+            updates = {k: v for k, v in new.items() if v != record.get(k)}
+            return ExecAction(aid, f.container, f.location, X_UPDATE, updates) if updates else None
+        raise LetheError(f"plan action {aid}: unknown action {action!r}")
+
+    # ------------------------------------------------------------------ verify
+    def _verify(self, plan_id: str, plan: dict, subject: Subject, actor: str) -> ExecutionReport:
+        """Locate again: what remains must be retained, held or weak-for-review; anything else counts."""
+        report = ExecutionReport(plan_id, EXECUTED)
+        current = locate_subject(self.config, subject, stores=plan.get("stores"), progress=self.progress).findings
+        today = self.today or dt.date.today()
+        kept = {a["fingerprint"] for a in plan["actions"] if a["action"] == RETAIN}
+        kept |= {a["fingerprint"] for a in plan["held"]}
+        changed_as_planned = {_expected_of(r["detail"]) for r in self.ledger.actions(plan_id)} - {None}
+        remaining = 0
+        for f in current:
+            decision = self.policy.decide(f, today, include_weak=plan.get("include_weak", False))
+            fp = self.fingerprint(f)
+            if decision.action in (REVIEW, HOLD, RETAIN) or fp in kept or _letters(fp) in changed_as_planned:
+                continue
+            remaining += 1
+        report.remaining = remaining
+        state = self.ledger.plan_state(plan_id)
+        if state == EXECUTED:
+            state = self.ledger.record_verification(plan_id, actor, remaining)
+        report.state = state
+        if state == VERIFIED:
+            request_id = self.ledger.get_plan(plan_id)["request_id"]
+            self.ledger.suppress(subject, "erasure", request_id, actor=actor)
+            self.ledger.set_request_status(request_id, "completed", actor=actor)
+            self.ledger.shred_subject(request_id, actor=actor)
+        return report
+
+    # ------------------------------------------------------------------ certificate
+    def certificate(self, plan_id: str) -> dict:
+        """What was done, verified and kept, with no personal values: for the requester and auditors."""
+        row = self.ledger.get_plan(plan_id)
+        plan = row["plan"]
+        request = self.ledger.get_request(row["request_id"])
+        states: dict[str, int] = {}
+        rows = 0
+        for a in self.ledger.actions(plan_id):
+            states[a["state"] or "not_started"] = states.get(a["state"] or "not_started", 0) + 1
+            rows += a["rows"] or 0
+        verification = [e for e in self.ledger.audit_events(plan_id=plan_id)
+                        if e["event"] in ("plan_verified", "verification_failed")]
+        return {
+            "certificate": "Lethe erasure certificate",
+            "request_id": row["request_id"],
+            "plan_id": plan_id,
+            "received_at": request["received_at"],
+            "due_at": request["due_at"],
+            "state": row["state"],
+            "approved_by": row.get("decided_by"),
+            "approved_at": row.get("decided_at"),
+            "issued_at": _now_iso(),
+            "actions": states,
+            "rows_affected": rows,
+            "by_location": Plan(plan).counts(),
+            "retained": [{k: a.get(k) for k in ("store", "container", "reason", "legal_basis", "until")}
+                         for a in plan["actions"] if a["action"] == RETAIN],
+            "held": [{k: a.get(k) for k in ("store", "container", "reason", "until")} for a in plan["held"]],
+            "review_not_erased": len(plan["review"]),
+            "verified": row["state"] == VERIFIED,
+            "verification": [json.loads(e["details"]) if isinstance(e["details"], str) else e["details"]
+                             for e in verification],
+            "out_of_scope": plan.get("out_of_scope", []),
+            "suppression": "identifiers added as keyed hashes" if row["state"] == VERIFIED else "not yet",
+        }
+
+
+# ---------------------------------------------------------------------------- helpers
+def _decision_fields(d: Decision) -> dict[str, Any]:
+    out: dict[str, Any] = {"action": d.action, "reason": d.reason}
+    if d.rule_index is not None:
+        out["rule"] = d.rule_index
+    if d.legal_basis:
+        out["legal_basis"] = d.legal_basis
+    if d.until:
+        out["until"] = d.until.isoformat()
+    if d.field_ops:
+        out["fields"] = {col: spec.to_dict() for col, spec in d.field_ops.items()}
+    if d.proposed is not None:
+        out["proposed"] = d.proposed.action
+        if d.proposed.field_ops:
+            out["fields"] = {col: spec.to_dict() for col, spec in d.proposed.field_ops.items()}
+    return out
+
+
+def _looks_personal(value, matcher: SubjectMatcher) -> bool:
+    if not isinstance(value, str):
+        return False
+    if EMAIL_RE.search(value) or sum(c.isdigit() for c in value) >= 7:
+        return True
+    return bool(matcher.find_in_text(value)) or matcher.could_mention(value)
+
+
+def _subject_pairs(subject: Subject) -> list[tuple[str, str]]:
+    pairs = [("email", e) for e in subject.emails] + [("phone", p) for p in subject.phones]
+    pairs += [(f"id:{k}", v) for k, vs in subject.ids.items() for v in vs]
+    return pairs + [("name", n) for n in subject.names]
+
+
+def _out_of_scope(config: Config) -> list[dict]:
+    raw = config.raw.get("out_of_scope") or []
+    if isinstance(raw, dict):
+        raw = [{"name": k, **(v or {})} for k, v in raw.items()]
+    return [{"name": str(s.get("name")), "route": s.get("route"), "contact": s.get("contact")}
+            for s in raw if isinstance(s, dict)]
+
+
+_EXPECT = "expect:"
+_HEX_TO_LETTERS = str.maketrans("0123456789", "ghijklmnop")
+
+
+def _letters(fingerprint: str) -> str:
+    """A fingerprint written without digits (ledger details mask digit runs as possible phone numbers)."""
+    return fingerprint[:40].translate(_HEX_TO_LETTERS)
+
+
+def _expected_of(detail: str | None) -> str | None:
+    """The post-change fingerprint an update action recorded in its detail, if any."""
+    if not detail or not detail.startswith(_EXPECT):
+        return None
+    return detail[len(_EXPECT):].split(";", 1)[0]
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
