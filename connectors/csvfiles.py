@@ -13,16 +13,25 @@ default ``**/*.csv`` and ``**/*.tsv``), ``skip_files`` (globs on the relative pa
 
 Row numbers count data records as a CSV reader does: the header is excluded, a quoted newline does not
 start a new record, and blank lines (which hold no record) are not counted.
+
+Erasure (`apply`) rewrites each file once, atomically (temp file in the same folder, fsync, rename), and
+keeps every untouched record byte for byte: raw records are cut out of the text by the same CSV reader
+that numbers them, so numbering and rewriting can never disagree.
 """
 from __future__ import annotations
 
 import codecs
 import csv
+import errno
 import fnmatch
 import functools
 import io
 import itertools
+import os
 import re
+import secrets
+import stat as stat_mod
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -30,7 +39,7 @@ from typing import Iterator
 
 import phonenumbers
 
-from connectors.base import Connector
+from connectors.base import DELETE, Connector, Done, ExecAction
 from pii import classify as classify_mod
 from pii.classify import NUMBER, STRING, ColumnInfo
 from pii.errors import ConfigError, StoreError, StoreUnreachable
@@ -59,6 +68,16 @@ _THREE_LETTERS = re.compile(r"[^\W\d_].*?[^\W\d_].*?[^\W\d_]", re.S)  # letters 
 _NUMERIC = re.compile(r"^[+-]?(?:\d+(?:[.,]\d+)?|\.\d+)(?:[eE][+-]?\d+)?$")
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+# A BOM-detecting codec writes back with the byte order the file had (the BOM is written as U+FEFF).
+_BOM_CODECS = ((codecs.BOM_UTF32_LE, "utf-32", "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32", "utf-32-be"),
+               (codecs.BOM_UTF16_LE, "utf-16", "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16", "utf-16-be"),
+               (codecs.BOM_UTF8, "utf-8-sig", "utf-8"))
+
+# Erasure rewrites: `.<name>.lethe-tmp-<pid>-<random>` beside the file, renamed over it when complete.
+TMP_MARK = ".lethe-tmp-"
+_TMP_NAME = re.compile(r"^\..+" + re.escape(TMP_MARK) + r"(?:(\d+)-)?[0-9A-Za-z]+$")
+STALE_TMP_SECONDS = 3600  # a temp file this old is a crashed run's, whoever wrote it
+_ACTIVE_TMPS: set[str] = set()  # temp files this process is writing right now (never cleaned up)
 
 
 
@@ -279,6 +298,77 @@ def match_row(matcher: SubjectMatcher, plan: FilePlan, row: list[str]) -> tuple[
     return entities, identifier, texts
 
 
+# --------------------------------------------------------------------------- erasure helpers
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is one of `apply`'s temp files (never scanned, removed when stray)."""
+    return name.startswith(".") and TMP_MARK in name and _TMP_NAME.match(name) is not None
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows: rely on age only
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
+
+
+def _write_codec(layout: Layout, head: bytes) -> tuple[str, bool]:
+    """(codec to write text with, whether to start with a BOM): the file's own encoding and byte order."""
+    try:
+        encoding = codecs.lookup(layout.encoding).name
+    except LookupError:
+        encoding = layout.encoding
+    for bom, reader_encoding, codec in _BOM_CODECS:
+        if encoding == reader_encoding and head.startswith(bom):
+            return codec, True
+    if encoding == "utf-8-sig":  # UTF-8 without a BOM stays without
+        return "utf-8", False
+    return encoding, False
+
+
+def _terminator(raw: str) -> str:
+    if raw.endswith("\r\n"):
+        return "\r\n"
+    if raw.endswith(("\n", "\r")):
+        return raw[-1]
+    return ""
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable. Filesystems (and Windows) that cannot sync a folder are skipped."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+class _FilePlanOfActions:
+    """One file's actions by data-record number: deletes, and merged updates (later actions win)."""
+
+    def __init__(self, store: str, rel: str, actions: list[ExecAction]):
+        self.deletes: set[int] = set()
+        self.updates: dict[int, dict[str, object]] = {}
+        for a in actions:
+            row = a.location.get("row") if isinstance(a.location, dict) else None
+            if isinstance(row, bool) or not isinstance(row, int) or row < 1:
+                raise StoreError(store, f"file {rel}", f"action {a.action_id} has no valid row number")
+            if a.kind == DELETE:
+                self.deletes.add(row)
+            else:
+                self.updates.setdefault(row, {}).update(a.updates)
+        self.last = max(self.deletes | set(self.updates), default=0)
+
+
 # --------------------------------------------------------------------------- the connector
 class CsvConnector(Connector):
     """A folder of CSV (and TSV) exports; locations are ``{"file": <relative path>, "row": n}``."""
@@ -337,6 +427,8 @@ class CsvConnector(Connector):
                 if not path.is_file():
                     continue
                 rel = path.relative_to(folder).as_posix()
+                if is_temp_name(path.name):
+                    continue
                 low = rel.casefold()
                 if any(fnmatch.fnmatchcase(low, s) or fnmatch.fnmatchcase(low.rsplit("/", 1)[-1], s)
                        for s in skip):
@@ -346,6 +438,7 @@ class CsvConnector(Connector):
 
     def locate(self, matcher: SubjectMatcher) -> list[Finding]:
         findings: list[Finding] = []
+        self.remove_stray_temps()
         for rel in self.files():
             findings.extend(self._scan_file(rel, matcher))
         return findings
@@ -355,6 +448,203 @@ class CsvConnector(Connector):
         with self._open(relpath) as (columns, extra_key, rows):
             for n, row in rows:
                 yield n, self._record(columns, extra_key, row)
+
+    # ---- erasure
+    def apply(self, actions: list[ExecAction], done: Done, matcher: SubjectMatcher) -> None:
+        """Per file, one atomic rewrite carrying out all its actions; `done` once per file after the rename.
+
+        A row number past the end of the file (already deleted) affects nothing; a file whose every data
+        record is deleted keeps its header. Untouched records keep their bytes (line endings, quoting,
+        spacing); updated records are re-serialised with the file's delimiter and line ending."""
+        self.check()
+        self.remove_stray_temps()
+        by_file: dict[str, list[ExecAction]] = {}
+        for a in actions:
+            rel = a.container or (a.location.get("file") if isinstance(a.location, dict) else None)
+            if not rel or (isinstance(a.location, dict) and a.location.get("file", rel) != rel):
+                raise StoreError(self.name, f"action {a.action_id}", "names no file, or two different files")
+            by_file.setdefault(rel, []).append(a)
+        for rel in sorted(by_file):
+            file_actions = by_file[rel]
+            deleted, updated = self._rewrite(rel, _FilePlanOfActions(self.name, rel, file_actions))
+            self.say(f"{rel}: {deleted} rows deleted, {updated} rows updated")
+            done([a.action_id for a in file_actions], deleted + updated, None)
+
+    def remove_stray_temps(self) -> int:
+        """Delete temp files that a crashed rewrite left in the folder; returns how many. A temp file is
+        stray when the process that wrote it is gone (on this host), or it is older than an hour."""
+        folder = self.folder
+        removed = 0
+        now = time.time()
+        for dirpath, _dirs, names in os.walk(folder):
+            for name in names:
+                if not is_temp_name(name):
+                    continue
+                path = os.path.join(dirpath, name)
+                if path in _ACTIVE_TMPS:
+                    continue
+                pid = _TMP_NAME.match(name).group(1)
+                try:
+                    age = now - os.stat(path).st_mtime
+                    stale = (pid is None or int(pid) == os.getpid() or not _pid_alive(int(pid))
+                             or age > STALE_TMP_SECONDS)
+                    if stale:
+                        os.unlink(path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise StoreError(self.name, f"folder {folder}",
+                                     f"a stray temp file cannot be removed ({exc.strerror})") from None
+        if removed:
+            self.say(f"{removed} stray temp files from an interrupted erasure removed")
+        return removed
+
+    def _rewrite(self, rel: str, todo: "_FilePlanOfActions") -> tuple[int, int]:
+        """(rows deleted, rows updated) in one file, rewritten atomically; nothing written when no record
+        changes."""
+        path = self._path(rel)
+        place = f"file {rel}"
+        try:
+            before = path.stat()
+        except FileNotFoundError:
+            self.say(f"{rel}: no longer exists, nothing to erase")
+            return 0, 0
+        except OSError as exc:
+            raise StoreError(self.name, place, f"cannot be read ({exc.strerror})") from None
+        if not todo.last:
+            return 0, 0
+        csv.field_size_limit(max(csv.field_size_limit(), FIELD_SIZE_LIMIT))
+        layout = self.layout(rel)
+        tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(6)}")
+        deleted = updated = 0
+        codec = layout.encoding
+        try:
+            with open(path, "rb") as raw_in:
+                head = raw_in.read(4)
+            codec, bom = _write_codec(layout, head)
+            with open(path, encoding=layout.encoding, newline="") as src:
+                lines: list[str] = []
+                tap = lines.append
+
+                def tapped():
+                    for line in src:
+                        tap(line)
+                        yield line
+
+                reader = layout.reader(tapped())
+                with self._read_errors(rel, reader):
+                    header = next((r for r in reader if r), [])
+                columns = unique_columns(header)
+                targets = self._resolve_updates(rel, columns, todo.updates)
+                _ACTIVE_TMPS.add(str(tmp))
+                with open(tmp, "x", encoding=codec, errors="strict", newline="") as out:
+                    if bom:
+                        out.write("\ufeff")
+                    out.write("".join(lines))  # blank lines before the header, then the header
+                    lines.clear()
+                    n = 0
+                    with self._read_errors(rel, reader):
+                        for row in reader:
+                            raw = lines[0] if len(lines) == 1 else "".join(lines)
+                            lines.clear()
+                            if row:
+                                n += 1
+                                if n in todo.deletes:
+                                    deleted += 1
+                                    raw = ""
+                                elif n in targets:
+                                    new = self._updated_record(rel, n, layout, codec, len(columns), row,
+                                                               targets[n], raw)
+                                    if new is not None:
+                                        updated += 1
+                                        raw = new
+                            if raw:
+                                out.write(raw)
+                            if n >= todo.last:
+                                break
+                        while chunk := src.read(1 << 20):  # past the last target: copy as it is
+                            out.write(chunk)
+                    out.flush()
+                    if deleted or updated:
+                        os.fsync(out.fileno())
+            if not (deleted or updated):  # nothing to change (rows already gone): leave the file alone
+                os.unlink(tmp)
+                return 0, 0
+            os.chmod(tmp, stat_mod.S_IMODE(before.st_mode))
+            now = path.stat()
+            if (now.st_mtime_ns, now.st_size, now.st_ino) != (before.st_mtime_ns, before.st_size, before.st_ino):
+                raise StoreError(self.name, place, "changed while it was being rewritten; try again")
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except BaseException as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            if isinstance(exc, UnicodeError):
+                raise StoreError(self.name, place, f"cannot be written back as {codec}") from None
+            if isinstance(exc, OSError):
+                raise StoreError(self.name, place,
+                                 f"cannot be rewritten ({exc.strerror or type(exc).__name__})") from None
+            raise
+        finally:
+            _ACTIVE_TMPS.discard(str(tmp))
+        return deleted, updated
+
+    def _resolve_updates(self, rel: str, columns: list[str], updates: dict[int, dict[str, object]]
+                         ) -> dict[int, list[tuple[int | None, object]]]:
+        """Per row, (column position or None for the extra fields, new value); unknown names are an error."""
+        extra_key = _extra_key(columns)
+        exact = {c: i for i, c in enumerate(columns)}
+        folded = {c.casefold(): i for i, c in enumerate(columns)}
+        out: dict[int, list[tuple[int | None, object]]] = {}
+        for row, changes in updates.items():
+            resolved: list[tuple[int | None, object]] = []
+            for col, value in changes.items():
+                key = str(col)
+                if key in exact:
+                    resolved.append((exact[key], value))
+                elif key.casefold() in folded:
+                    resolved.append((folded[key.casefold()], value))
+                elif key.casefold() == extra_key.casefold():
+                    resolved.append((None, value))
+                else:
+                    raise StoreError(self.name, f"file {rel}", f"has no column {key!r}")
+            out[row] = resolved
+        return out
+
+    def _updated_record(self, rel: str, n: int, layout: Layout, codec: str, width: int, row: list[str],
+                        changes: list[tuple[int | None, object]], raw: str) -> str | None:
+        """The record re-serialised with `changes`, ending as it ended; None when nothing changes."""
+        new = list(row)
+        for i, value in changes:
+            if i is None:  # the fields past the header: None drops them, a list as long replaces them
+                if value is None:
+                    extras = []
+                elif isinstance(value, (list, tuple)) and len(value) == max(len(row) - width, 0):
+                    extras = ["" if v is None else str(v) for v in value]
+                else:
+                    raise StoreError(self.name, f"file {rel}", f"row {n}: the fields past the header can only be "
+                                     "cleared (None) or replaced one for one (a list as long)")
+                new = (new + [""] * (width - len(new)))[:width] + extras
+                continue
+            if len(new) <= i:
+                new += [""] * (i + 1 - len(new))
+            new[i] = "" if value is None else str(value)
+        size = max(len(new), len(row))
+        if new + [""] * (size - len(new)) == row + [""] * (size - len(row)):
+            return None
+        buf = io.StringIO()
+        csv.writer(buf, delimiter=layout.delimiter, quotechar='"', doublequote=True,
+                   quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n").writerow(new)
+        text = buf.getvalue()[:-2] + _terminator(raw)
+        try:
+            text.encode(codec)
+        except UnicodeError:
+            raise StoreError(self.name, f"file {rel}",
+                             f"row {n}: a new value cannot be written in the file's encoding ({codec})") from None
+        return text
 
     # ---- scanning
     def _scan_file(self, rel: str, matcher: SubjectMatcher) -> list[Finding]:
