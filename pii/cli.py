@@ -207,7 +207,7 @@ def cmd_access(args) -> int:
     print(_summary_line(findings))
     for store in result.stores:
         print(f"  {store.store} ({store.kind}): {len(store.findings)} locations, {store.seconds:.2f}s")
-    if request:
+    if received:
         print(f"request received {request['received_at']}, answer due by {request['due_by']}")
     state = "encrypted " if pkg.encrypted else ""
     print(f"{state}access package: {pkg.out_dir} ({len(pkg.files)} files) in {elapsed:.1f}s")

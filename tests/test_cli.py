@@ -160,3 +160,80 @@ def test_when_locate_prints_a_table_without_primary_key_then_its_values_are_with
     assert code == 0, stderr
     assert "newsletter" in stdout and "withheld" in stdout
     assert_no_personal_data(stdout + stderr)
+
+
+# ---------------------------------------------------------------------------- erasure from the CLI
+@pytest.fixture
+def fresh_demo(tmp_path):
+    return build_demo(tmp_path / "demo")
+
+
+def _demo_rows(world) -> dict:
+    import sqlite3
+
+    con = sqlite3.connect(world.crm_path)
+    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    out = {t: sorted(map(repr, con.execute(f'SELECT * FROM "{t}"'))) for t in tables}
+    con.close()
+    for f in sorted(world.exports_dir.iterdir()):
+        out[f.name] = f.read_bytes()
+    return out
+
+
+def test_when_erase_dry_run_then_plan_is_printed_and_nothing_changes(fresh_demo):
+    before = _demo_rows(fresh_demo)
+    code, stdout, stderr = run("--config", fresh_demo.config_path, "erase", *subject_args(), "--dry-run")
+    assert code == 0, stderr
+    assert "dry run: nothing stored, nothing changed" in stdout
+    assert "crm/members: 1 delete" in stdout and "1 review" in stdout
+    assert _demo_rows(fresh_demo) == before
+    assert_no_personal_data(stdout + stderr)
+
+
+def test_when_erase_then_approve_execute_then_subject_is_gone_and_suppressed(fresh_demo, tmp_path):
+    cfg = fresh_demo.config_path
+    code, stdout, stderr = run("--config", cfg, "erase", *subject_args())
+    assert code == 3, stderr  # stored, awaiting approval
+    plan_id = re.search(r"plan (plan-[0-9a-f]+) stored", stdout).group(1)
+    code, stdout, stderr = run("--config", cfg, "approve", plan_id, "--as", "dpo", "--execute",
+                               "--certificate", tmp_path / "cert.json")
+    assert code == 0, stderr
+    assert "verified" in stdout and "0 erasable locations remain" in stdout
+    cert = json.loads((tmp_path / "cert.json").read_text())
+    assert cert["verified"] is True and cert["approved_by"] == "dpo" and cert["review_not_erased"] == 1
+    code, stdout, _ = run("--config", cfg, "locate", *subject_args(), "--json")
+    assert [f["strength"] for f in json.loads(stdout)] == ["weak"]  # only the name-only badge is left
+    code, stdout, _ = run("--config", cfg, "suppression", "check", "--email", "ALICE.SMITH@example.org")
+    assert code == 1 and "suppressed" in stdout
+    code, stdout, _ = run("--config", cfg, "suppression", "check", "--email", "malice.smith@example.org")
+    assert code == 0
+    code, stdout, _ = run("--config", cfg, "access", "--email", "alice.smith@example.org", "--out", tmp_path / "p")
+    assert code == 0 and "suppression list" in stdout
+    assert json.loads((tmp_path / "p" / "manifest.json").read_text())["request"]["suppression"]
+    code, _, _ = run("--config", cfg, "audit", "--out", tmp_path / "audit.json")
+    events = json.loads((tmp_path / "audit.json").read_text())
+    assert {"plan_stored", "plan_approved", "plan_verified"} <= {e["event"] for e in events}
+    assert "alice" not in (tmp_path / "audit.json").read_text().lower()
+
+
+def test_when_erase_yes_runs_twice_then_second_run_changes_nothing(fresh_demo):
+    cfg = fresh_demo.config_path
+    code, stdout, stderr = run("--config", cfg, "erase", *subject_args(), "--yes")
+    assert code == 0, stderr
+    assert "verified" in stdout
+    after_first = _demo_rows(fresh_demo)
+    code, stdout, stderr = run("--config", cfg, "erase", *subject_args(), "--yes")
+    assert code == 0, stderr
+    assert "plan: 0 delete, 0 anonymise, 0 redact" in stdout
+    assert _demo_rows(fresh_demo) == after_first
+    assert_no_personal_data(stdout + stderr)
+
+
+def test_when_plan_is_rejected_then_execute_refuses(fresh_demo):
+    cfg = fresh_demo.config_path
+    _, stdout, _ = run("--config", cfg, "erase", "--email", "alice.smith@example.org")
+    plan_id = re.search(r"plan (plan-[0-9a-f]+) stored", stdout).group(1)
+    code, stdout, _ = run("--config", cfg, "reject", plan_id, "--reason", "identity not verified")
+    assert code == 0 and "rejected" in stdout
+    code, _, stderr = run("--config", cfg, "execute", plan_id)
+    assert code != 0 and "rejected" in stderr
