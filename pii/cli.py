@@ -101,6 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, metavar="FILE")
     sp.set_defaults(func=cmd_suppression_export)
 
+    p = sub.add_parser("hold", help="place or release a legal hold on a subject: no erasure runs while held")
+    hsub = p.add_subparsers(dest="hold_command", metavar="ACTION", required=True)
+    hp = hsub.add_parser("place", help="hold the subject's data (give a reason)")
+    _add_identifier_args(hp)
+    hp.add_argument("--reason", required=True)
+    hp.set_defaults(func=cmd_hold_place)
+    hp = hsub.add_parser("release", help="lift the hold")
+    _add_identifier_args(hp)
+    hp.set_defaults(func=cmd_hold_release)
+
     p = sub.add_parser("audit", help="export the ledger's append-only audit events (no personal values)")
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.csv or FILE.json")
     p.add_argument("--plan", metavar="PLAN_ID")
@@ -436,6 +446,24 @@ def cmd_suppression_export(args) -> int:
             for r in rows:
                 w.writerow({k: r.get(k) for k in w.fieldnames})
     print(f"{len(rows)} suppression entries written to {out} (keyed hashes; recipe: {recipe})")
+    return 0
+
+
+def cmd_hold_place(args) -> int:
+    from pii.erasure import current_user
+
+    config = _config(args)
+    added = _ledger(config).place_hold(_subject(args, config), args.reason, actor=current_user())
+    print(f"legal hold placed ({added} identifiers added): erasures of this subject are refused until released")
+    return 0
+
+
+def cmd_hold_release(args) -> int:
+    from pii.erasure import current_user
+
+    config = _config(args)
+    released = _ledger(config).release_hold(_subject(args, config), actor=current_user())
+    print(f"legal hold released ({released} identifiers)")
     return 0
 
 

@@ -10,6 +10,8 @@
   out by its connector when its content is unchanged; a changed one is reported as drifted and left alone;
   a planned location that is gone counts as done (that is how a re-run after a crash finishes without
   repeating anything). Connectors commit per batch and report back; the ledger records each action.
+  A worker killed mid-run leaves its locks behind; the next run on the same host breaks them at once
+  when their owner's process is gone (the owner names its host and pid), otherwise they expire.
 - **Verify.** Locate again: nothing erasable may remain. Then the subject's identifiers go onto the
   suppression list, the encrypted identifiers are shredded, and a certificate is written.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import hashlib
 import json
 import os
 import socket
@@ -201,6 +204,7 @@ class ErasureEngine:
         """Register the request (identifiers kept only as hashes plus an encrypted copy), build the plan
         and store it, awaiting approval. A subject under suppression for a hold is refused."""
         self.policy.check_environment()
+        self.check_holds(subject)
         request_id = self.ledger.create_request("erasure", subject, requester, received_at, request_id)
         self.ledger.seal_subject(request_id, subject)
         plan = self.build_plan(subject, include_weak=include_weak, stores=stores)
@@ -210,13 +214,26 @@ class ErasureEngine:
         plan.request_id = request_id
         return plan
 
+    def check_holds(self, subject: Subject) -> None:
+        """Refuse to erase a subject under a legal hold, saying why (the reason, never the identifier)."""
+        holds = self.ledger.holds_on(subject)
+        if holds:
+            reasons = "; ".join(sorted({h["reason"] for h in holds}))
+            raise ErasureBlocked(f"the subject is under a legal hold ({reasons}): nothing is erased "
+                                 f"until it is released (lethe hold release)")
+
     def open_plan_for(self, subject: Subject) -> str | None:
-        """An unfinished plan of an earlier erasure request for this subject (to resume after a crash)."""
+        """An unfinished plan of an earlier erasure request for this subject (to resume after a crash):
+        one not carried out yet, or verified but stopped before its request was completed (suppression,
+        shredding of the request store)."""
         for request_id in reversed(self.ledger.find_requests(subject)):
-            if self.ledger.get_request(request_id)["kind"] != "erasure":
+            request = self.ledger.get_request(request_id)
+            if request["kind"] != "erasure":
                 continue
             for p in reversed(self.ledger.plans_for(request_id)):
                 if p["state"] in (APPROVED, EXECUTING, FAILED, EXECUTED):
+                    return p["plan_id"]
+                if p["state"] == VERIFIED and request["status"] != "completed":
                     return p["plan_id"]
         return None
 
@@ -241,7 +258,9 @@ class ErasureEngine:
             return self._verify(plan_id, plan, subject, actor)
         if row["state"] == PLANNED:
             raise ErasureBlocked(f"plan {plan_id} is awaiting approval: run `lethe approve {plan_id}`")
-        owner = f"{actor}:{uuid.uuid4().hex[:8]}"[:200]
+        self.check_holds(subject)
+        owner = _lock_owner(actor)
+        self._break_dead_locks([f"plan:{plan_id}"] + self._lock_names(subject, plan), owner)
         if not self.ledger.claim_execution(plan_id, owner, LOCK_TTL_SECONDS):
             raise ErasureBlocked(f"plan {plan_id} is being executed by another worker")
         locks = self._take_locks(subject, plan, owner)
@@ -266,10 +285,21 @@ class ErasureEngine:
         verified.done, verified.rows, verified.details = report.done, report.rows, report.details
         return verified
 
-    def _take_locks(self, subject: Subject, plan: dict, owner: str) -> list[str]:
+    def _lock_names(self, subject: Subject, plan: dict) -> list[str]:
         names = [f"subject:{self.ledger.hash_identifier(k, v, subject.region)[:40]}"
                  for k, v in _subject_pairs(subject)][:1]
-        names += [f"store:{s}" for s in sorted({a["store"] for a in plan["actions"]})]
+        return names + [f"store:{s}" for s in sorted({a["store"] for a in plan["actions"]})]
+
+    def _break_dead_locks(self, names: list[str], owner: str) -> None:
+        """Locks left by a worker of this host whose process is gone (killed, crashed) are broken now
+        rather than after their TTL, so re-running the same command resumes at once."""
+        for name in names:
+            holder = self.ledger.lock_owner(name)
+            if holder and holder != owner and _owner_gone(holder):
+                self.ledger.break_lock(name, holder, actor=owner, reason="its process is gone")
+
+    def _take_locks(self, subject: Subject, plan: dict, owner: str) -> list[str]:
+        names = self._lock_names(subject, plan)
         taken = []
         for name in names:
             if not self.ledger.acquire_lock(name, owner, LOCK_TTL_SECONDS):
@@ -461,6 +491,49 @@ def _looks_personal(value, matcher: SubjectMatcher) -> bool:
     if EMAIL_RE.search(value) or sum(c.isdigit() for c in value) >= 7:
         return True
     return bool(matcher.find_in_text(value)) or matcher.could_mention(value)
+
+
+def _node_id() -> str:
+    """This host as seen by its processes: hostname, boot and pid namespace (two containers sharing a
+    hostname do not see each other's pids, and a reboot reuses them)."""
+    parts = [socket.gethostname()]
+    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
+        try:
+            parts.append(open(path).read().strip() if path.endswith("boot_id") else str(os.stat(path).st_ino))
+        except OSError:
+            parts.append("")
+    return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:12]
+
+
+def _lock_owner(actor: str) -> str:
+    """`<actor>:<node>:<pid>:<random>`: unique per run, and tells a later run whether its process lives."""
+    return f"{str(actor)[:160]}:{_node_id()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_gone(owner: str) -> bool:
+    """True only when `owner` (made by `_lock_owner`) is a process of this node that no longer exists."""
+    parts = owner.rsplit(":", 3)
+    if os.name != "posix" or len(parts) != 4 or not parts[2].isdigit() or parts[1] != _node_id():
+        return False
+    pid = int(parts[2])
+    if pid == os.getpid() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: alive, another user's
+        return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed child not yet reaped by its parent still has a pid; it runs no more code."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _subject_pairs(subject: Subject) -> list[tuple[str, str]]:

@@ -17,7 +17,8 @@ Why it is shaped this way:
 
 Resuming after a crash: `claim_execution` takes the plan's lock (``plan:<id>``) and either starts the
 plan or, when it is already ``executing`` and its previous owner's lock has expired, resumes it;
-`pending_actions` then lists exactly the actions that are not done or skipped.
+`pending_actions` then lists exactly the actions that are not done or skipped. A caller that knows a
+lock's owner is gone (a crashed process on its own host) need not wait for the expiry: `break_lock`.
 """
 from __future__ import annotations
 
@@ -192,8 +193,19 @@ ledger_request_secrets = Table(
     Column("created_at", String(32), nullable=False),
 )
 
+# Legal holds on a subject (keyed hashes of identifiers): while one is active, no erasure of that subject runs.
+ledger_holds = Table(
+    "ledger_holds",
+    metadata,
+    Column("kind", String(100), primary_key=True),
+    Column("hash", String(64), primary_key=True),
+    Column("reason", String(1000), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
 LEDGER_TABLES = (ledger_meta, ledger_requests, ledger_request_identifiers, ledger_plans, ledger_plan_actions,
-                 ledger_actions, ledger_locks, ledger_suppression, ledger_events, ledger_request_secrets)
+                 ledger_actions, ledger_locks, ledger_suppression, ledger_events, ledger_request_secrets,
+                 ledger_holds)
 
 # The audit trail is append-only in the database too, not only in this API (SQLite and PostgreSQL).
 for _ddl in (
@@ -1026,6 +1038,25 @@ class Ledger:
                 self._event(conn, "lock_released", actor=owner, details={"lock": name})
         return released
 
+    def lock_owner(self, name: str) -> str | None:
+        """Who holds lock `name` (expired or not); None when nobody does."""
+        lk = ledger_locks
+        with self.engine.connect() as conn:
+            return conn.execute(select(lk.c.owner).where(lk.c.name == name)).scalar()
+
+    def break_lock(self, name: str, owner: str, *, actor: str, reason: str) -> bool:
+        """Remove lock `name` if `owner` still holds it, on behalf of `actor` who knows that owner is gone
+        (a crashed process): compare-and-set on the owner, recorded in the audit trail. True when it did."""
+        self._check_lock_args(name, owner)
+        self._check_lock_args(name, actor)
+        lk = ledger_locks
+        with self.engine.begin() as conn:
+            broken = conn.execute(sql_delete(lk).where(lk.c.name == name, lk.c.owner == owner)).rowcount == 1
+            if broken:
+                self._event(conn, "lock_broken", actor=actor,
+                            details={"lock": name, "owner": owner, "reason": str(reason)[:200]})
+        return broken
+
     # ---- request store (encrypted identifiers)
     def _fernet(self):
         import base64
@@ -1082,6 +1113,49 @@ class Ledger:
             rows = conn.execute(select(p.c.plan_id, p.c.state, p.c.created_at, p.c.expires_at, p.c.decided_by)
                                 .where(p.c.request_id == request_id).order_by(p.c.created_at, p.c.plan_id))
             return [dict(r._mapping) for r in rows]
+
+    # ---- legal holds on subjects
+    def place_hold(self, subject: Subject, reason: str, *, actor: str | None = None) -> int:
+        """Put the subject's identifiers under a legal hold; returns how many were new."""
+        if not reason or not str(reason).strip():
+            raise LedgerError("a legal hold needs a reason")
+        hashes = self._subject_hashes(subject)
+        screen = _Screen(self._mac, hashes, subject.region)
+        reason = self._scrub(reason, screen) or ""
+        h = ledger_holds
+        now = self._now()
+        with self.engine.begin() as conn:
+            existing = {(r.kind, r.hash) for r in conn.execute(select(h.c.kind, h.c.hash).where(
+                h.c.hash.in_([x for _, x in hashes])))}
+            new = [(k, x) for k, x in hashes if (k, x) not in existing]
+            if new:
+                conn.execute(insert(h), [{"kind": k, "hash": x, "reason": reason, "created_at": _iso(now)}
+                                         for k, x in new])
+            self._event(conn, "hold_placed", actor=self._safe_actor(actor, screen), now=now,
+                        details={"added": len(new)})
+        return len(new)
+
+    def release_hold(self, subject: Subject, *, actor: str | None = None) -> int:
+        """Lift the legal hold on the subject's identifiers; returns how many were released."""
+        hashes = self._subject_hashes(subject)
+        screen = _Screen(self._mac, hashes, subject.region)
+        h = ledger_holds
+        with self.engine.begin() as conn:
+            released = 0
+            for k, x in hashes:
+                released += conn.execute(sql_delete(h).where(h.c.kind == k, h.c.hash == x)).rowcount or 0
+            self._event(conn, "hold_released", actor=self._safe_actor(actor, screen), details={"released": released})
+        return released
+
+    def holds_on(self, subject: Subject) -> list[dict]:
+        """Active holds matching the subject's identifiers (a name alone never matches: names are shared)."""
+        hashes = [(k, x) for k, x in self._subject_hashes(subject) if k != "name"]
+        h = ledger_holds
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(h).where(h.c.hash.in_([x for _, x in hashes]))).mappings().all()
+        wanted = set(hashes)
+        return [{"kind": r["kind"], "reason": r["reason"], "created_at": r["created_at"]}
+                for r in rows if (r["kind"], r["hash"]) in wanted]
 
     # ---- suppression
     def suppress(self, subject: Subject, reason: str, request_id: str | None = None, *,

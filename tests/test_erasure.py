@@ -205,3 +205,19 @@ def test_when_table_names_are_hostile_then_erasure_quotes_them(sqlite_url, tmp_p
     with eng.connect() as conn:
         assert conn.execute(sa.select(t.c.id)).scalars().all() == [2]
         assert conn.execute(sa.select(keep.c.id)).scalars().all() == [1]
+
+
+def test_when_subject_is_under_a_legal_hold_then_erasure_is_refused_until_released(sqlite_url, tmp_path):
+    from pii.erasure import ErasureBlocked
+
+    engine, schema = _setup(sqlite_url, tmp_path)
+    before = snapshot(sqlite_url, schema)
+    engine.ledger.place_hold(Subject.build(emails=["ALICE.SMITH@example.org"]), "subpoena from the county court")
+    with pytest.raises(ErasureBlocked, match="legal hold \\(subpoena from the county court\\)") as err:
+        engine.submit(ALICE, "requester")
+    assert "alice" not in str(err.value).lower()
+    assert snapshot(sqlite_url, schema) == before
+    assert engine.ledger.holds_on(Subject.build(names=["Alice Smith"])) == []  # a name alone never matches
+    engine.ledger.release_hold(ALICE)
+    _, report = run_erasure(engine)
+    assert report.state == "verified"
