@@ -29,6 +29,7 @@ import hmac
 import json
 import logging
 import os
+import random
 import re
 import secrets
 import tempfile
@@ -919,7 +920,9 @@ class Ledger:
         detail = self._scrub(detail, screen)
         actor = self._safe_actor(actor, screen)
         a = ledger_actions
-        for _ in range(10):
+        for attempt in range(100):
+            if attempt:  # lost a race with another worker: back off a little, then look again
+                time.sleep(random.uniform(0, 0.002 * min(attempt, 20)))
             now = self._now()
             with self.engine.connect() as conn:
                 cur = conn.execute(select(a.c.state, a.c.attempts).where(
