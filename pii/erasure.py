@@ -329,47 +329,55 @@ class ErasureEngine:
                           if r["state"] == "started" and _expected_of(r["detail"])}
         todo: dict[str, list[ExecAction]] = {}
         post: dict[str, str] = {}
+        marks = _Marks()
+        earlier: set[str] | None = None
         for aid, a in planned.items():
             f = by_id.get(aid)
             if f is not None and aid in expected_after and _letters(self.fingerprint(f)) == expected_after[aid]:
                 # changed as planned by a run that stopped before recording it
-                self.ledger.mark_action(plan_id, aid, "done", rows=0, actor=owner,
-                                        detail="carried out by an interrupted run")
+                marks.add("done", aid, "carried out by an interrupted run")
                 report.done += 1
                 continue
             if f is None:  # a CSV row renumbered by an edit elsewhere in its file: find it by content
                 candidates = by_print.get((a["store"], a["container"], a["fingerprint"]), [])
                 f = next((c for c in candidates if self.action_id(c.store, c.location) not in planned_ids), None)
             if f is None:
-                self.ledger.mark_action(plan_id, aid, "done" if a["action"] != RETAIN else "skipped", rows=0,
-                                        detail="not found any more (already carried out or gone)", actor=owner)
+                marks.add("done" if a["action"] != RETAIN else "skipped", aid,
+                          "not found any more (already carried out or gone)")
                 report.done += 1
                 continue
             if self.fingerprint(f) != a["fingerprint"]:
-                self.ledger.mark_action(plan_id, aid, "drifted", rows=0, actor=owner,
-                                        detail="content changed since the plan was made: not touched; re-plan")
+                marks.add("drifted", aid, "content changed since the plan was made: not touched; re-plan")
                 report.drifted += 1
                 continue
+            if a.get("fields") and a["action"] in (ANONYMISE, RETAIN):
+                if earlier is None:
+                    earlier = self._changed_as_planned(subject, exclude=plan_id)
+                if _letters(self.fingerprint(f)) in earlier:  # e.g. hashing a hash would change it again
+                    marks.add("done", aid, "already changed as planned by an earlier erasure")
+                    report.done += 1
+                    continue
             exec_action = self._exec_action(aid, a, f, matcher)
             if exec_action is None:  # retained as it is
-                self.ledger.mark_action(plan_id, aid, "skipped", rows=0, detail=f"retained: {a.get('reason')}",
-                                        actor=owner)
+                marks.add("skipped", aid, f"retained: {a.get('reason')}")
                 report.done += 1
                 continue
             todo.setdefault(a["store"], []).append(exec_action)
             if exec_action.kind == X_UPDATE:
                 post[aid] = _letters(self.ledger.protect_value({"record": {**(f.record or {}),
                                                                            **exec_action.updates}})[5:])
+        marks.flush(self.ledger, plan_id, owner)
         for store_name, actions in todo.items():
-            for x in actions:
-                detail = _EXPECT + post[x.action_id] if x.action_id in post else None
-                self.ledger.mark_action(plan_id, x.action_id, "started", detail=detail, actor=owner)
+            self.ledger.mark_actions(plan_id, [x.action_id for x in actions], "started", actor=owner,
+                                     details={aid: _EXPECT + fp for aid, fp in post.items()})
 
             def done(ids: list[str], rows: int, detail: str | None, _owner=owner) -> None:
-                for i, aid in enumerate(ids):  # a batch's row count is recorded on its first action
-                    note = "; ".join(x for x in (_EXPECT + post[aid] if aid in post else None, detail) if x)
-                    self.ledger.mark_action(plan_id, aid, "done", rows=rows if i == 0 else 0,
-                                            detail=note or None, actor=_owner)
+                # a batch's row count is recorded on its first action
+                notes = {aid: "; ".join(x for x in (_EXPECT + post[aid] if aid in post else None, detail) if x)
+                         or None for aid in ids}
+                self.ledger.mark_actions(plan_id, ids, "done", rows={aid: rows if i == 0 else 0
+                                                                     for i, aid in enumerate(ids)},
+                                         details=notes, actor=_owner)
                 report.done += len(ids)
                 report.rows += rows
                 if detail:
@@ -409,7 +417,7 @@ class ErasureEngine:
         today = self.today or dt.date.today()
         kept = {a["fingerprint"] for a in plan["actions"] if a["action"] == RETAIN}
         kept |= {a["fingerprint"] for a in plan["held"]}
-        changed_as_planned = {_expected_of(r["detail"]) for r in self.ledger.actions(plan_id)} - {None}
+        changed_as_planned = self._changed_as_planned(subject)
         remaining = 0
         for f in current:
             decision = self.policy.decide(f, today, include_weak=plan.get("include_weak", False))
@@ -425,9 +433,23 @@ class ErasureEngine:
         if state == VERIFIED:
             request_id = self.ledger.get_plan(plan_id)["request_id"]
             self.ledger.suppress(subject, "erasure", request_id, actor=actor)
+            self.ledger.shred_subject(request_id, actor=actor)  # before "completed": see open_plan_for
             self.ledger.set_request_status(request_id, "completed", actor=actor)
-            self.ledger.shred_subject(request_id, actor=actor)
         return report
+
+    def _changed_as_planned(self, subject: Subject, *, exclude: str | None = None) -> set[str]:
+        """Post-change fingerprints (`_letters`) recorded by the update actions of this subject's erasure
+        plans: a record in one of those states was already changed by Lethe as planned. A re-run after a
+        crash that came after completion is a new request; it must not anonymise such a record again."""
+        out: set[str] = set()
+        for request_id in self.ledger.find_requests(subject):
+            if self.ledger.get_request(request_id)["kind"] != "erasure":
+                continue
+            for p in self.ledger.plans_for(request_id):
+                if p["plan_id"] != exclude:
+                    out.update(_expected_of(r["detail"]) for r in self.ledger.actions(p["plan_id"]))
+        out.discard(None)
+        return out
 
     # ------------------------------------------------------------------ certificate
     def certificate(self, plan_id: str) -> dict:
@@ -468,6 +490,22 @@ class ErasureEngine:
 
 
 # ---------------------------------------------------------------------------- helpers
+class _Marks:
+    """Action outcomes decided before any store is touched, written to the ledger in a few batches."""
+
+    def __init__(self):
+        self.by: dict[tuple[str, str], list[str]] = {}
+
+    def add(self, state: str, action_id: str, detail: str) -> None:
+        self.by.setdefault((state, detail), []).append(action_id)
+
+    def flush(self, ledger: Ledger, plan_id: str, actor: str) -> None:
+        for (state, detail), ids in self.by.items():
+            ledger.mark_actions(plan_id, ids, state, rows={aid: 0 for aid in ids},
+                                details={aid: detail for aid in ids}, actor=actor)
+        self.by.clear()
+
+
 def _decision_fields(d: Decision) -> dict[str, Any]:
     out: dict[str, Any] = {"action": d.action, "reason": d.reason}
     if d.rule_index is not None:

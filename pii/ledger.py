@@ -376,6 +376,8 @@ def _create_key_file(path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- screening
+# Strings Lethe itself makes (keyed hashes, fingerprints, ids): nothing personal can be inside them.
+_OPAQUE_RE = re.compile(r"^(?:hmac:|act-|plan-|req-|expect:)?[0-9a-p]{32,}$")
 class _Screen:
     """Recognises one subject's identifiers, known only as hashes, in values about to be stored."""
 
@@ -386,6 +388,7 @@ class _Screen:
         self.emails, self.phones, self.names = "email" in kinds, "phone" in kinds, "name" in kinds
         self.id_kinds = sorted(k for k in kinds if k.startswith("id:"))
         self.region = region
+        self._memo: dict = {}
 
     def _hit(self, kind: str, canonical: str) -> bool:
         return (kind, self._mac(kind, canonical)) in self.hashes
@@ -394,6 +397,16 @@ class _Screen:
         """The kind of the subject's identifier that `value` holds, whole or inside it; else None."""
         if value is None or isinstance(value, bool) or not self.hashes:
             return None
+        if isinstance(value, str) and _OPAQUE_RE.match(value):
+            return None  # a keyed hash or an id Lethe made: holds no identifier
+        key = (type(value), value)
+        if key not in self._memo:
+            if len(self._memo) > 100_000:
+                self._memo.clear()
+            self._memo[key] = self._find(value)
+        return self._memo[key]
+
+    def _find(self, value) -> str | None:
         if isinstance(value, int):
             text = str(value)
         elif isinstance(value, str):
@@ -955,6 +968,74 @@ class Ledger:
             except IntegrityError:
                 continue
         raise LedgerError(f"plan {plan_id}, action {action_id} keeps being changed by another worker")
+
+    def mark_actions(self, plan_id: str, action_ids: Sequence[str], state: str, *,
+                     rows: Mapping[str, int] | None = None, details: Mapping[str, str | None] | None = None,
+                     actor: str | None = None) -> None:
+        """`mark_action` for many actions in one transaction with one audit event (large erasures).
+        The same rules: done and skipped are final; the plan must be executing."""
+        ids = list(dict.fromkeys(action_ids))
+        if not ids:
+            return
+        if state not in ACTION_STATES:
+            raise LedgerError(f"plan {plan_id}: state must be one of {', '.join(ACTION_STATES)}")
+        rows = dict(rows or {})
+        if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in rows.values()):
+            raise LedgerError(f"plan {plan_id}: rows must be counts")
+        plan = self._plan_row(plan_id)
+        if plan["state"] != EXECUTING:
+            raise LedgerError(f"plan {plan_id} is {plan['state']}: actions move only while it is executing")
+        screen = self._screen_for_request(plan["request_id"])
+        actor = self._safe_actor(actor, screen)
+        scrubbed: dict[str | None, str | None] = {None: None}
+        clean = {}
+        for aid in ids:
+            d = (details or {}).get(aid)
+            if d not in scrubbed:
+                scrubbed[d] = d if _OPAQUE_RE.match(d.split(";", 1)[0]) and ";" not in d else self._scrub(d, screen)
+            clean[aid] = scrubbed[d]
+        a, pa = ledger_actions, ledger_plan_actions
+        now = self._now()
+        stamp = "started_at" if state == STARTED else "finished_at"
+        with self.engine.begin() as conn:
+            known: set[str] = set()
+            current: dict[str, tuple[str, int]] = {}
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                known.update(conn.execute(select(pa.c.action_id).where(
+                    pa.c.plan_id == plan_id, pa.c.action_id.in_(chunk))).scalars())
+                for r in conn.execute(select(a.c.action_id, a.c.state, a.c.attempts).where(
+                        a.c.plan_id == plan_id, a.c.action_id.in_(chunk))):
+                    current[r.action_id] = (r.state, r.attempts)
+            if len(known) != len(ids):
+                raise LedgerError(f"plan {plan_id} has no action with {len(ids) - len(known)} of those ids")
+            new_rows, changed = [], []
+            for aid in ids:
+                prev = current.get(aid)
+                if prev is not None and prev[0] in ACTION_FINAL:
+                    if prev[0] == state:
+                        continue
+                    raise LedgerError(f"plan {plan_id}, action {aid} is already {prev[0]}: it cannot become {state}")
+                values = {"state": state, "rows": rows.get(aid), "detail": clean[aid], "updated_at": _iso(now),
+                          stamp: _iso(now)}
+                if prev is None:
+                    new_rows.append({"plan_id": plan_id, "action_id": aid,
+                                     "attempts": 1 if state == STARTED else 0, **values})
+                else:
+                    changed.append({"b_action_id": aid, "b_prev": prev[0],
+                                    "attempts": prev[1] + (1 if state == STARTED else 0), **values})
+            if new_rows:
+                conn.execute(insert(a), new_rows)
+            if changed:
+                from sqlalchemy import bindparam
+
+                conn.execute(update(a).where(a.c.plan_id == plan_id, a.c.action_id == bindparam("b_action_id"),
+                                             a.c.state == bindparam("b_prev")), changed)
+            self._event(conn, "actions_" + state, request_id=plan["request_id"], plan_id=plan_id, actor=actor,
+                        now=now, details={"to": state, "count": len(new_rows) + len(changed),
+                                          "rows": sum(v for v in rows.values()),
+                                          "action_ids": [r["action_id"] for r in new_rows]
+                                          + [r["b_action_id"] for r in changed]})
 
     def pending_actions(self, plan_id: str, action_ids: Iterable[str] | None = None) -> list[str]:
         """The actions (of `action_ids`, default every action of the plan in plan order) not done or skipped."""

@@ -24,7 +24,8 @@ if [ ! -x .venv/bin/uv ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check uv
 fi
 # The lock pins every package (Airflow's constraints file cannot be fetched offline).
-.venv/bin/uv pip sync --quiet --python .venv/bin/python requirements.lock
+# --compile-bytecode: imports stay fast even where PYTHONDONTWRITEBYTECODE is set (CI, subprocess tests)
+.venv/bin/uv pip sync --quiet --compile-bytecode --python .venv/bin/python requirements.lock
 .venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
 
 
