@@ -40,6 +40,7 @@ from pii.subject import (
 
 SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast", "mysql", "performance_schema", "sys"}
 IN_CHUNK = 500
+_STRIPPED = "anonymised in place instead of deleted: rows that stay still reference it"
 MAX_LINK_DEPTH = 12
 SAMPLE_SIZE = 30
 _PHONE_PUNCT = (" ", "-", "(", ")", ".", "+", "/", "\t")
@@ -563,6 +564,57 @@ class SqlConnector(Connector):
         return [a.action_id for a in batch], total, None
 
     def _apply_deletes(self, conn, info: TableInfo, batch: list[ExecAction]) -> list[tuple[list[str], int, str | None]]:
+        if len(info.pk) != 1:
+            return self._apply_deletes_row_by_row(conn, info, batch)
+        # single-column key: set-based, IN_CHUNK keys per statement
+        t, pkcol = info.table, info.table.c[info.pk[0]]
+        deleted_ids, anonymised_ids = [], []
+        rows_deleted = rows_anonymised = 0
+        for i in range(0, len(batch), IN_CHUNK):
+            chunk = batch[i:i + IN_CHUNK]
+            key_of = {a.action_id: _db_value(pkcol, (a.location.get("key") or {}).get(pkcol.name)) for a in chunk}
+            if any(k is None for k in key_of.values()):
+                raise StoreError(self.name, f"table {info.container}", "a planned location names unknown key columns")
+            rows = {r[pkcol.name]: r for r in conn.execute(sa.select(t).where(pkcol.in_(list(key_of.values()))))
+                    .mappings()}
+            referenced = self._referenced_keys(conn, info, list(rows.values()))
+            strip = [aid for aid, k in key_of.items() if k in rows and k in referenced]
+            drop = [k for aid, k in key_of.items() if k in rows and k not in referenced]
+            for aid in strip:
+                conn.execute(sa.update(t).where(pkcol == key_of[aid]).values(**self._clearing_values(info, aid)))
+            rows_anonymised += len(strip)
+            if drop:
+                rows_deleted += conn.execute(sa.delete(t).where(pkcol.in_(drop))).rowcount or 0
+            anonymised_ids += strip
+            deleted_ids += [aid for aid in key_of if aid not in set(strip)]  # gone already counts as done
+        return [(deleted_ids, rows_deleted, None),
+                (anonymised_ids, rows_anonymised, _STRIPPED)]
+
+    def _referenced_keys(self, conn, info: TableInfo, rows: list) -> set:
+        """Primary keys of `rows` that rows of other tables (or other rows of this one) still reference."""
+        if not rows:
+            return set()
+        pk = info.pk[0]
+        out: set = set()
+        for child, ccols, pcols in self._referencing(info):
+            if len(ccols) != 1:  # composite references: ask row by row
+                out |= {r[pk] for r in rows if self._still_referenced(conn, info, r, info.table.c[pk] == r[pk])}
+                continue
+            ccol, pcol = child.table.c[ccols[0]], pcols[0]
+            by_value: dict = {}
+            for r in rows:
+                if r[pcol] is not None:
+                    by_value.setdefault(r[pcol], []).append(r[pk])
+            if not by_value:
+                continue
+            q = sa.select(ccol).distinct().where(ccol.in_(list(by_value)))
+            if child is info:  # a row referencing itself, or another row being deleted with it, does not count
+                q = q.where(sa.not_(child.table.c[pk].in_([r[pk] for r in rows])))
+            for value in conn.execute(q).scalars():
+                out.update(by_value.get(value, ()))
+        return out
+
+    def _apply_deletes_row_by_row(self, conn, info: TableInfo, batch: list[ExecAction]) -> list[tuple[list[str], int, str | None]]:
         t = info.table
         deleted_ids, anonymised_ids = [], []
         rows_deleted = rows_anonymised = 0
@@ -579,9 +631,7 @@ class SqlConnector(Connector):
             else:
                 rows_deleted += conn.execute(sa.delete(t).where(where)).rowcount or 0
                 deleted_ids.append(a.action_id)
-        return [(deleted_ids, rows_deleted, None),
-                (anonymised_ids, rows_anonymised,
-                 "anonymised in place instead of deleted: rows that stay still reference it")]
+        return [(deleted_ids, rows_deleted, None), (anonymised_ids, rows_anonymised, _STRIPPED)]
 
     def _still_referenced(self, conn, info: TableInfo, row, where) -> bool:
         for child, ccols, pcols in self._referencing(info):
