@@ -231,6 +231,10 @@ class ErasureEngine:
             if request["kind"] != "erasure":
                 continue
             for p in reversed(self.ledger.plans_for(request_id)):
+                if p["state"] == FAILED and any(a["state"] == "drifted" for a in self.ledger.actions(p["plan_id"])):
+                    # the stores changed since it was planned: resuming would drift again; a new plan is due
+                    self.ledger.transition(p["plan_id"], FAILED, "expired", actor="lethe: superseded after drift")
+                    continue
                 if p["state"] in (APPROVED, EXECUTING, FAILED, EXECUTED):
                     return p["plan_id"]
                 if p["state"] == VERIFIED and request["status"] != "completed":
@@ -254,13 +258,15 @@ class ErasureEngine:
         request_id, plan = row["request_id"], row["plan"]
         if subject is None:
             subject = self.ledger.unseal_subject(request_id)
+        owner = _lock_owner(actor)
+        lock_names = [f"plan:{plan_id}"] + self._lock_names(subject, plan)
         if row["state"] in (EXECUTED, VERIFIED):
+            self._break_dead_locks(lock_names, owner)  # a run killed right after executing left them
             return self._verify(plan_id, plan, subject, actor)
         if row["state"] == PLANNED:
             raise ErasureBlocked(f"plan {plan_id} is awaiting approval: run `lethe approve {plan_id}`")
         self.check_holds(subject)
-        owner = _lock_owner(actor)
-        self._break_dead_locks([f"plan:{plan_id}"] + self._lock_names(subject, plan), owner)
+        self._break_dead_locks(lock_names, owner)
         if not self.ledger.claim_execution(plan_id, owner, LOCK_TTL_SECONDS):
             raise ErasureBlocked(f"plan {plan_id} is being executed by another worker")
         locks = self._take_locks(subject, plan, owner)

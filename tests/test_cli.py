@@ -237,3 +237,22 @@ def test_when_plan_is_rejected_then_execute_refuses(fresh_demo):
     assert code == 0 and "rejected" in stdout
     code, _, stderr = run("--config", cfg, "execute", plan_id)
     assert code != 0 and "rejected" in stderr
+
+
+def test_when_a_planned_row_drifted_then_erase_yes_again_makes_a_new_plan(fresh_demo):
+    import sqlite3
+
+    cfg = fresh_demo.config_path
+    _, stdout, _ = run("--config", cfg, "erase", *subject_args())
+    plan_id = re.search(r"plan (plan-[0-9a-f]+) stored", stdout).group(1)
+    run("--config", cfg, "approve", plan_id, "--as", "dpo")
+    con = sqlite3.connect(fresh_demo.crm_path)
+    con.execute("UPDATE payments SET amount = amount + 1 WHERE reg_id IN "
+                "(SELECT reg_id FROM registrations WHERE member_id = 3042)")
+    con.commit()
+    con.close()
+    code, stdout, stderr = run("--config", cfg, "execute", plan_id)
+    assert code == 7 and "drifted" in stdout
+    code, stdout, stderr = run("--config", cfg, "erase", *subject_args(), "--yes")
+    assert code == 0, stderr
+    assert "resuming" not in stdout and "verified" in stdout
