@@ -297,31 +297,52 @@ def _engine(args, config):
     return ErasureEngine(config, progress=_progress(args))
 
 
-def _print_report(engine, report, certificate_path: str | None) -> int:
-    cert = engine.certificate(report.plan_id)
-    print(f"plan {report.plan_id}: {report.state}; {report.done} actions done, {report.rows} rows affected"
-          + (f", {report.drifted} drifted (changed since planned: not touched)" if report.drifted else "")
-          + (f", {report.new_locations} new locations not in the plan" if report.new_locations else ""))
-    for line in report.details:
-        print(f"  {line}")
-    if report.remaining is not None:
-        print(f"verification: {report.remaining} erasable locations remain"
-              + ("; suppression list updated, identifiers shredded from the request store"
-                 if report.state == "verified" else ""))
+def certificate_lines(cert: dict, report=None) -> list[str]:
+    """The certificate for people: what was done, verified, kept and why; no personal values."""
+    lines = [f"Lethe erasure certificate: plan {cert['plan_id']} (request {cert['request_id']})",
+             f"state: {cert['state']}; approved by {cert['approved_by']} at {cert['approved_at']}; "
+             f"issued {cert['issued_at']}",
+             f"request received {cert['received_at']}, due {cert['due_at']}",
+             "actions: " + ", ".join(f"{n} {s}" for s, n in sorted(cert["actions"].items()))
+             + f"; {cert['rows_affected']} rows affected"]
+    if report is not None:
+        for line in report.details:
+            lines.append(f"  {line}")
+        if report.new_locations:
+            lines.append(f"  {report.new_locations} locations appeared after the plan was made and were not touched")
+    for where, per in sorted(cert["by_location"].items()):
+        lines.append(f"  {where}: " + ", ".join(f"{n} {k}" for k, n in sorted(per.items())))
     for r in cert["retained"]:
-        print(f"  retained in {r['store']}/{r['container']}: {r['reason']}"
-              + (f" ({r['legal_basis']})" if r.get("legal_basis") else ""))
+        lines.append(f"  retained in {r['store']}/{r['container']}: {r['reason']}"
+                     + (f" ({r['legal_basis']})" if r.get("legal_basis") else "")
+                     + (f", until {r['until']}" if r.get("until") else ""))
     for h in cert["held"]:
-        print(f"  held in {h['store']}/{h['container']}: {h['reason']}")
+        lines.append(f"  held in {h['store']}/{h['container']}: {h['reason']}")
     if cert["review_not_erased"]:
-        print(f"  {cert['review_not_erased']} weak (name-only) locations were not erased: review them")
+        lines.append(f"  {cert['review_not_erased']} weak (name-only) locations were not erased: review them")
+    remaining = [v.get("remaining") for v in cert["verification"] if "remaining" in v]
+    if remaining:
+        lines.append(f"verification: {remaining[-1]} erasable locations remain"
+                     + ("; identifiers added to the suppression list" if cert["verified"] else ""))
     for s in cert["out_of_scope"]:
-        print(f"  not reachable by Lethe: {s['name']}: {s.get('route') or 'no erasure route given'}")
-    if certificate_path:
-        import json
+        lines.append(f"  not reachable by Lethe: {s['name']}: {s.get('route') or 'no erasure route given'}")
+    return lines
 
-        Path(certificate_path).write_text(json.dumps(cert, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        print(f"certificate: {certificate_path}")
+
+def _print_report(engine, report, certificate_path: str | None) -> int:
+    import json
+
+    cert = engine.certificate(report.plan_id)
+    if report.drifted:
+        print(f"plan {report.plan_id}: {report.drifted} locations drifted (changed since planned): not touched")
+    lines = certificate_lines(cert, report)
+    print("\n".join(lines))
+    if certificate_path:
+        path = Path(certificate_path)
+        path.write_text(json.dumps(cert, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        text = path.with_suffix(".txt") if path.suffix != ".txt" else path.with_suffix(".txt.txt")
+        text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(f"certificate: {path} (and {text.name})")
     if report.state == "verified":
         return 0
     print(f"lethe: erasure incomplete (plan {report.plan_id} is {report.state}): "

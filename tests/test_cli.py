@@ -198,8 +198,11 @@ def test_when_erase_then_approve_execute_then_subject_is_gone_and_suppressed(fre
     code, stdout, stderr = run("--config", cfg, "approve", plan_id, "--as", "dpo", "--execute",
                                "--certificate", tmp_path / "cert.json")
     assert code == 0, stderr
-    assert "verified" in stdout and "0 erasable locations remain" in stdout
+    assert "state: verified" in stdout and "0 erasable locations remain" in stdout
     cert = json.loads((tmp_path / "cert.json").read_text())
+    text = (tmp_path / "cert.txt").read_text()
+    assert "Lethe erasure certificate" in text and "approved by dpo" in text
+    assert_no_personal_data(text)
     assert cert["verified"] is True and cert["approved_by"] == "dpo" and cert["review_not_erased"] == 1
     code, stdout, _ = run("--config", cfg, "locate", *subject_args(), "--json")
     assert [f["strength"] for f in json.loads(stdout)] == ["weak"]  # only the name-only badge is left
