@@ -99,6 +99,9 @@ class PackageResult:
 
 
 # --------------------------------------------------------------------------- keys
+RAW_EML = "_raw_eml"  # a record key holding a whole message (base64); written as a .eml file, not a column
+
+
 def generate_key() -> str:
     """A fresh Fernet key, as text (put it in LETHE_PACKAGE_KEY)."""
     from cryptography.fernet import Fernet
@@ -614,8 +617,15 @@ def build_package(subject: Subject, findings: Iterable[Finding], *,
     redactor = Redactor(subject, analyzer) if redact else None
 
     containers: dict[tuple[str, str], _Container] = {}
+    raw_messages: list[tuple[tuple[str, str], str, bytes]] = []  # (container key, message id, .eml bytes)
     for f in merged:
-        record = json_safe(dict(f.record)) if f.record is not None else None
+        record = dict(f.record) if f.record is not None else None
+        if record is not None and RAW_EML in record:
+            raw = record.pop(RAW_EML)
+            if raw:
+                mid = str((f.location or {}).get("message_id") or len(raw_messages))
+                raw_messages.append(((f.store, _container_of(f)), mid, base64.b64decode(raw)))
+        record = json_safe(record) if record is not None else None
         was_redacted = False
         if record is not None and f.match == "text" and redactor is not None:
             new = redactor.redact(record)
@@ -639,6 +649,10 @@ def build_package(subject: Subject, findings: Iterable[Finding], *,
     for c in clist:
         files[c.csv_path] = _csv_bytes(c)
         files[c.json_path] = _json_bytes(c)
+    taken_eml: dict[str, set[str]] = {}
+    for key, mid, raw in raw_messages:  # whole messages where the subject is a party, as .eml files
+        folder = containers[key].stem + "_messages"
+        files[f"{folder}/{safe_name(mid, taken_eml.setdefault(folder, set()), strip_ext=())}.eml"] = raw
     files[SUMMARY] = _html(subject, stamp, clist, stores_metadata, redact, request)
 
     stores_out: dict[str, dict] = {}

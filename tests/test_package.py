@@ -469,3 +469,24 @@ def test_when_out_dir_is_a_file_then_refused(tmp_path, subject):
 def test_when_folder_holds_no_package_then_read_manifest_fails_clearly(tmp_path):
     with pytest.raises(PackageError, match="does not hold a Lethe access package"):
         read_manifest(tmp_path)
+
+
+def test_when_a_record_carries_a_whole_message_then_it_is_written_as_eml_not_as_a_column(tmp_path):
+    import base64 as b64
+
+    from pii.findings import Finding
+    from pii.package import write_access_package
+    from pii.subject import Subject
+
+    raw = b"From: alice.smith@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
+    f = Finding(store="mail", location={"message_id": "18c2f00"}, entities=["EMAIL_ADDRESS"], match="identifier",
+                container="support@example.test",
+                record={"message_id": "18c2f00", "subject": "hi", "_raw_eml": b64.b64encode(raw).decode()})
+    res = write_access_package(tmp_path / "pkg", Subject.build(emails=["alice.smith@example.org"]), [f],
+                               redact=False, key=None)
+    emls = list((tmp_path / "pkg").rglob("*.eml"))
+    assert [e.read_bytes() for e in emls] == [raw]
+    assert "18c2f00.eml" in emls[0].name
+    csv_text = next((tmp_path / "pkg" / "data").rglob("*.csv")).read_text()
+    assert "_raw_eml" not in csv_text and "hi" in csv_text
+    assert any(p.endswith(".eml") for p in res.files)
