@@ -340,8 +340,9 @@ class ErasureEngine:
         for aid, a in planned.items():
             f = by_id.get(aid)
             if f is not None and aid in expected_after and _letters(self.fingerprint(f)) == expected_after[aid]:
-                # changed as planned by a run that stopped before recording it
-                marks.add("done", aid, "carried out by an interrupted run")
+                # changed as planned by a run that stopped before recording it; the detail keeps the
+                # post-change fingerprint, which verification and later requests look for
+                marks.add("done", aid, f"{_EXPECT}{expected_after[aid]}; carried out by an interrupted run")
                 report.done += 1
                 continue
             if f is None:  # a CSV row renumbered by an edit elsewhere in its file: find it by content
@@ -359,8 +360,9 @@ class ErasureEngine:
             if a.get("fields") and a["action"] in (ANONYMISE, RETAIN):
                 if earlier is None:
                     earlier = self._changed_as_planned(subject, exclude=plan_id)
-                if _letters(self.fingerprint(f)) in earlier:  # e.g. hashing a hash would change it again
-                    marks.add("done", aid, "already changed as planned by an earlier erasure")
+                now = _letters(self.fingerprint(f))
+                if now in earlier:  # e.g. hashing a hash would change it again
+                    marks.add("done", aid, f"{_EXPECT}{now}; already changed as planned by an earlier erasure")
                     report.done += 1
                     continue
             exec_action = self._exec_action(aid, a, f, matcher)
