@@ -369,6 +369,8 @@ def cmd_erase(args) -> int:
         if plan_id:
             print(f"resuming plan {plan_id} (an earlier run did not finish)")
         else:
+            if engine.supersede_unapproved(subject, requester):
+                print("an earlier unapproved request of yours for this subject was withdrawn")
             plan = engine.submit(subject, requester, received_at=received, include_weak=args.include_weak,
                                  stores=args.store or None)
             for line in plan.lines():

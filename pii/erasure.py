@@ -58,7 +58,8 @@ def current_user() -> str:
         user = getpass.getuser()
     except Exception:  # noqa: BLE001 - no login name in some containers
         user = f"uid-{os.getuid()}"
-    return f"{user}@{socket.gethostname()}"
+    # "user on host", not "user@host": a fully qualified host name would read as an e-mail address
+    return f"{user} on {socket.gethostname()}"
 
 
 @dataclass
@@ -213,6 +214,28 @@ class ErasureEngine:
         plan.plan_id = self.ledger.store_plan(request_id, plan.data, expires, actor=requester)
         plan.request_id = request_id
         return plan
+
+    def supersede_unapproved(self, subject: Subject, requester: str) -> int:
+        """Withdraw this requester's earlier erasure requests for the subject that never got an approved
+        plan (e.g. a run killed while planning): their plans expire and their identifiers are shredded.
+        Returns how many requests were withdrawn."""
+        withdrawn = 0
+        for request_id in self.ledger.find_requests(subject):
+            request = self.ledger.get_request(request_id)
+            if request["kind"] != "erasure" or request["status"] != "open":
+                continue
+            if not self.ledger.requested_by(request_id, requester):
+                continue
+            plans = self.ledger.plans_for(request_id)
+            if any(p["state"] not in (PLANNED, "expired") for p in plans):
+                continue
+            for p in plans:
+                if p["state"] == PLANNED:
+                    self.ledger.transition(p["plan_id"], PLANNED, "expired", actor="lethe: superseded by a new run")
+            self.ledger.shred_subject(request_id, actor=requester)
+            self.ledger.set_request_status(request_id, "withdrawn", actor=requester)
+            withdrawn += 1
+        return withdrawn
 
     def check_holds(self, subject: Subject) -> None:
         """Refuse to erase a subject under a legal hold, saying why (the reason, never the identifier)."""
@@ -553,7 +576,8 @@ def _node_id() -> str:
 
 def _lock_owner(actor: str) -> str:
     """`<actor>:<node>:<pid>:<random>`: unique per run, and tells a later run whether its process lives."""
-    return f"{str(actor)[:160]}:{_node_id()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    who = str(actor)[:160].replace("@", " at ")  # lock names and owners may not look like e-mail addresses
+    return f"{who}:{_node_id()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _owner_gone(owner: str) -> bool:

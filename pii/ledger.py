@@ -655,6 +655,10 @@ class Ledger:
         row["identifiers"] = [{"kind": k, "hash": h} for k, h in self._request_hashes(request_id)]
         return row
 
+    def requested_by(self, request_id: str, who: str) -> bool:
+        """Whether `who` made the request (compared as keyed hashes)."""
+        return hmac.compare_digest(self._request_row(request_id)["requester_hash"], self._actor_hash(who))
+
     def find_requests(self, subject: Subject) -> list[str]:
         """Ids of the requests that share at least one identifier with `subject`, oldest first."""
         hashes = self._subject_hashes(subject)

@@ -221,3 +221,26 @@ def test_when_subject_is_under_a_legal_hold_then_erasure_is_refused_until_releas
     engine.ledger.release_hold(ALICE)
     _, report = run_erasure(engine)
     assert report.state == "verified"
+
+
+def test_when_an_unapproved_request_is_left_behind_then_the_same_requester_supersedes_it(sqlite_url, tmp_path):
+    engine, _ = _setup(sqlite_url, tmp_path)
+    stale = engine.submit(ALICE, "pat")
+    other = engine.submit(ALICE, "sam")  # someone else's request is not theirs to withdraw
+    assert engine.supersede_unapproved(ALICE, "pat") == 1
+    assert engine.ledger.plan_state(stale.plan_id) == "expired"
+    assert engine.ledger.get_request(stale.request_id)["status"] == "withdrawn"
+    with pytest.raises(LedgerError, match="not in the request store"):
+        engine.ledger.unseal_subject(stale.request_id)
+    assert engine.ledger.plan_state(other.plan_id) == "planned"
+    assert engine.supersede_unapproved(ALICE, "pat") == 0
+
+
+def test_when_the_os_user_is_on_a_fully_qualified_host_then_locks_still_work(sqlite_url, tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "worker-3.corp.example.com")
+    engine, _ = _setup(sqlite_url, tmp_path)
+    plan = engine.submit(ALICE, "requester")
+    engine.approve(plan.plan_id, "dpo")
+    assert engine.execute(plan.plan_id, subject=ALICE).state == "verified"
