@@ -92,19 +92,23 @@ def resolve_sqlite_url(url: str, base_dir: Path) -> str:
     return url
 
 
-def load_config(path: str | os.PathLike) -> Config:
-    p = Path(path)
-    if not p.exists():
-        raise ConfigError(f"config file {p} does not exist")
+def read_yaml(p: Path, what: str = "config file"):
+    """The YAML document in `p`; ConfigError naming the file (and the line) when it cannot be read."""
+    if not p.is_file():
+        raise ConfigError(f"{what} {p} does not exist")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {p} is not valid YAML{where}") from None
+        raise ConfigError(f"{what} {p} is not valid YAML{where}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {p} cannot be read: {exc.__class__.__name__}") from None
-    return parse_config(data, p)
+        raise ConfigError(f"{what} {p} cannot be read: {exc.__class__.__name__}") from None
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    p = Path(path)
+    return parse_config(read_yaml(p, "config file"), p)
 
 
 def parse_config(data: Any, path: Path | None = None) -> Config:

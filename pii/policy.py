@@ -42,8 +42,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
-import yaml
 
+from pii.config import read_yaml
 from pii.errors import ConfigError
 from pii.findings import MATCH_ORDER, WEAK, Finding
 
@@ -479,17 +479,7 @@ def load_policy(path: str | os.PathLike | None, base_dir: str | os.PathLike | No
     p = Path(os.path.expanduser(str(path)))
     if not p.is_absolute() and base_dir is not None:
         p = Path(base_dir) / p
-    if not p.is_file():
-        raise ConfigError(f"policy file {p} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"policy file {p} is not valid YAML{where}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"policy file {p} cannot be read: {exc.__class__.__name__}") from None
-    return parse_policy(data, str(p))
+    return parse_policy(read_yaml(p, "policy file"), str(p))
 
 
 def policy_for_config(config) -> Policy:
