@@ -35,7 +35,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import phonenumbers
 
@@ -316,12 +316,13 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _write_codec(layout: Layout, head: bytes) -> tuple[str, bool]:
-    """(codec to write text with, whether to start with a BOM): the file's own encoding and byte order."""
+def write_codec(encoding: str, head: bytes) -> tuple[str, bool]:
+    """(codec to write text with, whether to start with a BOM) for a file read with `encoding` whose
+    first bytes are `head`: the file's own encoding and byte order."""
     try:
-        encoding = codecs.lookup(layout.encoding).name
+        encoding = codecs.lookup(encoding).name
     except LookupError:
-        encoding = layout.encoding
+        pass
     for bom, reader_encoding, codec in _BOM_CODECS:
         if encoding == reader_encoding and head.startswith(bom):
             return codec, True
@@ -330,7 +331,8 @@ def _write_codec(layout: Layout, head: bytes) -> tuple[str, bool]:
     return encoding, False
 
 
-def _terminator(raw: str) -> str:
+def line_terminator(raw: str) -> str:
+    """The line ending `raw` ends with: CRLF, LF, CR, or "" when it has none."""
     if raw.endswith("\r\n"):
         return "\r\n"
     if raw.endswith(("\n", "\r")):
@@ -374,6 +376,7 @@ class CsvConnector(Connector):
     """A folder of CSV (and TSV) exports; locations are ``{"file": <relative path>, "row": n}``."""
 
     kind = "csv"
+    location_key: ClassVar[str] = "file"  # findings' location: {location_key: rel, "row": n}
 
     def __init__(self, store, **kwargs):
         super().__init__(store, **kwargs)
@@ -522,7 +525,7 @@ class CsvConnector(Connector):
         try:
             with open(path, "rb") as raw_in:
                 head = raw_in.read(4)
-            codec, bom = _write_codec(layout, head)
+            codec, bom = write_codec(layout.encoding, head)
             with open(path, encoding=layout.encoding, newline="") as src:
                 lines: list[str] = []
                 tap = lines.append
@@ -638,7 +641,7 @@ class CsvConnector(Connector):
         buf = io.StringIO()
         csv.writer(buf, delimiter=layout.delimiter, quotechar='"', doublequote=True,
                    quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n").writerow(new)
-        text = buf.getvalue()[:-2] + _terminator(raw)
+        text = buf.getvalue()[:-2] + line_terminator(raw)
         try:
             text.encode(codec)
         except UnicodeError:
@@ -685,7 +688,7 @@ class CsvConnector(Connector):
                 else:
                     record.setdefault(plan.extra_key, []).append(row[i])
         return Finding(
-            store=self.name, location={"file": rel, "row": n}, entities=sorted(entities),
+            store=self.name, location={self.location_key: rel, "row": n}, entities=sorted(entities),
             match="identifier" if identifier else "text",
             strength=WEAK if entities <= {ENTITY_PERSON} else STRONG,
             container=rel, record=record,
@@ -741,6 +744,8 @@ class CsvConnector(Connector):
 
     # ---- files
     def _path(self, rel: str) -> Path:
+        """The local file that `rel` names. Every read and rewrite goes through here, so a subclass
+        that works on local copies of remote files (connectors.ftp) overrides only this."""
         folder = self.folder
         path = folder / PurePosixPath(rel)
         try:
@@ -748,6 +753,23 @@ class CsvConnector(Connector):
         except ValueError:
             raise StoreError(self.name, f"file {rel}", "lies outside the store's folder") from None
         return path
+
+    def text_encoding(self, rel: str) -> tuple[str, bool]:
+        """(encoding, whether it is the fallback) that decodes the whole file: UTF-8 (BOM or not),
+        UTF-16/32 with a BOM, else the store's fallback encoding (cp1252 by default)."""
+        path = self._path(rel)
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(4)
+            encoding = next((enc for bom, enc in _BOMS if head.startswith(bom)), "utf-8-sig")
+            if _decodes(path, encoding):
+                return encoding, False
+            encoding = self._fallback_encoding()
+            if _decodes(path, encoding):
+                return encoding, True
+        except OSError as exc:
+            raise StoreError(self.name, f"file {rel}", f"cannot be read ({exc.strerror})") from None
+        raise StoreError(self.name, f"file {rel}", f"is neither UTF-8 nor {encoding}; set the store's 'encoding'")
 
     def layout(self, rel: str) -> Layout:
         """Encoding and dialect of one file: UTF-8 (BOM or not), UTF-16/32 with a BOM, else the store's
@@ -758,15 +780,7 @@ class CsvConnector(Connector):
             key = (rel, stat.st_mtime_ns, stat.st_size)
             if key in self._layouts:
                 return self._layouts[key]
-            with open(path, "rb") as fh:
-                head = fh.read(4)
-            encoding = next((enc for bom, enc in _BOMS if head.startswith(bom)), "utf-8-sig")
-            fallback = False
-            if not _decodes(path, encoding):
-                encoding, fallback = self._fallback_encoding(), True
-                if not _decodes(path, encoding):
-                    raise StoreError(self.name, f"file {rel}",
-                                     f"is neither UTF-8 nor {encoding}; set the store's 'encoding'")
+            encoding, fallback = self.text_encoding(rel)
             with open(path, encoding=encoding, newline="") as fh:
                 sample = fh.read(SNIFF_BYTES)
                 truncated = bool(fh.read(1))

@@ -1,0 +1,1012 @@
+"""A folder on an FTP or FTPS server (store kind ``ftp``): partners' drops of CSV exports, text and JSON lines.
+
+Store options: ``host``, ``port`` (21), ``user`` (anonymous when absent), ``password_env`` (the environment
+variable holding the password; never the password itself), ``path`` (the remote folder, default "/"),
+``tls`` (explicit FTPS: AUTH TLS, then PROT P for every data connection), ``tls_ca_file`` (a PEM bundle to
+trust, e.g. a partner's self-signed certificate; default the system's), ``tls_verify`` (default true;
+false accepts any certificate and is meant for tests only), ``passive`` (default true), ``timeout``
+(seconds, default 30), ``pattern`` / ``skip_files`` (globs on the path relative to ``path``, matched
+case-insensitively; default every file), and the CSV connector's ``encoding``, ``delimiter`` and
+``text_columns``. Inside Airflow a store may name ``conn_id`` instead; outside Airflow that is a
+configuration error.
+
+What is read, by file name:
+- ``.csv`` / ``.tsv``: exactly as the CSV connector reads a local export (connectors.csvfiles: encoding
+  and dialect detection, record numbering, column classification cached in the inventory under the
+  remote path, prefilter, matching, records); it runs unchanged on a downloaded copy.
+- ``.txt``: each line is a record (row = 1-based line number, blank lines counted), searched as free text;
+  the finding's record is ``{"line": text}``.
+- ``.jsonl`` / ``.ndjson``: each line is a record. String values are searched as free text; a value under
+  a key that names an email, phone or name field (pii.classify.kind_from_name), or under a key given as
+  an ``--id``, is compared whole, as identifier columns are. Records are flattened: nested keys read
+  ``contact.email``, list items ``tags[0]``. A line that is not a JSON object or array is a text line.
+- anything else is not scanned; such files are announced through progress and listed in
+  ``not_scanned`` as (remote path, reason) after each ``locate``.
+
+Files are downloaded one at a time, streamed into a private temporary folder (never whole into memory),
+scanned and deleted straight away. Locations are ``{"path": "/incoming/leads.csv", "row": n}``.
+
+Erasure (`apply`), per remote file: download, rewrite the copy locally (the CSV connector's rewrite for
+CSV: untouched records keep their bytes; for lines: deleted lines go, updated lines are re-serialised),
+upload it under a temp name in the same remote folder (``.<name>.lethe-tmp-<pid>-<host><random>``), check
+the server holds as many bytes as were sent (SIZE) and that the original has not changed meanwhile
+(SIZE and MDTM), then rename the temp file over the original (RNFR/RNTO), and only then call ``done``. A
+dropped connection before the rename leaves the original as it was; the temp file is removed at once
+when possible and otherwise by the next ``locate`` or ``apply`` (see `_clean_temps`).
+
+Servers that refuse to rename over an existing file (Windows/IIS-style 550) get a three-step swap: the
+original is renamed aside to ``.<name>.lethe-old-...``, the temp file renamed into place, the old copy
+deleted. Between the first two renames (one round trip) the original's name is briefly absent: a reader
+listing the folder then misses the file. If the run dies inside that window, the next run renames the
+old copy back (the erasure is then redone); if it dies after, the next run deletes the old copy, which
+still holds the erased data.
+
+Known limits: a concurrent writer is detected by comparing SIZE and MDTM (one-second resolution on
+most servers) just before the rename, so a same-size change within that second goes unseen; there is
+no server-side lock. Errors name the store and the remote path; passwords and values never appear.
+"""
+from __future__ import annotations
+
+import calendar
+import fnmatch
+import ftplib
+import hashlib
+import json
+import os
+import posixpath
+import re
+import secrets
+import shutil
+import socket
+import ssl
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from connectors.base import Connector, Done, ExecAction
+from connectors.csvfiles import (
+    TMP_MARK, CsvConnector, FilePlan, RowFilter, _FilePlanOfActions, _pid_alive,
+    is_temp_name, line_terminator, write_codec,
+)
+from pii.classify import kind_from_name
+from pii.errors import ConfigError, LetheError, StoreError, StoreUnreachable
+from pii.findings import STRONG, WEAK, Finding
+from pii.inventory import EMAIL, FAMILY_NAME, GIVEN_NAME, NAME, PHONE
+from pii.subject import ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of
+
+DEFAULT_PORT = 21
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_PATTERNS = ("**/*",)
+CSV_SUFFIXES = (".csv", ".tsv")
+TEXT_SUFFIXES = (".txt",)
+JSON_SUFFIXES = (".jsonl", ".ndjson")
+CSV_KIND, TEXT_KIND, JSON_KIND = "csv", "text", "jsonl"
+LINE_KEY = "line"  # a text line's record key, and the update key that replaces the whole line
+BLOCK = 256 * 1024  # bytes per read from the data connection / from the local copy when uploading
+MAX_DEPTH = 64  # folder nesting followed when listing (guards against symlink loops)
+IDLE_CHECK_SECONDS = 20.0  # a control connection idle this long is probed with NOOP before use
+STALE_TMP_SECONDS = 3600  # a temp file this old is a crashed run's, whichever host wrote it
+OLD_MARK = ".lethe-old-"
+_REMOTE_TMP = re.compile(r"^\.(?P<name>.+)\.lethe-(?P<kind>tmp|old)-(?P<pid>\d+)-(?P<host>[0-9a-f]{8})[0-9a-f]{12}$")
+_NOT_SUPPORTED = ("500", "502", "504")  # replies meaning "this server has no such command"
+
+
+def _host_tag() -> str:
+    """8 hex digits naming this host (and its boot and pid namespace) inside temp names, so a process can
+    tell its own host's crashed runs, whose pids it can check, from another host's."""
+    parts = [socket.gethostname()]
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        pass
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
+
+
+HOST_TAG = _host_tag()
+_ACTIVE: set[tuple[str, int, str]] = set()  # (host, port, remote temp path) this process is writing now
+
+
+def file_kind(path: str) -> str | None:
+    low = path.casefold()
+    if low.endswith(CSV_SUFFIXES):
+        return CSV_KIND
+    if low.endswith(TEXT_SUFFIXES):
+        return TEXT_KIND
+    if low.endswith(JSON_SUFFIXES):
+        return JSON_KIND
+    return None
+
+
+def glob_regex(pattern: str) -> re.Pattern:
+    """A glob as pathlib reads it, on /-separated relative paths, case-insensitive: ``*`` and ``?`` stay
+    within one folder, ``**/`` spans any number of folders (none included), ``[...]`` is a set."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2:]:
+            end = pattern.index("]", i + 2)
+            body = pattern[i + 1:end]
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z", re.IGNORECASE | re.DOTALL)
+
+
+def _reply_code(exc: BaseException) -> str:
+    text = str(exc)
+    return text[:3] if text[:3].isdigit() else type(exc).__name__
+
+
+def _modify_epoch(value: str | None) -> float | None:
+    """Seconds since the epoch of an MLSD ``modify`` fact or MDTM reply (YYYYMMDDHHMMSS[.fff], UTC)."""
+    if not value or len(value) < 14 or not value[:14].isdigit():
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(value[:14], "%Y%m%d%H%M%S")))
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str  # absolute remote path
+    size: int | None = None
+    modify: str | None = None  # MLSD modify fact, when the server gave one
+
+
+@dataclass
+class _Leaf:
+    """One scalar inside a JSON line: its flat name, the key it sits under, and where to write it."""
+
+    name: str
+    key: str | None
+    value: object
+    parent: object
+    index: object
+
+
+def json_leaves(doc) -> list[_Leaf]:
+    """Scalars of a JSON object or array in document order, named ``a.b`` / ``a[0]`` (the first of two
+    leaves with the same flat name wins). Iterative: deep nesting cannot exhaust the stack."""
+    leaves: list[_Leaf] = []
+    seen: set[str] = set()
+    stack = [_children(doc, "", None)]
+    while stack:
+        try:
+            name, key, parent, index, value = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            continue
+        if isinstance(value, (dict, list)):
+            stack.append(_children(value, name, key))
+        elif name not in seen:
+            seen.add(name)
+            leaves.append(_Leaf(name, key, value, parent, index))
+    return leaves
+
+
+def _children(node, prefix: str, key: str | None):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield (f"{prefix}.{k}" if prefix else str(k)), str(k), node, k, v
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield f"{prefix}[{i}]", key, node, i, v
+
+
+class _LocalCopies(CsvConnector):
+    """The CSV connector's reading, classification, matching and rewriting, run on downloaded copies:
+    ``rel`` is the remote path (locations, containers, inventory keys, messages), `_path` its local copy."""
+
+    location_key = "path"
+
+    def __init__(self, store, **kwargs):
+        super().__init__(store, **kwargs)
+        self.copies: dict[str, Path] = {}
+
+    def _path(self, rel: str) -> Path:
+        try:
+            return self.copies[rel]
+        except KeyError:
+            raise StoreError(self.name, f"file {rel}", "has no local copy") from None
+
+
+class _ReusingFTP_TLS(ftplib.FTP_TLS):
+    """FTP_TLS whose data connections resume the control connection's TLS session, as servers such as
+    vsftpd (require_ssl_reuse) insist on."""
+
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            session = getattr(self.sock, "session", None)
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
+        return conn, size
+
+
+# --------------------------------------------------------------------------- the connector
+class FtpConnector(Connector):
+    """A remote folder on an FTP/FTPS server; locations are ``{"path": <remote path>, "row": n}``."""
+
+    kind = "ftp"
+
+    def __init__(self, store, **kwargs):
+        super().__init__(store, **kwargs)
+        self._csv = _LocalCopies(store, **kwargs)
+        self._csv.progress = lambda _store, message: self.say(message)  # one voice, whatever progress is now
+        self._ftp: ftplib.FTP | None = None
+        self._last_use = 0.0
+        self._mlsd: bool | None = None  # None until tried; False on servers without MLSD
+        self._unlisted: list[tuple[str, str]] = []  # sub-folders the last listing could not read
+        self.not_scanned: list[tuple[str, str]] = []
+
+    # ---- configuration
+    def _host(self) -> str:
+        host = self.store.get("host")
+        if not host:
+            if self.store.get("conn_id"):
+                raise ConfigError(
+                    f"store '{self.name}' names conn_id; Airflow connections are resolved by Lethe's Airflow "
+                    "hook, outside Airflow give 'host', 'user' and 'password_env'")
+            raise ConfigError(f"store '{self.name}' (ftp) needs 'host'")
+        return str(host)
+
+    def _port(self) -> int:
+        value = self.store.get("port", DEFAULT_PORT)
+        try:
+            port = int(value)
+        except (TypeError, ValueError):
+            port = 0
+        if isinstance(value, bool) or not 0 < port < 65536:
+            raise ConfigError(f"store '{self.name}': 'port' must be a number from 1 to 65535")
+        return port
+
+    def _user(self) -> str:
+        return str(self.store.get("user") or "anonymous")
+
+    def _timeout(self) -> float:
+        value = self.store.get("timeout", DEFAULT_TIMEOUT)
+        try:
+            timeout = float(value)
+        except (TypeError, ValueError):
+            timeout = 0.0
+        if isinstance(value, bool) or timeout <= 0:
+            raise ConfigError(f"store '{self.name}': 'timeout' must be a positive number of seconds")
+        return timeout
+
+    def _flag(self, key: str, default: bool) -> bool:
+        value = self.store.get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"store '{self.name}': '{key}' must be true or false")
+        return value
+
+    def _folder(self) -> str:
+        path = str(self.store.get("path") or "/")
+        if any(c in path for c in "\r\n\0"):
+            raise ConfigError(f"store '{self.name}': 'path' holds a line break")
+        return path
+
+    def _where(self) -> str:
+        scheme = "ftps" if self._flag("tls", False) else "ftp"
+        return f"{scheme}://{self._user()}@{self._host()}:{self._port()}"
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if not self._flag("tls_verify", True):
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        ca_file = self.store.get("tls_ca_file")
+        if ca_file:
+            path = self.store.resolve_path(ca_file)
+            if not path.is_file():
+                raise ConfigError(f"store '{self.name}': tls_ca_file {path} does not exist")
+            return ssl.create_default_context(cafile=str(path))
+        return ssl.create_default_context()
+
+    # ---- connection
+    def _connect(self) -> ftplib.FTP:
+        host, port, user, where = self._host(), self._port(), self._user(), self._where()
+        password = self.store.secret("password") or ""  # ConfigError naming the variable when unset
+        timeout, tls, passive = self._timeout(), self._flag("tls", False), self._flag("passive", True)
+        ftp = _ReusingFTP_TLS(context=self._ssl_context(), timeout=timeout) if tls else ftplib.FTP(timeout=timeout)
+        step = "connect to"
+        try:
+            ftp.connect(host, port)
+            if tls:
+                step = "negotiate TLS with"
+                ftp.auth()
+            step = "log in to"
+            ftp.login(user, password)
+            if tls:
+                step = "protect the data connections (PROT P) of"
+                ftp.prot_p()
+            ftp.set_pasv(passive)
+            ftp.voidcmd("TYPE I")
+        except ssl.SSLCertVerificationError as exc:
+            self._close_quietly(ftp)
+            reason = exc.verify_message or "not trusted"
+            raise StoreUnreachable(self.name, f"the TLS certificate of {where} is not accepted ({reason}); "
+                                              "set tls_ca_file to trust it") from None
+        except ftplib.error_perm as exc:
+            self._close_quietly(ftp)
+            code = _reply_code(exc)
+            if step == "log in to":
+                raise StoreUnreachable(self.name, f"login refused by {where} ({code})") from None
+            if step == "negotiate TLS with":
+                raise StoreUnreachable(self.name, f"{where} does not offer TLS (AUTH TLS refused, {code})") from None
+            raise StoreUnreachable(self.name, f"cannot {step} {where} ({code})") from None
+        except (ftplib.Error, OSError, EOFError) as exc:
+            self._close_quietly(ftp)
+            raise StoreUnreachable(self.name, f"cannot {step} {where} ({_reply_code(exc)})") from None
+        return ftp
+
+    @staticmethod
+    def _close_quietly(ftp: ftplib.FTP | None) -> None:
+        if ftp is None:
+            return
+        try:
+            ftp.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection may fail in any way
+            pass
+
+    def _session(self) -> ftplib.FTP:
+        """The open control connection, probed when idle for a while and re-opened when it was lost."""
+        if self._ftp is not None and time.monotonic() - self._last_use > IDLE_CHECK_SECONDS:
+            try:
+                self._ftp.voidcmd("NOOP")
+            except (ftplib.Error, OSError, EOFError):
+                self._drop()
+        if self._ftp is None:
+            self._ftp = self._connect()
+        self._last_use = time.monotonic()
+        return self._ftp
+
+    def _drop(self) -> None:
+        self._close_quietly(self._ftp)
+        self._ftp = None
+
+    def close(self) -> None:
+        if self._ftp is not None:
+            try:
+                self._ftp.quit()
+            except Exception:  # noqa: BLE001
+                pass
+            self._drop()
+
+    @contextmanager
+    def _remote(self, place: str, doing: str):
+        """FTP failures as StoreError naming the store and the place (never a server's reply text)."""
+        try:
+            yield
+        except LetheError:
+            raise
+        except ftplib.error_perm as exc:
+            raise StoreError(self.name, place, f"{doing} refused by the server ({_reply_code(exc)})") from None
+        except (ftplib.Error, OSError, EOFError) as exc:
+            self._drop()  # the session may be mid-reply: never reuse it
+            raise StoreError(self.name, place, f"{doing} failed ({_reply_code(exc)})") from None
+
+    def _root_path(self) -> str:
+        """The store's folder as an absolute remote path (StoreUnreachable when it is missing)."""
+        ftp = self._session()
+        folder = self._folder()
+        try:
+            ftp.cwd(folder)
+            root = ftp.pwd()
+        except ftplib.error_perm:
+            raise StoreUnreachable(self.name, f"folder {folder} does not exist on {self._where()} "
+                                              "(or may not be entered)") from None
+        except (ftplib.Error, OSError, EOFError) as exc:
+            self._drop()
+            raise StoreUnreachable(self.name, f"connection to {self._where()} lost ({_reply_code(exc)})") from None
+        return posixpath.normpath(root) if root.startswith("/") else "/" + root.strip("/")
+
+    # ---- Connector
+    def check(self) -> None:
+        self._root_path()
+
+    def locate(self, matcher: SubjectMatcher) -> list[Finding]:
+        root = self._root_path()
+        files, temps = self._listing(root)
+        if self._clean_temps(temps):  # an original was put back: list again so that it is scanned
+            files = self._listing(root)[0]
+        self.not_scanned = list(self._unlisted)
+        wanted = self._select(root, files)
+        scan = [f for f in wanted if file_kind(f.path)]
+        for f in wanted:
+            if not file_kind(f.path):
+                suffix = posixpath.splitext(f.path)[1]
+                reason = f"unsupported file type ({suffix})" if suffix else "unsupported file type (no extension)"
+                self.not_scanned.append((f.path, reason))
+                self.say(f"{f.path}: not scanned, {reason}")
+        self.say(f"{len(files)} files under {root}: {len(scan)} to scan, {len(self.not_scanned)} not scanned")
+        findings: list[Finding] = []
+        with self._workspace() as work:
+            for f in scan:
+                try:
+                    with self._copy(f.path, work):
+                        findings.extend(self._scan(f.path, matcher))
+                except StoreError:
+                    with self._remote(f"file {f.path}", "reading"):
+                        if self._stat(f.path) is not None:
+                            raise
+                    self.say(f"{f.path}: deleted on the server while the folder was scanned, skipped")
+        return findings
+
+    def files(self) -> list[str]:
+        """Remote paths this store scans (pattern and skip_files applied, any file type), sorted."""
+        root = self._root_path()
+        return [f.path for f in self._select(root, self._listing(root)[0])]
+
+    # ---- listing
+    def _listing(self, root: str) -> tuple[list[RemoteFile], list[RemoteFile]]:
+        """(files, Lethe temp files) anywhere under `root`, each sorted by path. Sub-folders that cannot
+        be listed go to `_unlisted` (reported as not scanned); the root itself must list."""
+        self._unlisted: list[tuple[str, str]] = []
+        files: list[RemoteFile] = []
+        temps: list[RemoteFile] = []
+        stack: list[tuple[str, int]] = [(root, 0)]
+        seen: set[str] = set()
+        while stack:
+            folder, depth = stack.pop()
+            if folder in seen:
+                continue
+            seen.add(folder)
+            try:
+                entries = self._list_folder(folder)
+            except StoreError as exc:
+                if folder == root:
+                    raise
+                self._unlisted.append((folder + "/", f"folder cannot be listed ({exc.reason})"))
+                self.say(f"{folder}/: not scanned, folder cannot be listed ({exc.reason})")
+                continue
+            for name, is_dir, facts in entries:
+                path = posixpath.join(folder, name)
+                if is_dir:
+                    if depth + 1 < MAX_DEPTH:
+                        stack.append((path, depth + 1))
+                    continue
+                size = facts.get("size")
+                entry = RemoteFile(path, int(size) if size and size.isdigit() else None, facts.get("modify"))
+                if _REMOTE_TMP.match(name) or is_temp_name(name):
+                    temps.append(entry)
+                else:
+                    files.append(entry)
+        return sorted(files, key=lambda f: f.path), sorted(temps, key=lambda f: f.path)
+
+    def _list_folder(self, folder: str) -> list[tuple[str, bool, dict]]:
+        """(name, is a folder, MLSD facts) for each entry of one remote folder."""
+        place = f"folder {folder}"
+        ftp = self._session()
+        if self._mlsd is not False:
+            with self._remote(place, "listing"):
+                try:
+                    entries = list(ftp.mlsd(folder))
+                except ftplib.error_perm as exc:
+                    if _reply_code(exc) not in _NOT_SUPPORTED:
+                        raise
+                    self._mlsd = False
+                else:
+                    self._mlsd = True
+                    out = []
+                    for name, facts in entries:
+                        kind = facts.get("type", "").casefold()
+                        name = posixpath.basename(name.rstrip("/"))
+                        if kind in ("file", "dir") and name not in (".", "..", ""):
+                            out.append((name, kind == "dir", facts))  # cdir/pdir/links are not followed
+                    return out
+        # servers without MLSD: NLST for names, CWD to tell folders from files
+        with self._remote(place, "listing"):
+            try:
+                names = ftp.nlst(folder)
+            except ftplib.error_perm as exc:
+                if _reply_code(exc) in ("450", "550"):  # some servers answer an empty folder so
+                    ftp.cwd(folder)  # ...but a missing folder stays an error
+                    return []
+                raise
+            out = []
+            for raw in sorted(set(names)):
+                name = posixpath.basename(raw.rstrip("/"))
+                if name in (".", "..", ""):
+                    continue
+                path = posixpath.join(folder, name)
+                try:
+                    ftp.cwd(path)
+                    is_dir = True
+                except ftplib.error_perm:
+                    is_dir = False
+                out.append((name, is_dir, {}))
+            return out
+
+    def _select(self, root: str, files: list[RemoteFile]) -> list[RemoteFile]:
+        patterns = [glob_regex(p) for p in (self.store.string_list("pattern") or DEFAULT_PATTERNS)]
+        skip = [s.casefold() for s in self.store.string_list("skip_files")]
+        out = []
+        for f in files:
+            rel = posixpath.relpath(f.path, root)
+            if not any(p.match(rel) for p in patterns):
+                continue
+            low = rel.casefold()
+            if any(fnmatch.fnmatchcase(low, s) or fnmatch.fnmatchcase(low.rsplit("/", 1)[-1], s) for s in skip):
+                continue
+            out.append(f)
+        return out
+
+    # ---- local copies
+    @contextmanager
+    def _workspace(self) -> Iterator[Path]:
+        """A private (0700) local folder for downloaded copies, removed with everything in it."""
+        work = Path(tempfile.mkdtemp(prefix="lethe-ftp-"))
+        try:
+            yield work
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    @contextmanager
+    def _copy(self, remote: str, work: Path) -> Iterator[Path]:
+        """Download `remote` into `work` (streamed to disk), register it with the CSV reader, delete after."""
+        fd, name = tempfile.mkstemp(dir=work, suffix=".copy")
+        local = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as fh, self._remote(f"file {remote}", "download"):
+                self._session().retrbinary(f"RETR {remote}", fh.write, blocksize=BLOCK)
+            self._csv.copies[remote] = local
+            yield local
+        finally:
+            self._csv.copies.pop(remote, None)
+            self._csv._layouts.clear()  # keyed by (path, mtime, size): never reuse one for another copy
+            try:
+                local.unlink()
+            except FileNotFoundError:
+                pass
+
+    # ---- scanning
+    def _scan(self, remote: str, matcher: SubjectMatcher) -> list[Finding]:
+        kind = file_kind(remote)
+        if kind == CSV_KIND:
+            return self._csv._scan_file(remote, matcher)
+        return self._scan_lines(remote, matcher, kind == JSON_KIND)
+
+    def _lines(self, remote: str) -> Iterator[tuple[int, str]]:
+        """(line number, line with its ending) of a downloaded copy, decoded as the CSV connector would."""
+        encoding, fallback = self._csv.text_encoding(remote)
+        if fallback:
+            self.say(f"{remote}: not valid UTF-8, read as {encoding}")
+        with open(self._csv.copies[remote], encoding=encoding, newline="") as fh:
+            n = 0
+            try:
+                for n, line in enumerate(fh, 1):
+                    yield n, line
+            except UnicodeDecodeError:
+                raise StoreError(self.name, f"file {remote}", f"cannot be decoded near line {n + 1}") from None
+
+    def _scan_lines(self, remote: str, matcher: SubjectMatcher, json_lines: bool) -> list[Finding]:
+        candidate = RowFilter(matcher, FilePlan([LINE_KEY], "_extra"))
+        by_key = bool(matcher.id_keys)  # ids under a JSON key compare whole, whatever their length
+        findings: list[Finding] = []
+        n = 0
+        for n, line in self._lines(remote):
+            text = line[:len(line) - len(line_terminator(line))]
+            if not text.strip():
+                continue
+            if json_lines:
+                # JSON escapes (\u00e9, \/) hide text from a test on the raw line: parse those lines
+                if "\\" not in text and not by_key and not candidate([text]):
+                    continue
+                finding = self._json_finding(remote, n, text, matcher)
+            else:
+                if not candidate([text]):
+                    continue
+                finding = self._text_finding(remote, n, text, matcher)
+            if finding is not None:
+                findings.append(finding)
+        self.say(f"{remote}: {n} lines scanned, {len(findings)} matched")
+        return findings
+
+    def _finding(self, remote: str, n: int, entities: set[str], identifier: bool, record: dict) -> Finding:
+        return Finding(store=self.name, location={"path": remote, "row": n}, entities=sorted(entities),
+                       match="identifier" if identifier else "text",
+                       strength=WEAK if entities <= {ENTITY_PERSON} else STRONG, container=remote, record=record)
+
+    def _text_finding(self, remote: str, n: int, text: str, matcher: SubjectMatcher) -> Finding | None:
+        found = matcher.find_in_text(text)
+        if not found:
+            return None
+        return self._finding(remote, n, set(entities_of(found)), False, {LINE_KEY: text})
+
+    def _json_finding(self, remote: str, n: int, text: str, matcher: SubjectMatcher) -> Finding | None:
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+        if not isinstance(doc, (dict, list)):
+            return self._text_finding(remote, n, text, matcher)
+        leaves = json_leaves(doc)
+        entities: set[str] = set()
+        identifier = False
+        mentions: list[_Leaf] = []
+        given: list[_Leaf] = []
+        family: list[_Leaf] = []
+        for leaf in leaves:
+            value = leaf.value
+            if value is None or isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                continue
+            kind = kind_from_name(leaf.key) if leaf.key else None
+            hit = None
+            if leaf.key and matcher.id_matches(leaf.key, value):
+                hit = ENTITY_ID
+            elif kind == EMAIL and matcher.email_matches(value):
+                hit = ENTITY_EMAIL
+            elif kind == PHONE and matcher.phone_matches(value):
+                hit = ENTITY_PHONE
+            elif kind in (NAME, GIVEN_NAME, FAMILY_NAME) and isinstance(value, str) and matcher.name_matches(value):
+                hit = ENTITY_PERSON
+            elif isinstance(value, str) and "@" in value and matcher.email_matches(value):
+                hit = ENTITY_EMAIL
+            if kind == GIVEN_NAME and isinstance(value, str):
+                given.append(leaf)
+            elif kind == FAMILY_NAME and isinstance(value, str):
+                family.append(leaf)
+            if hit:
+                entities.add(hit)
+                identifier = True
+                continue
+            if isinstance(value, str):
+                found = matcher.find_in_text(value)
+                if found:
+                    entities.update(entities_of(found))
+                    mentions.append(leaf)
+        for g in given:  # first and last name in the same object
+            for f in family:
+                if g.parent is f.parent and matcher.name_matches(f"{g.value} {f.value}"):
+                    entities.add(ENTITY_PERSON)
+                    identifier = True
+        if not entities:
+            return None
+        if identifier:
+            record = {leaf.name: leaf.value for leaf in leaves}
+        else:  # only the values that mention the subject: other people's fields stay out of the package
+            record = {leaf.name: leaf.value for leaf in mentions}
+        return self._finding(remote, n, entities, identifier, record)
+
+    # ---- stray temp files
+    def _stale(self, temp: RemoteFile, m: re.Match) -> bool:
+        """Whether a temp file is a dead run's: this host's and its process is gone (or it is this process's
+        and no longer being written), or older than STALE_TMP_SECONDS, whoever wrote it."""
+        if (self._host(), self._port(), temp.path) in _ACTIVE:
+            return False
+        if m.group("host") == HOST_TAG:
+            pid = int(m.group("pid"))
+            if pid == os.getpid() or not _pid_alive(pid):
+                return True
+        modify = temp.modify
+        if modify is None:
+            try:
+                reply = self._session().sendcmd(f"MDTM {temp.path}")
+                modify = reply[4:].strip() if reply.startswith("213") else None
+            except ftplib.error_perm:
+                modify = None
+        written = _modify_epoch(modify)
+        return written is not None and time.time() - written > STALE_TMP_SECONDS
+
+    def _clean_temps(self, temps: list[RemoteFile]) -> int:
+        """Undo what crashed runs left: a moved-aside original whose name is free again is renamed back
+        (restoring the pre-erasure file; the erasure is redone later), one whose replacement is in place is
+        deleted; partial or unused uploads are deleted. Files being written by live runs are left alone.
+        Returns how many originals were restored."""
+        ours = [(t, m) for t in temps if (m := _REMOTE_TMP.match(posixpath.basename(t.path)))]
+        restored = removed = 0
+        for temp, m in sorted(ours, key=lambda tm: tm[1].group("kind") != "old"):  # old copies first
+            original = posixpath.join(posixpath.dirname(temp.path), m.group("name"))
+            with self._remote(f"file {original}", "removing a stray temp file"):
+                if not self._stale(temp, m):
+                    continue
+                ftp = self._session()
+                try:
+                    if m.group("kind") == "old" and self._stat(original) is None:
+                        ftp.rename(temp.path, original)
+                        restored += 1
+                    else:
+                        ftp.delete(temp.path)
+                        removed += 1
+                except ftplib.error_perm as exc:
+                    if _reply_code(exc) != "550" or self._stat(temp.path) is not None:
+                        raise
+                    # gone already: another run cleaned it up first
+        if restored:
+            self.say(f"{restored} files restored from an erasure interrupted mid-swap")
+        if removed:
+            self.say(f"{removed} stray temp files from an interrupted erasure removed")
+        return restored
+
+    def _stat(self, remote: str) -> tuple[int, str | None] | None:
+        """(size, MDTM) of a remote file in binary mode; None when there is no such file."""
+        ftp = self._session()
+        ftp.voidcmd("TYPE I")  # listings switch to ASCII, where some servers refuse SIZE
+        try:
+            size = ftp.size(remote)
+        except ftplib.error_perm as exc:
+            if _reply_code(exc) in _NOT_SUPPORTED:
+                size = self._mlst_size(remote)
+            elif _reply_code(exc) in ("550", "450"):
+                return None
+            else:
+                raise
+        if size is None:
+            raise StoreError(self.name, f"file {remote}", "the server reports no file sizes (SIZE, MLST), so an "
+                             "upload cannot be verified; nothing is changed")
+        try:
+            reply = ftp.sendcmd(f"MDTM {remote}")
+            modify = reply[4:].strip() if reply.startswith("213") else None
+        except ftplib.error_perm:
+            modify = None
+        return size, modify
+
+    def _mlst_size(self, remote: str) -> int | None:
+        try:
+            reply = self._session().sendcmd(f"MLST {remote}")
+        except ftplib.error_perm:
+            return None
+        for line in reply.splitlines()[1:]:
+            for fact in line.strip().split(";"):
+                key, _, value = fact.partition("=")
+                if key.strip().casefold() == "size" and value.isdigit():
+                    return int(value)
+        return None
+
+    # ---- erasure
+    def apply(self, actions: list[ExecAction], done: Done, matcher: SubjectMatcher) -> None:
+        """Per remote file, one rewrite carrying out all its actions, uploaded beside it and renamed over
+        it; `done` once per file after the rename. Idempotent as the CSV connector's apply is: a row past
+        the end affects nothing, and a file whose rows are all gone is left alone."""
+        root = self._root_path()
+        by_file: dict[str, list[ExecAction]] = {}
+        for a in actions:
+            remote = a.container or (a.location.get("path") if isinstance(a.location, dict) else None)
+            if not remote or (isinstance(a.location, dict) and a.location.get("path", remote) != remote):
+                raise StoreError(self.name, f"action {a.action_id}", "names no remote path, or two different ones")
+            by_file.setdefault(remote, []).append(a)
+        for remote in by_file:
+            self._check_target(root, remote)
+        temps: list[RemoteFile] = []
+        for folder in sorted({posixpath.dirname(r) for r in by_file}):  # stray temps beside those files
+            for name, is_dir, facts in self._list_folder_quiet(folder):
+                if not is_dir and _REMOTE_TMP.match(name):
+                    temps.append(RemoteFile(posixpath.join(folder, name), None, facts.get("modify")))
+        self._clean_temps(temps)
+        with self._workspace() as work:
+            for remote in sorted(by_file):
+                file_actions = by_file[remote]
+                todo = _FilePlanOfActions(self.name, remote, file_actions)
+                deleted, updated = self._erase_file(remote, todo, work)
+                self.say(f"{remote}: {deleted} rows deleted, {updated} rows updated")
+                done([a.action_id for a in file_actions], deleted + updated, None)
+
+    def _list_folder_quiet(self, folder: str) -> list[tuple[str, bool, dict]]:
+        try:
+            return self._list_folder(folder)
+        except StoreError:
+            return []  # the folder itself may be gone: the file's own check reports that
+
+    def _check_target(self, root: str, remote: str) -> None:
+        place = f"file {remote}"
+        norm = posixpath.normpath(remote)
+        if not remote.startswith("/") or norm != remote or any(c in remote for c in "\r\n\0"):
+            raise StoreError(self.name, place, "is not a plain absolute remote path")
+        if not (root == "/" or norm.startswith(root.rstrip("/") + "/")):
+            raise StoreError(self.name, place, "lies outside the store's folder")
+        if _REMOTE_TMP.match(posixpath.basename(norm)) or is_temp_name(posixpath.basename(norm)):
+            raise StoreError(self.name, place, "is one of Lethe's temp files")
+        if file_kind(norm) is None:
+            raise StoreError(self.name, place, "is not a file type Lethe can rewrite")
+
+    def _erase_file(self, remote: str, todo: _FilePlanOfActions, work: Path) -> tuple[int, int]:
+        place = f"file {remote}"
+        with self._remote(place, "reading"):
+            before = self._stat(remote)
+        if before is None:
+            self.say(f"{remote}: no longer exists, nothing to erase")
+            return 0, 0
+        if not todo.last:
+            return 0, 0
+        with self._copy(remote, work) as local:
+            if local.stat().st_size != before[0]:
+                raise StoreError(self.name, place, "changed while it was being read; try again")
+            if file_kind(remote) == CSV_KIND:
+                deleted, updated = self._csv._rewrite(remote, todo)
+            else:
+                deleted, updated = self._rewrite_lines(remote, todo, file_kind(remote) == JSON_KIND)
+            if not (deleted or updated):  # the rows are gone already: leave the remote file alone
+                return 0, 0
+            self._upload_and_replace(remote, local, before)
+        return deleted, updated
+
+    def _upload_and_replace(self, remote: str, local: Path, before: tuple[int, str | None]) -> None:
+        place = f"file {remote}"
+        folder, name = posixpath.split(remote)
+        token = f"{os.getpid()}-{HOST_TAG}{secrets.token_hex(6)}"
+        tmp = posixpath.join(folder, f".{name}{TMP_MARK}{token}")
+        old = posixpath.join(folder, f".{name}{OLD_MARK}{token}")
+        keys = [(self._host(), self._port(), tmp), (self._host(), self._port(), old)]
+        _ACTIVE.update(keys)
+        size = local.stat().st_size
+        try:
+            with self._remote(place, "uploading the rewritten file"):
+                with open(local, "rb") as fh:
+                    self._session().storbinary(f"STOR {tmp}", fh, blocksize=BLOCK)
+            with self._remote(place, "verifying the upload"):
+                stored = self._stat(tmp)
+            if stored is None or stored[0] != size:
+                got = "none" if stored is None else stored[0]
+                raise StoreError(self.name, place, f"the upload is incomplete ({got} of {size} bytes on the server); "
+                                 "the original is unchanged")
+            with self._remote(place, "checking the original"):
+                now = self._stat(remote)
+            if now != before:
+                raise StoreError(self.name, place, "changed while it was being rewritten; try again")
+            self._replace(remote, tmp, old)
+        except BaseException:
+            self._discard(tmp)
+            raise
+        finally:
+            _ACTIVE.difference_update(keys)
+
+    def _replace(self, remote: str, tmp: str, old: str) -> None:
+        place = f"file {remote}"
+        ftp = self._session()
+        with self._remote(place, "renaming the rewritten file into place"):
+            try:
+                ftp.rename(tmp, remote)
+                return
+            except ftplib.error_perm as exc:
+                if _reply_code(exc) != "550" or self._stat(remote) is None:
+                    raise
+            # the server will not rename over an existing file: swap in three steps (see the module doc)
+            ftp.rename(remote, old)
+            try:
+                ftp.rename(tmp, remote)
+            except BaseException:
+                try:
+                    ftp.rename(old, remote)
+                except Exception:  # noqa: BLE001 - the next run restores it (_clean_temps)
+                    pass
+                raise
+        with self._remote(place, "deleting the moved-aside original (the next run will)"):
+            ftp.delete(old)
+
+    def _discard(self, tmp: str) -> None:
+        """Best effort: remove our temp upload after a failure, on a fresh connection if the old one broke.
+        What stays behind is removed by the next locate or apply."""
+        for _attempt in range(2):
+            try:
+                self._session().delete(tmp)
+                return
+            except ftplib.error_perm:
+                return  # not there (never created) or not ours to delete
+            except (LetheError, ftplib.Error, OSError, EOFError):
+                self._drop()
+
+    # ---- rewriting lines
+    def _rewrite_lines(self, remote: str, todo: _FilePlanOfActions, json_lines: bool) -> tuple[int, int]:
+        """Delete and update lines of the local copy in place (temp beside it, then rename)."""
+        local = self._csv.copies[remote]
+        encoding, _fallback = self._csv.text_encoding(remote)
+        with open(local, "rb") as fh:
+            codec, bom = write_codec(encoding, fh.read(4))
+        tmp = local.with_name(local.name + ".new")
+        deleted = updated = 0
+        with open(local, encoding=encoding, newline="") as src, \
+                open(tmp, "w", encoding=codec, errors="strict", newline="") as out:
+            if bom:
+                out.write("\ufeff")
+            n = 0
+            for line in src:
+                n += 1
+                if n in todo.deletes:
+                    deleted += 1
+                    line = ""
+                elif n in todo.updates:
+                    new = self._updated_line(remote, n, line, todo.updates[n], json_lines, codec)
+                    if new is not None:
+                        updated += 1
+                        line = new
+                out.write(line)
+                if n >= todo.last:
+                    break
+            while chunk := src.read(1 << 20):  # past the last target: copy as it is
+                out.write(chunk)
+        os.replace(tmp, local)
+        return deleted, updated
+
+    def _updated_line(self, remote: str, n: int, line: str, changes: dict, json_lines: bool, codec: str
+                      ) -> str | None:
+        place = f"file {remote}"
+        term = line_terminator(line)
+        text = line[:len(line) - len(term)]
+        doc = None
+        if json_lines:
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                doc = None
+        if isinstance(doc, (dict, list)):
+            leaves = {leaf.name: leaf for leaf in json_leaves(doc)}
+            for key, value in changes.items():
+                leaf = leaves.get(str(key))
+                if leaf is None:
+                    raise StoreError(self.name, place, f"row {n} has no field {str(key)!r}")
+                leaf.parent[leaf.index] = value
+            try:
+                new = _dumps_like(doc, text)
+            except (TypeError, ValueError):
+                raise StoreError(self.name, place, f"row {n}: a new value cannot be written as JSON") from None
+        else:
+            unknown = [str(k) for k in changes if k != LINE_KEY]
+            if unknown:
+                raise StoreError(self.name, place, f"row {n} is a text line: only {LINE_KEY!r} can be updated, "
+                                 f"not {unknown[0]!r}")
+            value = changes.get(LINE_KEY)
+            new = "" if value is None else str(value).replace("\r", " ").replace("\n", " ")
+        if new == text:
+            return None
+        try:
+            new.encode(codec)
+        except UnicodeError:
+            raise StoreError(self.name, place, f"row {n}: a new value cannot be written in the file's "
+                             f"encoding ({codec})") from None
+        return new + term
+
+
+def _dumps_like(doc, original: str) -> str:
+    """`doc` serialised on one line in the style of the line it came from (separators, ASCII escapes)
+    when json.dumps reproduces that line; else compact or spaced as the line looks, ASCII when it was."""
+    ascii_only = original.isascii()
+    try:
+        before = json.loads(original)
+    except ValueError:
+        before = None
+    for separators in ((", ", ": "), (",", ":")):
+        for ensure_ascii in (ascii_only, not ascii_only):
+            if before is not None and json.dumps(before, separators=separators, ensure_ascii=ensure_ascii) == original:
+                return json.dumps(doc, separators=separators, ensure_ascii=ensure_ascii)
+    return json.dumps(doc, separators=_guess_separators(original), ensure_ascii=ascii_only)
+
+
+def _guess_separators(text: str) -> tuple[str, str]:
+    """json.dumps's spaced separators when a ':' or ',' outside strings is followed by a space; else compact."""
+    in_string = escaped = False
+    prev = ""
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch == " " and prev in (":", ","):
+            return ", ", ": "
+        prev = ch
+    return ",", ":"
