@@ -693,8 +693,11 @@ class GmailConnector(Connector):
             except self._transport_errors() as exc:
                 transport += 1
                 if transport >= TRANSPORT_ATTEMPTS:
-                    raise StoreUnreachable(self.name, f"cannot reach {self._host()} ({exc.__class__.__name__})") from None
+                    raise self._unreachable(exc) from None
                 self._backoff(transport - 1)
+
+    def _unreachable(self, exc: BaseException) -> StoreUnreachable:
+        return StoreUnreachable(self.name, f"cannot reach {self._host()} ({exc.__class__.__name__})")
 
     def _host(self) -> str:
         from urllib.parse import urlsplit
@@ -738,7 +741,7 @@ class GmailConnector(Connector):
             except self._transport_errors() as exc:
                 transport += 1
                 if transport >= TRANSPORT_ATTEMPTS:
-                    raise StoreUnreachable(self.name, f"cannot reach {self._host()} ({exc.__class__.__name__})") from None
+                    raise self._unreachable(exc) from None
                 self._backoff(transport - 1)
                 continue
             retry: list[tuple[str, Callable[[], Any]]] = []
