@@ -24,7 +24,7 @@ from pii.findings import WEAK
 from pii.inventory import Inventory
 from pii.policy import REDACTED, redact_fields
 from pii.subject import Subject, SubjectMatcher
-from tests.ftp_server import PASSWORD, PASSWORD_ENV, FtpServer, self_signed_cert
+from connectors.fakes.ftp_server import PASSWORD, PASSWORD_ENV, FtpServer, self_signed_cert
 
 MATCHER = SubjectMatcher(Subject.build(emails=["alice.smith@x.org"], names=["Alice Smith"],
                                        phones=["+44 7700 900123"]))

@@ -16,7 +16,7 @@ from connectors.gmail import GmailConnector, html_to_text, search_queries
 from pii.config import StoreConfig
 from pii.errors import ConfigError, StoreError, StoreUnreachable
 from pii.subject import Subject, SubjectMatcher
-from tests.gmail_server import FakeGmail, SearchSyntaxError, mail
+from connectors.fakes.gmail_server import FakeGmail, SearchSyntaxError, mail
 
 USER = "support@example.test"
 ALICE = "alice.smith@example.org"
