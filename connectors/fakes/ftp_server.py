@@ -115,12 +115,14 @@ class FtpServer:
     """pyftpdlib serving `home` to USER/PASSWORD; with `tls_cert` an explicit-FTPS server that requires TLS
     on both the control and the data connection."""
 
-    def __init__(self, home: Path, *, tls_cert: tuple[Path, Path] | None = None):
+    def __init__(self, home: Path, *, tls_cert: tuple[Path, Path] | None = None, port: int = 0,
+                 user: str = USER, password: str = PASSWORD):
         self.home = Path(home)
         self.home.mkdir(parents=True, exist_ok=True)
         self.faults = Faults()
+        self.user = user
         authorizer = DummyAuthorizer()
-        authorizer.add_user(USER, PASSWORD, str(self.home), perm="elradfmwMT")
+        authorizer.add_user(user, password, str(self.home), perm="elradfmwMT")
         if tls_cert is None:
             dtp = type("DTP", (_FaultyDTP,), {"faults": self.faults})
             handler = type("Handler", (_FaultyHandler,), {
@@ -132,7 +134,7 @@ class FtpServer:
             handler = type("TlsHandler", (TLS_FTPHandler,), {
                 "authorizer": authorizer, "certfile": str(tls_cert[0]), "keyfile": str(tls_cert[1]),
                 "tls_control_required": True, "tls_data_required": True, "banner": "test ftpsd"})
-        self.server = FTPServer(("127.0.0.1", 0), handler)
+        self.server = FTPServer(("127.0.0.1", port), handler)
         self.host, self.port = self.server.address[:2]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="test-ftpd", daemon=True)
@@ -157,7 +159,7 @@ class FtpServer:
         self.stop()
 
     def store_options(self, **extra) -> dict:
-        return {"host": self.host, "port": self.port, "user": USER, "password_env": PASSWORD_ENV, **extra}
+        return {"host": self.host, "port": self.port, "user": self.user, "password_env": PASSWORD_ENV, **extra}
 
     def put(self, remote: str, content: bytes) -> Path:
         """Place a file straight into the served folder (set-up, not through FTP)."""

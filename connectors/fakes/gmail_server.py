@@ -35,6 +35,7 @@ import itertools
 import json
 import re
 import threading
+from pathlib import Path
 import time
 import unicodedata
 import urllib.parse
@@ -275,7 +276,7 @@ class _Query:
 # --------------------------------------------------------------------------- server
 class FakeGmail:
     def __init__(self, *, require_auth: bool = False, public_key=None, strict_batch_delete: bool = False,
-                 refuse_subjects: tuple[str, ...] = ()):
+                 refuse_subjects: tuple[str, ...] = (), port: int = 0, mailbox_dir: Path | None = None):
         self.messages: dict[str, Stored] = {}
         self.lock = threading.RLock()
         self.require_auth = require_auth
@@ -293,7 +294,8 @@ class FakeGmail:
         self._faults: list[list] = []  # [status, remaining, scope, reason]
         self._ids = itertools.count(0x18C2F00000000000)
         self._clock = itertools.count(1_763_000_000_000, 60_000)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.mailbox_dir = Path(mailbox_dir) if mailbox_dir else None  # *.eml files, kept in step with deletes
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.server.daemon_threads = True
         self.server.fake = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -333,6 +335,30 @@ class FakeGmail:
             self.messages[mid] = Stored(mid, raw, thread_id or mid, list(labels),
                                         internal_date if internal_date is not None else next(self._clock))
             return mid
+
+    def load_mailbox(self) -> int:
+        """Serve every `<id>.eml` in `mailbox_dir` under its file name's id (`<id>.trash.eml`: in Trash)."""
+        if self.mailbox_dir is None:
+            return 0
+        with self.lock:
+            for n, path in enumerate(sorted(self.mailbox_dir.glob("*.eml"))):
+                trashed = path.name.endswith(".trash.eml")
+                mid = path.name[: -len(".trash.eml")] if trashed else path.stem
+                labels = ["TRASH"] if trashed else ["INBOX"]
+                self.messages[mid] = Stored(mid, path.read_bytes(), mid, labels, 1_763_000_000_000 + n * 60_000)
+            return len(self.messages)
+
+    def _persist(self, mid: str, what: str) -> None:
+        """Mirror a trash or delete into `mailbox_dir`, so the demo mailbox survives a restart as changed."""
+        if self.mailbox_dir is None:
+            return
+        path = self.mailbox_dir / f"{mid}.eml"
+        if what == "trash" and path.exists():
+            path.rename(self.mailbox_dir / f"{mid}.trash.eml")
+        elif what == "delete":
+            for p in (path, self.mailbox_dir / f"{mid}.trash.eml"):
+                if p.exists():
+                    p.unlink()
 
     def ids(self, *, include_trash: bool = False) -> set[str]:
         with self.lock:
@@ -403,6 +429,7 @@ class FakeGmail:
             self.stats["trash"] += 1
             with self.lock:
                 stored.labels = [x for x in stored.labels if x not in ("INBOX", "UNREAD")] + ["TRASH"]
+                self._persist(mid, "trash")
             return 200, _resource(stored, "minimal")
         if mm.group(3) and method == "GET":
             self.stats["attachment"] += 1
@@ -411,6 +438,7 @@ class FakeGmail:
             self.stats["delete"] += 1
             with self.lock:
                 self.messages.pop(mid, None)
+                self._persist(mid, "delete")
             return 204, None
         if mm.group(2) is None and method == "GET":
             fmt = (params.get("format") or ["full"])[0]
@@ -457,6 +485,7 @@ class FakeGmail:
             self.batch_delete_sizes.append(len(ids))
             for i in ids:
                 self.messages.pop(i, None)
+                self._persist(i, "delete")
         return 204, None
 
     def _attachment(self, stored: Stored, aid: str):
