@@ -27,6 +27,7 @@ class Connector(ABC):
     """
 
     kind: ClassVar[str]
+    can_update: ClassVar[bool] = True  # False: records cannot be changed in place (only deleted or kept)
 
     def __init__(self, store: StoreConfig, *, config: Config | None = None, progress: Progress = null_progress,
                  inventory=None, analyzer_model: str | None = None):

@@ -444,6 +444,7 @@ def search_queries(matcher: SubjectMatcher) -> list[str]:
 # --------------------------------------------------------------------------- connector
 class GmailConnector(Connector):
     kind = "gmail"
+    can_update = False  # Gmail cannot edit a message: mentions are kept and reported, or deleted by policy
 
     def __init__(self, store, *, sleep: Sleep | None = None, rng: random.Random | None = None, **kwargs):
         super().__init__(store, **kwargs)

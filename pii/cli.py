@@ -118,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="generate the embedded demo stores and run an access request on them")
     p.add_argument("--dir", default="demo", metavar="DIR", help="where to build the demo (default ./demo)")
+    p.add_argument("--local-only", action="store_true",
+                   help="only the SQLite CRM and CSV exports (no FTP drop, no mailbox servers)")
+    p.add_argument("--serve", action="store_true",
+                   help="after the demo run, keep the demo FTP and mail servers running (Ctrl-C stops them) "
+                        "so other commands and Airflow can use the demo stores")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("keygen", help="print a new key for encrypting access packages (LETHE_PACKAGE_KEY)")
@@ -256,6 +261,9 @@ def json_location(location: dict) -> str:
 
 
 def cmd_demo(args) -> int:
+    import contextlib
+
+    from pii import demo_remote
     from pii.config import load_config
     from pii.demo import build_demo
     from pii.discover import locate_subject
@@ -264,25 +272,41 @@ def cmd_demo(args) -> int:
 
     root = Path(args.dir).resolve()
     started = time.perf_counter()
-    world = build_demo(root)
+    remote = not args.local_only
+    ftp_port = demo_remote.free_port(demo_remote.DEFAULT_FTP_PORT) if remote else None
+    gmail_port = demo_remote.free_port(demo_remote.DEFAULT_GMAIL_PORT) if remote else None
+    world = build_demo(root, remote=remote, ftp_port=ftp_port, gmail_port=gmail_port)
     config = load_config(world.config_path)
     subject = Subject.build(**world.subject, region=config.default_region)
     print(f"demo stores built in {root} ({', '.join(config.stores)}); config {world.config_path}")
-    result = locate_subject(config, subject, progress=_progress(args))
-    findings = result.findings
-    out = root / "access_package"
-    metadata = {name: s.metadata for name, s in config.stores.items()}
-    pkg = write_access_package(out, subject, findings, stores_metadata=metadata)
-    print("demo subject: the fictional Alice Smith (see pii/demo.py)")
-    print(_summary_line(findings))
-    for store in result.stores:
-        print(f"  {store.store} ({store.kind}): {len(store.findings)} locations, {store.seconds:.2f}s")
-    expected = {(e[0], json_location(e[1])) for e in world.expected}
-    got = {(f.store, json_location(f.location)) for f in findings}
-    print(f"expected locations found: {len(expected & got)}/{len(expected)}; unexpected: {len(got - expected)}")
-    print(f"access package: {pkg.out_dir} (open summary.html) in {time.perf_counter() - started:.1f}s")
-    print(f"try: .venv/bin/lethe --config {world.config_path} access --email alice.smith@example.org "
-          f"--out {root / 'my_package'}")
+    servers = demo_remote.serve(root, ftp_port, gmail_port) if remote else contextlib.nullcontext()
+    with servers:
+        if remote:
+            print(f"demo servers: FTP on 127.0.0.1:{ftp_port}, Gmail-compatible endpoint on 127.0.0.1:{gmail_port}")
+        result = locate_subject(config, subject, progress=_progress(args))
+        findings = result.findings
+        out = root / "access_package"
+        metadata = {name: s.metadata for name, s in config.stores.items()}
+        pkg = write_access_package(out, subject, findings, stores_metadata=metadata)
+        print("demo subject: the fictional Alice Smith (see pii/demo.py)")
+        print(_summary_line(findings))
+        for store in result.stores:
+            print(f"  {store.store} ({store.kind}): {len(store.findings)} locations, {store.seconds:.2f}s")
+        expected = {(e[0], json_location(e[1])) for e in world.expected}
+        got = {(f.store, json_location(f.location)) for f in findings}
+        print(f"expected locations found: {len(expected & got)}/{len(expected)}; unexpected: {len(got - expected)}")
+        print(f"access package: {pkg.out_dir} (open summary.html) in {time.perf_counter() - started:.1f}s")
+        if remote:
+            print(f"the FTP and mail stores need the demo servers: run `lethe demo --serve` and, in another shell, "
+                  f"export {demo_remote.FTP_PASSWORD_ENV}={demo_remote.FTP_DEMO_PASSWORD}")
+        print(f"try: .venv/bin/lethe --config {world.config_path} erase --email alice.smith@example.org --dry-run")
+        if args.serve:
+            print("serving the demo stores; Ctrl-C to stop", flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
     return 0 if expected <= got else 1
 
 

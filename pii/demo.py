@@ -42,6 +42,7 @@ import csv
 import io
 import json
 import random
+import shutil
 import sqlite3
 import unicodedata
 from dataclasses import dataclass, field
@@ -108,6 +109,9 @@ class DemoWorld:
     decoys: list[Decoy]
     subject_ids: dict[str, str] = field(default_factory=lambda: dict(DEMO_SUBJECT_IDS))
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)  # expected key -> why it is expected
+    remote: bool = False  # with the FTP drop and mailbox (served by pii.demo_remote.serve)
+    ftp_port: int | None = None
+    gmail_port: int | None = None
 
     def expected_index(self) -> dict[tuple[str, str], ExpectedFinding]:
         return {e.key: e for e in self.expected}
@@ -695,7 +699,8 @@ stores:
 
 
 # --------------------------------------------------------------------------- entry point
-def build_demo(root: Path | str, *, overwrite: bool = True) -> DemoWorld:
+def build_demo(root: Path | str, *, overwrite: bool = True, remote: bool = False,
+               ftp_port: int | None = None, gmail_port: int | None = None) -> DemoWorld:
     """Write the demo stores under `root` and describe where the demo subject's data is.
 
     With `overwrite` (the default) the demo's own files are replaced; without it, an existing demo file
@@ -723,7 +728,27 @@ def build_demo(root: Path | str, *, overwrite: bool = True) -> DemoWorld:
     exports.build()
     for name in EXPORT_FILES:
         (exports_dir / name).write_bytes(exports.files[name])
-    config_path.write_bytes(STORES_YAML.encode("utf-8"))
+    expected, decoys, reasons = crm.expected + exports.expected, crm.decoys + exports.decoys, {**crm.reasons,
+                                                                                            **exports.reasons}
+    config = STORES_YAML
+    if remote:  # the FTP drop and the mailbox, served by `pii.demo_remote.serve`
+        from pii import demo_remote
+
+        def expect(store, location, match, why, strength="strong"):
+            e = ExpectedFinding(store, location, match, strength)
+            expected.append(e)
+            reasons[e.key] = why
+
+        def decoy(store, location, what):
+            decoys.append(Decoy(store, location, what))
+
+        for sub in (demo_remote.FTP_DIR, demo_remote.MAILBOX_DIR):
+            if (root / sub).exists():
+                shutil.rmtree(root / sub)
+        demo_remote.build_remote(root, expect, decoy)
+        config += demo_remote.stores_yaml(ftp_port or demo_remote.DEFAULT_FTP_PORT,
+                                          gmail_port or demo_remote.DEFAULT_GMAIL_PORT)
+    config_path.write_bytes(config.encode("utf-8"))
 
     return DemoWorld(
         root=root,
@@ -731,7 +756,10 @@ def build_demo(root: Path | str, *, overwrite: bool = True) -> DemoWorld:
         crm_path=crm_path,
         exports_dir=exports_dir,
         subject={k: list(v) for k, v in DEMO_SUBJECT.items()},
-        expected=crm.expected + exports.expected,
-        decoys=crm.decoys + exports.decoys,
-        reasons={**crm.reasons, **exports.reasons},
+        expected=expected,
+        decoys=decoys,
+        reasons=reasons,
+        remote=remote,
+        ftp_port=ftp_port,
+        gmail_port=gmail_port,
     )

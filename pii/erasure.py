@@ -169,7 +169,7 @@ class ErasureEngine:
         today = self.today or dt.date.today()
         actions, review, held = [], [], []
         for f in findings:
-            decision = self.policy.decide(f, today, include_weak=include_weak)
+            decision = self._feasible(self.policy.decide(f, today, include_weak=include_weak), f)
             entry = {
                 "action_id": self.action_id(f.store, f.location),
                 "store": f.store,
@@ -199,6 +199,19 @@ class ErasureEngine:
             "out_of_scope": _out_of_scope(self.config),
         }
         return Plan(data, findings)
+
+    def _feasible(self, decision: Decision, f: Finding) -> Decision:
+        """A store that cannot change a record in place (mail) keeps it and says so, instead of failing
+        at execution; a policy rule can still delete such records."""
+        if decision.action in (REDACT, ANONYMISE) or (decision.action == RETAIN and decision.field_ops):
+            from connectors import connector_class
+
+            if not getattr(connector_class(self.config.stores[f.store].kind), "can_update", True):
+                return Decision(RETAIN, decision.rule_index,
+                                f"{self.config.stores[f.store].kind} cannot edit a record in place: kept and "
+                                f"reported (a policy rule with action delete removes it); planned: {decision.action}",
+                                decision.legal_basis, decision.until)
+        return decision
 
     def submit(self, subject: Subject, requester: str, *, received_at: dt.date | None = None,
                include_weak: bool = False, stores: list[str] | None = None, request_id: str | None = None) -> Plan:

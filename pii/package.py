@@ -99,6 +99,8 @@ class PackageResult:
 
 
 # --------------------------------------------------------------------------- keys
+# Record fields that locate or date a record rather than describe anyone: never redacted.
+KEEP_UNREDACTED = frozenset({"message_id", "thread_id", "date", "party", "part", "attachments", "subject_line"})
 RAW_EML = "_raw_eml"  # a record key holding a whole message (base64); written as a .eml file, not a column
 
 
@@ -250,7 +252,7 @@ class Redactor:
         if isinstance(value, str):
             return self.redact_text(value)
         if isinstance(value, dict):
-            return {k: self.redact(v) for k, v in value.items()}
+            return {k: v if k in KEEP_UNREDACTED else self.redact(v) for k, v in value.items()}
         if isinstance(value, list):
             return [self.redact(v) for v in value]
         return value

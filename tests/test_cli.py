@@ -113,7 +113,7 @@ def test_when_lethe_demo_runs_as_a_program_then_it_finds_every_expected_location
     proc = subprocess.run([str(exe), "demo", "--dir", str(tmp_path / "demo")], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "LETHE_PACKAGE_KEY": ""})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "expected locations found: 19/19; unexpected: 0" in proc.stdout
+    assert "expected locations found: 25/25; unexpected: 0" in proc.stdout
     assert (tmp_path / "demo" / "access_package" / "manifest.json").exists()
     # the demo prints its own identifiers only in the "try:" hint; progress on stderr holds none
     assert_no_personal_data(proc.stderr)
@@ -259,3 +259,28 @@ def test_when_a_planned_row_drifted_then_erase_yes_again_makes_a_new_plan(fresh_
     code, stdout, stderr = run("--config", cfg, "erase", *subject_args(), "--yes")
     assert code == 0, stderr
     assert "resuming" not in stdout and "verified" in stdout
+
+
+def test_when_all_four_store_kinds_are_erased_then_subject_is_gone_everywhere(tmp_path, monkeypatch):
+    from pii import demo_remote
+
+    ftp_port, gmail_port = demo_remote.free_port(0), demo_remote.free_port(0)
+    world = build_demo(tmp_path / "demo", remote=True, ftp_port=ftp_port, gmail_port=gmail_port)
+    monkeypatch.setenv(demo_remote.FTP_PASSWORD_ENV, "pw-for-this-test")
+    with demo_remote.serve(world.root, ftp_port, gmail_port):
+        code, stdout, stderr = run("--config", world.config_path, "erase", *subject_args(), "--yes")
+        assert code == 0, stderr
+        assert "state: verified" in stdout
+        assert "gmail cannot edit a record in place" in stdout  # the mention-only message is kept, reported
+        code, stdout, _ = run("--config", world.config_path, "locate", *subject_args(), "--json")
+        left = {(f["store"], f["match"], f["strength"]) for f in json.loads(stdout)}
+        assert left == {("exports", "identifier", "weak"), ("support_mailbox", "text", "strong")}
+    drop = world.root / "data" / "ftp" / "incoming"
+    assert ",alice.smith@example.org" not in (drop / "leads.csv").read_text()
+    assert "Ruth Okafor" in (drop / "leads.csv").read_text() and "malice.smith" in (drop / "leads.csv").read_text()
+    assert "[redacted]" in (drop / "call_notes.txt").read_text()
+    box = world.root / "data" / "mailbox"
+    assert sorted(p.name for p in box.glob("*.trash.eml")) == ["18c2f0000000a001.trash.eml",
+                                                               "18c2f0000000a002.trash.eml"]
+    assert (box / "18c2f0000000a004.eml").exists()  # a decoy's message is untouched
+    assert_no_personal_data(stdout + stderr)
