@@ -216,6 +216,9 @@ def cmd_access(args) -> int:
         print(f"note: {len(suppression)} of the subject's identifiers are on the suppression list "
               f"(reason: {', '.join(sorted({s['reason'] for s in suppression}))})")
     request = request or None
+    not_scanned = result.not_scanned()
+    if not_scanned:
+        request = {**(request or {}), "not_scanned": not_scanned}
     pkg = write_access_package(Path(args.out), subject, findings, stores_metadata=metadata,
                                redact=not args.no_redact, request=request)
     elapsed = time.perf_counter() - started
@@ -224,6 +227,8 @@ def cmd_access(args) -> int:
         print(f"  {store.store} ({store.kind}): {len(store.findings)} locations, {store.seconds:.2f}s")
     if received:
         print(f"request received {request['received_at']}, answer due by {request['due_by']}")
+    if not_scanned:
+        print(f"note: {len(not_scanned)} files could not be scanned (listed in the manifest under request)")
     state = "encrypted " if pkg.encrypted else ""
     print(f"{state}access package: {pkg.out_dir} ({len(pkg.files)} files) in {elapsed:.1f}s")
     return 0

@@ -20,6 +20,7 @@ class StoreResult:
     kind: str
     findings: list[Finding]
     seconds: float
+    not_scanned: list[tuple[str, str]] = field(default_factory=list)  # (place, reason): files Lethe cannot read
 
 
 @dataclass
@@ -36,6 +37,11 @@ class LocateResult:
     def summary(self) -> dict:
         return summarise(self.findings)
 
+    def not_scanned(self) -> list[dict]:
+        """Places in the searched stores that could not be read (e.g. a PDF in an FTP drop), with why."""
+        return [{"store": s.store, "place": place, "reason": reason}
+                for s in self.stores for place, reason in s.not_scanned]
+
 
 def locate_in_store(config: Config, store: StoreConfig, subject: Subject, *, progress: Progress = null_progress,
                     inventory: Inventory | None = None) -> StoreResult:
@@ -43,7 +49,8 @@ def locate_in_store(config: Config, store: StoreConfig, subject: Subject, *, pro
     with open_connector(store, config=config, progress=progress, inventory=inventory,
                         analyzer_model=model_name(config.detection)) as conn:
         findings = conn.locate(SubjectMatcher(subject))
-    return StoreResult(store.name, store.kind, findings, time.perf_counter() - started)
+        not_scanned = list(getattr(conn, "not_scanned", []) or [])
+    return StoreResult(store.name, store.kind, findings, time.perf_counter() - started, not_scanned)
 
 
 def locate_subject(config: Config, subject: Subject, *, stores: list[str] | None = None,

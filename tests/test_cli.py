@@ -284,3 +284,20 @@ def test_when_all_four_store_kinds_are_erased_then_subject_is_gone_everywhere(tm
                                                                "18c2f0000000a002.trash.eml"]
     assert (box / "18c2f0000000a004.eml").exists()  # a decoy's message is untouched
     assert_no_personal_data(stdout + stderr)
+
+
+def test_when_a_drop_holds_an_unreadable_file_then_the_access_answer_lists_it(tmp_path, monkeypatch):
+    from pii import demo_remote
+
+    ftp_port, gmail_port = demo_remote.free_port(0), demo_remote.free_port(0)
+    world = build_demo(tmp_path / "demo", remote=True, ftp_port=ftp_port, gmail_port=gmail_port)
+    monkeypatch.setenv(demo_remote.FTP_PASSWORD_ENV, "pw-for-this-test")
+    with demo_remote.serve(world.root, ftp_port, gmail_port):
+        code, stdout, stderr = run("--config", world.config_path, "access", *subject_args(), "--out", tmp_path / "p")
+    assert code == 0, stderr
+    manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert manifest["request"]["not_scanned"] == [
+        {"store": "partner_drop", "place": "/incoming/brochure.pdf", "reason": "unsupported file type (.pdf)"}]
+    assert len(list((tmp_path / "p").rglob("*.eml"))) == 2  # whole messages only where she is a party
+    got = {location_key(f["store"], f["location"]) for f in manifest["findings"]}
+    assert got == {e.key for e in world.expected}
