@@ -76,9 +76,10 @@ class ExecAction:
     (column -> new value, computed by pii/ from the policy) on it. `location` is the real locator from a
     fresh locate (never stored: the ledger keeps only its keyed hash)."""
 
-    __slots__ = ("action_id", "container", "location", "kind", "updates")
+    __slots__ = ("action_id", "container", "location", "kind", "updates", "expected")
 
-    def __init__(self, action_id: str, container: str, location: dict, kind: str, updates: dict | None = None):
+    def __init__(self, action_id: str, container: str, location: dict, kind: str, updates: dict | None = None,
+                 expected: dict | None = None):
         if kind not in (DELETE, UPDATE):
             raise ValueError(f"unknown action kind {kind!r}")
         self.action_id = action_id
@@ -86,6 +87,9 @@ class ExecAction:
         self.location = location
         self.kind = kind
         self.updates = dict(updates or {})
+        # The record as located (Finding.record). Connectors whose locators are positions (a CSV row number)
+        # check it before changing anything: a record that moved or changed there is left alone.
+        self.expected = dict(expected) if expected else None
 
     def __repr__(self) -> str:  # no values: locations and updates may be personal
         return f"ExecAction({self.action_id}, {self.kind}, {self.container})"

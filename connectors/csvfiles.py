@@ -354,16 +354,29 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _same_record(columns: list[str], row: list[str], expected: dict) -> bool:
+    """Whether `row` still holds the located record: every expected column has the same text."""
+    for i, col in enumerate(columns):
+        if col in expected:
+            want = expected[col]
+            if (row[i] if i < len(row) else "") != ("" if want is None else str(want)):
+                return False
+    return True
+
+
 class _FilePlanOfActions:
     """One file's actions by data-record number: deletes, and merged updates (later actions win)."""
 
     def __init__(self, store: str, rel: str, actions: list[ExecAction]):
         self.deletes: set[int] = set()
         self.updates: dict[int, dict[str, object]] = {}
+        self.expected: dict[int, dict] = {}  # row -> the record as located: checked before any change
         for a in actions:
             row = a.location.get("row") if isinstance(a.location, dict) else None
             if isinstance(row, bool) or not isinstance(row, int) or row < 1:
                 raise StoreError(store, f"file {rel}", f"action {a.action_id} has no valid row number")
+            if a.expected:
+                self.expected[row] = a.expected
             if a.kind == DELETE:
                 self.deletes.add(row)
             else:
@@ -553,7 +566,9 @@ class CsvConnector(Connector):
                             lines.clear()
                             if row:
                                 n += 1
-                                if n in todo.deletes:
+                                if n in todo.expected and not _same_record(columns, row, todo.expected[n]):
+                                    pass  # not the record that was located (moved or changed): untouched
+                                elif n in todo.deletes:
                                     deleted += 1
                                     raw = ""
                                 elif n in targets:

@@ -438,19 +438,19 @@ class ErasureEngine:
         ops = {col: OperatorSpec.from_dict(spec, f"plan action {aid}, column {col}")
                for col, spec in (a.get("fields") or {}).items()}
         if action == DELETE:
-            return ExecAction(aid, f.container, f.location, X_DELETE)
+            return ExecAction(aid, f.container, f.location, X_DELETE, expected=f.record)
         if action == REDACT:
             record = f.record or {}
             new = redact_fields(record, matcher)
             updates = {k: v for k, v in new.items() if v != record.get(k)}
-            return ExecAction(aid, f.container, f.location, X_UPDATE, updates) if updates else None
+            return ExecAction(aid, f.container, f.location, X_UPDATE, updates, expected=record) if updates else None
         if action in (ANONYMISE, RETAIN):
             if not ops:
                 return None
             record = f.record or {}
             new = apply_field_ops(record, ops)
             updates = {k: v for k, v in new.items() if v != record.get(k)}
-            return ExecAction(aid, f.container, f.location, X_UPDATE, updates) if updates else None
+            return ExecAction(aid, f.container, f.location, X_UPDATE, updates, expected=record) if updates else None
         raise LetheError(f"plan action {aid}: unknown action {action!r}")
 
     # ------------------------------------------------------------------ verify
