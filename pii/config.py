@@ -142,6 +142,10 @@ def parse_config(data: Any, path: Path | None = None) -> Config:
         _validate_store(store, where)
         stores[name] = store
     ledger = data.get("ledger")
+    if data.get("ledger_env"):  # a ledger URL holding a password comes from the environment
+        ledger = os.environ.get(str(data["ledger_env"]))
+        if not ledger:
+            raise ConfigError(f"{where}: environment variable {data['ledger_env']} (named by ledger_env) is not set")
     if ledger is not None and not isinstance(ledger, str):
         raise ConfigError(f"{where}: 'ledger' must be a SQLAlchemy URL string")
     state_url = resolve_sqlite_url(ledger, base_dir) if ledger else f"sqlite:///{base_dir / DEFAULT_STATE_FILE}"

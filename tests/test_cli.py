@@ -301,3 +301,14 @@ def test_when_a_drop_holds_an_unreadable_file_then_the_access_answer_lists_it(tm
     assert len(list((tmp_path / "p").rglob("*.eml"))) == 2  # whole messages only where she is a party
     got = {location_key(f["store"], f["location"]) for f in manifest["findings"]}
     assert got == {e.key for e in world.expected}
+
+
+def test_when_ledger_url_comes_from_the_environment_then_it_is_used(tmp_path, monkeypatch):
+    from pii.config import parse_config
+    from pii.errors import ConfigError
+
+    raw = {"ledger_env": "LETHE_TEST_LEDGER_URL", "stores": {"x": {"kind": "csv", "path": "."}}}
+    with pytest.raises(ConfigError, match="LETHE_TEST_LEDGER_URL"):
+        parse_config(raw, tmp_path / "stores.yaml")
+    monkeypatch.setenv("LETHE_TEST_LEDGER_URL", f"sqlite:///{tmp_path / 'shared.db'}")
+    assert parse_config(raw, tmp_path / "stores.yaml").state_url.endswith("shared.db")
