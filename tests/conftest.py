@@ -5,6 +5,24 @@ from __future__ import annotations
 import os
 import uuid
 
+# --- Airflow: set up before anything imports airflow (NOTES.md, "Airflow 3.3 in tests"). A private
+# AIRFLOW_HOME per session, so tests never touch a real Airflow; the DB is reset lazily, only by tests
+# that use the `airflow_db` fixture (tests/test_dags.py), so other tests pay nothing.
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="lethe-airflow-")
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, True)
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent.parent / "dags")
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+for _name in ("LETHE_CONFIG", "LETHE_ALLOW_CONFIG_OVERRIDE", "LETHE_APPROVERS", "LETHE_OUTPUT_DIR", "LETHE_WORK_DIR"):
+    os.environ.pop(_name, None)  # the tests choose these themselves
+
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
 import pytest
@@ -66,3 +84,12 @@ def any_sql_url(request):
     """The same test on SQLite, PostgreSQL and MariaDB."""
     return request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "postgres_url",
                                     "mariadb": "mariadb_url"}[request.param])
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Airflow's metadata DB (SQLite under the session's AIRFLOW_HOME), reset once per session."""
+    from airflow.utils import db
+
+    db.resetdb()
+    return _AIRFLOW_HOME

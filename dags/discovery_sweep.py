@@ -1,0 +1,43 @@
+"""discovery_sweep: refresh the column inventory of every store, daily.
+
+stores -> sweep (one mapped task per store: pii.sweep.sweep_store) -> summary. Counts only.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import TriggerRule, dag, task
+
+from plugins import tasks
+from plugins.params import store_params
+from plugins.runtime import task_defaults
+
+
+@dag(
+    dag_id="discovery_sweep",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    params=store_params(),
+    default_args=task_defaults(2, 5),
+    tags=["lethe", "privacy"],
+    doc_md=__doc__,
+)
+def discovery_sweep():
+    @task
+    def stores(**context):
+        return tasks.store_names(context)
+
+    @task(max_active_tis_per_dagrun=4)
+    def sweep(store: str, **context):
+        return tasks.sweep_one(store, context)
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
+    def summary(results):
+        return tasks.sweep_summary(results)
+
+    summary(sweep.expand(store=stores()))
+
+
+discovery_sweep()

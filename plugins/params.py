@@ -1,0 +1,68 @@
+"""The trigger forms of Lethe's DAGs: Airflow Params with JSON schemas, validated before a run starts
+(a bad email in a run conf is refused with ParamValidationError; the REST trigger answers 400).
+
+Fields follow CONTRACT.md ("Airflow"): either the identifiers (``emails``, ``names``, ``phones``,
+``ids``) or only the ``request_id`` of a request registered beforehand, so that the identifiers never
+enter Airflow's metadata.
+"""
+from __future__ import annotations
+
+from airflow.sdk import Param
+
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"  # the ledger's request ids
+
+
+def _strings(title: str, description: str, **item) -> Param:
+    return Param([], type="array", items={"type": "string", "minLength": 1, **item}, uniqueItems=True,
+                 title=title, description=description)
+
+
+def subject_params(*, erasure: bool) -> dict[str, Param]:
+    """Params of subject_access (erasure=False) and subject_erasure (erasure=True)."""
+    params = {
+        "emails": _strings("Email addresses", "The subject's email addresses.", format="idn-email"),
+        "names": _strings("Names", "Full names (\"First Last\" or \"Last, First\"). A name alone is weak "
+                                   "evidence: such findings are reported, never erased without review."),
+        "phones": _strings("Phone numbers", "Any format; national numbers are read in the config's "
+                                            "default region."),
+        "ids": Param({}, type="object", title="Other identifiers",
+                     description='Column or field name -> value, e.g. {"customer_no": "C-10042"}.',
+                     additionalProperties={"anyOf": [{"type": "string", "minLength": 1},
+                                                     {"type": "array", "items": {"type": "string"}}]}),
+        "request_id": Param(None, type=["null", "string"], pattern=REQUEST_ID_PATTERN, title="Request id",
+                            description="Alone: run a request registered beforehand (its identifiers stay "
+                                        "in Lethe's encrypted request store). With identifiers: the id to "
+                                        "register them under (default: derived from the run)."),
+        "received_at": Param(None, type=["null", "string"], format="date", title="Received on",
+                             description="When the request was received (the answer is due one month "
+                                         "later); default today."),
+        "requester": Param(None, type=["null", "string"], maxLength=200, title="Requester",
+                           description="Who asked (kept in the ledger only as a keyed hash); default the "
+                                       "user who triggered the run."),
+        "identity_verification": Param(None, type=["null", "string"], maxLength=500,
+                                       title="Identity verification",
+                                       description="How the requester's identity was checked (a note for "
+                                                   "the answer; no document numbers)."),
+        "stores": Param([], type="array", items={"type": "string"}, title="Stores",
+                        description="Only these stores (default: every store in the config)."),
+        "config": Param(None, type=["null", "string"], title="Config path",
+                        description="Another stores.yaml; honoured only when the workers set "
+                                    "LETHE_ALLOW_CONFIG_OVERRIDE=1 (default: LETHE_CONFIG)."),
+    }
+    if erasure:
+        params["include_weak"] = Param(False, type="boolean", title="Include weak findings",
+                                       description="Also erase name-only findings: only after a person "
+                                                   "reviewed them.")
+        params["require_distinct_approver"] = Param(False, type="boolean", title="Second person approves",
+                                                    description="Refuse an approval by the requester.")
+    return params
+
+
+def store_params() -> dict[str, Param]:
+    """Params of the scheduled flows (sweep, due dates): which stores and which config."""
+    return {
+        "stores": Param([], type="array", items={"type": "string"}, title="Stores",
+                        description="Only these stores (default: every store in the config)."),
+        "config": Param(None, type=["null", "string"], title="Config path",
+                        description="Honoured only with LETHE_ALLOW_CONFIG_OVERRIDE=1 (default: LETHE_CONFIG)."),
+    }

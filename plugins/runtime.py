@@ -1,0 +1,135 @@
+"""What every Lethe task needs from its surroundings: the stores config, where files go, who is acting,
+and a progress callback that writes counts (never values) to the task log.
+
+Environment (on every Airflow worker):
+
+- ``LETHE_CONFIG``: path of stores.yaml. A run conf's ``config`` is honoured only when
+  ``LETHE_ALLOW_CONFIG_OVERRIDE=1`` (otherwise such a run fails: it must not silently use other stores).
+- ``LETHE_OUTPUT_DIR``: access packages and erasure certificates (default ``lethe_output`` beside
+  stores.yaml).
+- ``LETHE_WORK_DIR``: encrypted work files passed between the tasks of one run, deleted when the run
+  has used them (default ``lethe_work`` beside stores.yaml). Workers on several hosts need it shared.
+- ``LETHE_TASK_RETRIES``: retries of a task whose store was unreachable (default 2; read at parse time).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+import pii.inventory  # noqa: F401 - declare every state table before the first state engine is made
+import pii.ledger  # noqa: F401   (pii.state creates the tables it knows when it first sees a URL)
+from pii.config import Config, load_config
+from pii.errors import ConfigError
+
+CONFIG_ENV = "LETHE_CONFIG"
+OVERRIDE_ENV = "LETHE_ALLOW_CONFIG_OVERRIDE"
+OUTPUT_ENV = "LETHE_OUTPUT_DIR"
+WORK_ENV = "LETHE_WORK_DIR"
+RETRIES_ENV = "LETHE_TASK_RETRIES"
+
+log = logging.getLogger("lethe.airflow")
+
+_NOISY = ("presidio-analyzer", "presidio_analyzer", "tldextract", "sqlalchemy", "spacy")
+
+
+def task_defaults(retries: int = 2, retry_delay_minutes: float = 2) -> dict:
+    """DAG default_args: retries for retryable errors (unreachable stores); LETHE_TASK_RETRIES overrides
+    the count (read when the DAG file is parsed)."""
+    from datetime import timedelta
+
+    raw = os.environ.get(RETRIES_ENV, "")
+    count = int(raw) if raw.strip().isdigit() else retries
+    return {"retries": count, "retry_delay": timedelta(minutes=retry_delay_minutes)}
+
+
+def quiet_libraries() -> None:
+    """Libraries that might log a value at INFO or DEBUG: errors only."""
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def config_path(params: Mapping[str, Any] | None) -> str:
+    override = (params or {}).get("config")
+    if override:
+        if os.environ.get(OVERRIDE_ENV) != "1":
+            raise ConfigError(f"the run names its own 'config', which is only honoured when {OVERRIDE_ENV}=1 "
+                              f"on the workers; leave it empty to use {CONFIG_ENV}")
+        return str(override)
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        raise ConfigError(f"{CONFIG_ENV} is not set on this worker: point it at stores.yaml")
+    return path
+
+
+def load_run_config(params: Mapping[str, Any] | None, *, resolve: list[str] | None | bool = False) -> Config:
+    """The stores config for this run. `resolve`: store names whose Airflow connections to look up now,
+    True for every store, False for none (listing store names needs no connection)."""
+    quiet_libraries()
+    config = load_config(config_path(params))
+    if resolve is False:
+        return config
+    from plugins.hooks import resolve_config
+
+    return resolve_config(config, None if resolve is True else list(resolve))
+
+
+def selected_stores(config: Config, params: Mapping[str, Any] | None) -> list[str]:
+    """Store names a run covers: the run's ``stores`` list, else every configured store."""
+    names = list((params or {}).get("stores") or [])
+    return [s.name for s in config.select(names or None)]
+
+
+def _dir_from_env(env: str, config: Config, default: str) -> Path:
+    value = os.environ.get(env)
+    path = Path(os.path.expanduser(value)) if value else config.base_dir / default
+    return path if path.is_absolute() else config.base_dir / path
+
+
+def output_dir(config: Config) -> Path:
+    return _dir_from_env(OUTPUT_ENV, config, "lethe_output")
+
+
+def work_root(config: Config) -> Path:
+    return _dir_from_env(WORK_ENV, config, "lethe_work")
+
+
+def _safe(part: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(part)).strip("._") or "_"
+
+
+def run_work_dir(config: Config, dag_id: str, run_id: str) -> Path:
+    """The work folder of one DAG run (created 0700)."""
+    path = work_root(config) / _safe(dag_id) / _safe(run_id)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def remove_work_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def task_progress(store: str, message: str) -> None:
+    """Progress callback for connectors: messages are counts and places, never values."""
+    log.info("[%s] %s", store, message)
+
+
+def requester_of(params: Mapping[str, Any] | None, context: Mapping[str, Any] | None = None) -> str:
+    """Who asked: the run conf's ``requester``, else the user who triggered the run, else 'airflow'."""
+    who = (params or {}).get("requester")
+    if who and str(who).strip():
+        return str(who).strip()
+    dag_run = (context or {}).get("dag_run")
+    user = getattr(dag_run, "triggering_user_name", None) if dag_run is not None else None
+    return str(user) if user else "airflow"
+
+
+def actor_of(context: Mapping[str, Any] | None) -> str:
+    """How Lethe names an Airflow task acting on its own (in the ledger's audit trail)."""
+    ti = (context or {}).get("ti")
+    if ti is None:
+        return "airflow"
+    return f"airflow {ti.dag_id}.{ti.task_id}"
