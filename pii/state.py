@@ -13,6 +13,7 @@ from pii.errors import ConfigError
 
 metadata = MetaData()
 _engines: dict[str, Engine] = {}
+_created: dict[str, int] = {}  # URL -> how many declared tables were created there
 _lock = threading.Lock()
 
 
@@ -31,6 +32,10 @@ def state_engine(url: str) -> Engine:
                     cur.execute("PRAGMA journal_mode=WAL")
                     cur.execute("PRAGMA busy_timeout=30000")
                     cur.close()
-            metadata.create_all(engine)
             _engines[url] = engine
+        # Tables are declared by the modules that use them (inventory, ledger): create any declared since
+        # this URL was first seen, whichever module came first.
+        if _created.get(url) != len(metadata.tables):
+            metadata.create_all(engine)
+            _created[url] = len(metadata.tables)
         return engine
