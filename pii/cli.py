@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, metavar="FILE")
     sp.set_defaults(func=cmd_suppression_export)
 
+    p = sub.add_parser("register", help="register a request by id for Airflow (identifiers stay out of Airflow)")
+    _add_identifier_args(p)
+    p.add_argument("--kind", choices=["access", "erasure"], required=True)
+    p.add_argument("--request-id", metavar="ID", help="your own opaque id (default: generated)")
+    p.add_argument("--requester", metavar="WHO", help="who asked (default: the OS user)")
+    p.set_defaults(func=cmd_register)
+
     p = sub.add_parser("hold", help="place or release a legal hold on a subject: no erasure runs while held")
     hsub = p.add_subparsers(dest="hold_command", metavar="ACTION", required=True)
     hp = hsub.add_parser("place", help="hold the subject's data (give a reason)")
@@ -498,6 +505,18 @@ def cmd_suppression_export(args) -> int:
             for r in rows:
                 w.writerow({k: r.get(k) for k in w.fieldnames})
     print(f"{len(rows)} suppression entries written to {out} (keyed hashes; recipe: {recipe})")
+    return 0
+
+
+def cmd_register(args) -> int:
+    from pii.erasure import current_user
+    from pii.requests import register
+
+    config = _config(args)
+    request_id = register(_ledger(config), args.kind, _subject(args, config), args.requester or current_user(),
+                          received_at=_received(args), request_id=args.request_id)
+    dag = "subject_access" if args.kind == "access" else "subject_erasure"
+    print(f"request {request_id} registered; trigger {dag} with {{\"request_id\": \"{request_id}\"}}")
     return 0
 
 

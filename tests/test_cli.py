@@ -312,3 +312,16 @@ def test_when_ledger_url_comes_from_the_environment_then_it_is_used(tmp_path, mo
         parse_config(raw, tmp_path / "stores.yaml")
     monkeypatch.setenv("LETHE_TEST_LEDGER_URL", f"sqlite:///{tmp_path / 'shared.db'}")
     assert parse_config(raw, tmp_path / "stores.yaml").state_url.endswith("shared.db")
+
+
+def test_when_a_request_is_registered_then_its_identifiers_are_sealed_under_the_id(demo):
+    from pii.config import load_config
+    from pii.ledger import Ledger
+
+    code, stdout, stderr = run("--config", demo.config_path, "register", "--kind", "access",
+                               "--email", "alice.smith@example.org", "--request-id", "sar-test-1")
+    assert code == 0, stderr
+    assert 'trigger subject_access with {"request_id": "sar-test-1"}' in stdout
+    ledger = Ledger(load_config(demo.config_path).state_url)
+    assert ledger.unseal_subject("sar-test-1").emails == ("alice.smith@example.org",)
+    assert_no_personal_data(stdout + stderr)
