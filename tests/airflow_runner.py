@@ -200,6 +200,15 @@ class AirflowProcesses:
     def tails(self, lines: int = 25) -> str:
         return "\n".join(self.tail(p.stem, lines) for p in sorted(self.log_dir.glob("*.log")))
 
+    def wait_for_line(self, name: str, needles: tuple[str, ...], timeout: float) -> str:
+        """Wait until one line of <name>.log holds every one of `needles`; returns that line."""
+        def found():
+            text = self.log_path(name).read_text(errors="replace")
+            return next((line for line in text.splitlines() if all(n in line for n in needles)), None)
+
+        return wait_for(f"{name}.log to show {needles}", found, timeout, interval=0.5, alive=self.assert_running,
+                        diagnostics=self.tails)
+
     def assert_running(self, *names: str) -> None:
         for name in names or tuple(self.procs):
             rc = self.procs[name].poll()
@@ -314,17 +323,20 @@ class Api:
                 return value
         return value
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float, **kwargs) -> str:
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float, *, interval: float = 2, **kwargs) -> str:
         """Poll the run until it is finished (success or failed); returns the state."""
         def finished():
             state = self.run_state(dag_id, run_id)
             return state if state in ("success", "failed") else None
 
-        return wait_for(f"run {run_id} of {dag_id} to finish", finished, timeout, interval=2, **kwargs)
+        return wait_for(f"run {run_id} of {dag_id} to finish", finished, timeout, interval=interval, **kwargs)
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict:
+        run = urllib.parse.quote(run_id, safe="")
+        return self.ok("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run}")
 
     def run_state(self, dag_id: str, run_id: str) -> str:
-        run = urllib.parse.quote(run_id, safe="")
-        return self.ok("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run}")["state"]
+        return self.dag_run(dag_id, run_id)["state"]
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float, *, interval: float = 1.0,
