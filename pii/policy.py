@@ -24,7 +24,8 @@ rules:
 ```
 
 Field operators are small named classes looked up by name (`OPERATORS`): replace, redact, mask, hash,
-encrypt, null. A column may name its operator alone (``email: hash``); YAML's ``null`` (``notes: null`` or
+encrypt, null, and for statistics generalise_date (a date to its year or month) and postcode_district (a UK
+postcode to its outward code). A column may name its operator alone (``email: hash``); YAML's ``null`` (``notes: null`` or
 ``{operator: null}``) is the null operator. Secrets (the HMAC key of
 ``hash``, the AES key of ``encrypt``) come from the environment, never from the policy file. Rule
 positions are reported as ``rules[i]``, counted from 0 like `Decision.rule_index`. No error message
@@ -235,6 +236,48 @@ class NullOperator(FieldOperator):
 
     def transform(self, value):
         return None
+
+
+@register_operator
+class GeneraliseDateOperator(FieldOperator):
+    """A date keeps only its year (or year and month): "1984-06-02" -> "1984". Dates stay dates (the first
+    day of the year or month) so typed columns accept them; text that holds no date becomes empty."""
+
+    name = "generalise_date"
+    params = {"to": lambda v: v in ("year", "month")}
+    param_help = {"to": "year or month"}
+    defaults = {"to": "year"}
+
+    def transform(self, value):
+        from pii.selection import parse_date
+
+        d = parse_date(value)
+        month = self.config["to"] == "month"
+        if isinstance(value, (_dt.date, _dt.datetime)):
+            if d is None:
+                return None
+            return _dt.date(d.year, d.month if month else 1, 1)
+        if d is None:
+            return ""
+        return f"{d.year:04d}-{d.month:02d}" if month else f"{d.year:04d}"
+
+
+@register_operator
+class PostcodeDistrictOperator(FieldOperator):
+    """A UK postcode keeps only its outward code (district): "SW1A 1AA" -> "SW1A". Anything that is not a
+    postcode becomes empty (a value we cannot generalise safely is removed)."""
+
+    name = "postcode_district"
+
+    def transform(self, value):
+        import re
+
+        text = _text(value).strip().upper()
+        m = re.fullmatch(r"([A-Z]{1,2}[0-9][A-Z0-9]?)\s*([0-9][A-Z]{2})", text)
+        if m:
+            return m.group(1)
+        m = re.fullmatch(r"[A-Z]{1,2}[0-9][A-Z0-9]?", text)  # already a district
+        return m.group(0) if m else ""
 
 
 @dataclass(frozen=True)

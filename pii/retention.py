@@ -1,0 +1,218 @@
+"""Retention schedules: how long each kind of record is kept, and what happens when that time is up.
+
+The schedule lives in stores.yaml under ``retention:`` (a list of rules) or in its own file
+(``retention: {file: retention.yaml}``, the file holding ``rules: [...]``). A rule:
+
+```yaml
+- name: enquiries                 # unique; used in reports, the ledger and the data map
+  store: crm                      # glob on the store name
+  match: [enquiries]              # globs on tables (schema.table or table) / files / "*" for a mailbox
+  date: received_at               # the column holding the record's date; file_time = the file's time,
+                                  # message_date = a mail's date
+  period: 2y                      # kept this long after that date: 90d, 6w, 3m, 2y (calendar months/years)
+  category: Enquiries             # the data category, for the data map and records of processing
+  action: delete                  # delete, or anonymise (for statistics: needs `anonymise:`)
+  anonymise:                      # column -> operator (pii.policy operators, e.g. generalise_date,
+    email: null                   #   postcode_district, null, redact, hash)
+    date_of_birth: generalise_date
+  where: {consent: withdrawn}     # optional: only records whose column equals one of these values
+  legal_hold: "Litigation 2026-14" # optional: nothing under this rule is purged while set; reported
+  legal_basis: "..."              # optional, for the records of processing
+```
+
+A record is *expired* on a run date when its date + period < run date (strictly: a record dated
+2024-11-22 with period 2y expires on 2026-11-23). Policy holds (``holds:`` in the policy file) and a
+rule's own `legal_hold` are honoured: held records are listed, never touched.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Mapping
+
+from pii.config import Config, read_yaml
+from pii.errors import ConfigError
+from pii.policy import OperatorSpec
+from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
+
+DELETE, ANONYMISE = "delete", "anonymise"
+RULE_KEYS = ("name", "store", "match", "date", "period", "category", "action", "anonymise", "where",
+             "legal_hold", "legal_basis", "description")
+_PERIOD = re.compile(r"^\s*(\d+)\s*(d|w|m|y|days?|weeks?|months?|years?)\s*$", re.I)
+_DATE_ALIASES = {"file_time": FILE_TIME, "@file_time": FILE_TIME, "message_date": MESSAGE_DATE,
+                 "@message_date": MESSAGE_DATE}
+
+
+@dataclass(frozen=True)
+class Period:
+    count: int
+    unit: str  # d, w, m, y
+
+    @classmethod
+    def parse(cls, value: Any, where: str) -> "Period":
+        m = _PERIOD.match(str(value)) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        if not m or int(m.group(1)) <= 0:
+            raise ConfigError(f"{where}: 'period' must be a positive count with a unit, e.g. 90d, 6w, 3m, 2y")
+        return cls(int(m.group(1)), m.group(2)[0].lower())
+
+    def before(self, day: dt.date) -> dt.date:
+        """`day` minus this period (calendar months and years; the 31st of a short month -> its last day)."""
+        if self.unit == "d":
+            return day - dt.timedelta(days=self.count)
+        if self.unit == "w":
+            return day - dt.timedelta(weeks=self.count)
+        months = self.count * (12 if self.unit == "y" else 1)
+        y, m = divmod(day.year * 12 + (day.month - 1) - months, 12)
+        m += 1
+        last = (dt.date(y + (m == 12), m % 12 + 1, 1) - dt.timedelta(days=1)).day
+        return dt.date(y, m, min(day.day, last))
+
+    def __str__(self) -> str:
+        return f"{self.count}{self.unit}"
+
+
+@dataclass
+class RetentionRule:
+    index: int
+    name: str
+    store: str
+    match: tuple[str, ...]
+    date: str
+    period: Period
+    category: str
+    action: str = DELETE
+    anonymise: dict[str, OperatorSpec] = field(default_factory=dict)
+    where: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    legal_hold: str | None = None
+    legal_basis: str | None = None
+    description: str | None = None
+
+    def cutoff(self, run_date: dt.date) -> dt.date:
+        """Records dated before this day have expired on `run_date`."""
+        return self.period.before(run_date)
+
+    def covers_store(self, store: str) -> bool:
+        return fnmatchcase(store, self.store)
+
+    def covers(self, store: str, container: str) -> bool:
+        """Whether this rule governs `container` (a table or file name) of `store`."""
+        if not self.covers_store(store):
+            return False
+        names = {container, container.casefold(), container.rsplit("/", 1)[-1], container.rsplit(".", 1)[-1]}
+        return any(fnmatchcase(n, p) or fnmatchcase(n.casefold(), p.casefold()) for p in self.match for n in names)
+
+    def record_filter(self, run_date: dt.date) -> RecordFilter:
+        return RecordFilter(containers=self.match, equals=dict(self.where), date_column=self.date,
+                            before=self.cutoff(run_date))
+
+    def describe(self) -> dict:
+        return {"rule": self.name, "store": self.store, "match": list(self.match), "date": self.date,
+                "period": str(self.period), "category": self.category, "action": self.action,
+                "anonymise": {c: s.to_dict() for c, s in self.anonymise.items()},
+                "where_columns": sorted(self.where), "legal_hold": self.legal_hold,
+                "legal_basis": self.legal_basis}
+
+
+@dataclass
+class RetentionSchedule:
+    rules: list[RetentionRule]
+    source: str
+
+    def rule(self, name: str) -> RetentionRule:
+        for r in self.rules:
+            if r.name == name:
+                return r
+        raise ConfigError(f"{self.source}: no retention rule named {name!r}; rules: "
+                          f"{', '.join(r.name for r in self.rules) or 'none'}")
+
+    def for_container(self, store: str, container: str) -> list[RetentionRule]:
+        return [r for r in self.rules if r.covers(store, container)]
+
+
+def load_schedule(config: Config) -> RetentionSchedule:
+    """The schedule named by the config (empty when there is none)."""
+    raw = config.raw.get("retention")
+    source = f"{config.path or 'config'}: retention"
+    if raw is None:
+        return RetentionSchedule([], source)
+    if isinstance(raw, (str, Mapping)) and not isinstance(raw, list):
+        file = raw if isinstance(raw, str) else raw.get("file")
+        if not file:
+            raise ConfigError(f"{source}: give a list of rules or {{file: path}}")
+        path = Path(file)
+        if not path.is_absolute():
+            path = config.base_dir / path
+        data = read_yaml(path, "retention file")
+        source = str(path)
+        raw = data.get("rules") if isinstance(data, Mapping) else data
+    return parse_schedule(raw, source, config.stores)
+
+
+def parse_schedule(raw: Any, source: str, stores: Mapping[str, Any] | None = None) -> RetentionSchedule:
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise ConfigError(f"{source}: the retention schedule must be a list of rules")
+    rules: list[RetentionRule] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        here = f"{source}: rules[{i}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{here}: must be a mapping")
+        unknown = [k for k in item if k not in RULE_KEYS]
+        if unknown:
+            raise ConfigError(f"{here}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(RULE_KEYS)}")
+        name = item.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,80}", name or ""):
+            raise ConfigError(f"{here}: 'name' is required: letters, digits, _ . - (at most 80)")
+        if name in seen:
+            raise ConfigError(f"{here}: the name {name!r} is used twice")
+        seen.add(name)
+        here = f"{source}: rule {name!r}"
+        store = item.get("store")
+        if not isinstance(store, str) or not store:
+            raise ConfigError(f"{here}: 'store' is required (a store name or glob)")
+        if stores is not None and not any(fnmatchcase(s, store) for s in stores):
+            raise ConfigError(f"{here}: 'store' {store!r} names no configured store ({', '.join(stores)})")
+        match = item.get("match", "*")
+        match = [match] if isinstance(match, str) else match
+        if not isinstance(match, list) or not match or not all(isinstance(m, str) and m for m in match):
+            raise ConfigError(f"{here}: 'match' must be a table/file glob or a list of them")
+        date = item.get("date")
+        if not isinstance(date, str) or not date.strip():
+            raise ConfigError(f"{here}: 'date' is required: a date column, file_time or message_date")
+        date = _DATE_ALIASES.get(date.strip(), date.strip())
+        period = Period.parse(item.get("period"), here)
+        category = item.get("category")
+        if not isinstance(category, str) or not category.strip():
+            raise ConfigError(f"{here}: 'category' is required (the data category, e.g. Enquiries)")
+        action = item.get("action", DELETE)
+        if action not in (DELETE, ANONYMISE):
+            raise ConfigError(f"{here}: 'action' must be delete or anonymise")
+        ops_raw = item.get("anonymise") or {}
+        if not isinstance(ops_raw, Mapping):
+            raise ConfigError(f"{here}: 'anonymise' must map columns to operators")
+        ops = {str(c): OperatorSpec.from_dict(s, f"{here}, anonymise column {c!r}") for c, s in ops_raw.items()}
+        if action == ANONYMISE and not ops:
+            raise ConfigError(f"{here}: action anonymise needs 'anonymise:' (column -> operator) naming every "
+                              f"identifying column")
+        if action == DELETE and ops:
+            raise ConfigError(f"{here}: 'anonymise:' applies only to action anonymise")
+        if ops and date in (FILE_TIME, MESSAGE_DATE):
+            raise ConfigError(f"{here}: anonymise needs records with columns, not {date}")
+        where = item.get("where") or {}
+        if not isinstance(where, Mapping):
+            raise ConfigError(f"{here}: 'where' must map a column to a value or a list of values")
+        where_t = {str(c): tuple(str(v) for v in (vs if isinstance(vs, list) else [vs])) for c, vs in where.items()}
+        texts = {}
+        for key in ("legal_hold", "legal_basis", "description"):
+            v = item.get(key)
+            if v is not None and (not isinstance(v, str) or not v.strip()):
+                raise ConfigError(f"{here}: '{key}' must be a non-empty text")
+            texts[key] = v.strip() if isinstance(v, str) else None
+        rules.append(RetentionRule(index=i, name=name, store=store, match=tuple(match), date=date, period=period,
+                                   category=category.strip(), action=action, anonymise=ops, where=where_t, **texts))
+    return RetentionSchedule(rules, source)

@@ -1,0 +1,190 @@
+"""Record selection: which records a flow that is *not* about one named person acts on.
+
+Erasure finds records by who they are about (a subject). The special flows choose records by something
+else: where they came from (received in error), how old they are (retention schedules), whose date of
+birth makes them a child's (child-data purge). A `RecordFilter` says which records, in terms every
+connector can push down to its store (SQL `WHERE`, a streaming pass over a file, a Gmail `q=` search).
+Connectors implement `select(flt)`; `pii/` decides what the selection means and what to do with it.
+
+Semantics (every connector follows them; tests/test_select_*.py check them):
+
+- A container (table, file, mailbox) is considered when its name matches one of `containers` (the globs
+  of `pii.policy.container_matches`: tables case-insensitively as "schema.table" or bare; files by their
+  path or, for a pattern without "/", by their last part) and it has every column the filter names.
+  A container lacking a named column is skipped, and listed in the connector's `skipped` attribute as
+  (container, reason) so a report can say why nothing was taken from it.
+- A record is selected when *all* given conditions hold:
+  - `equals`: column -> accepted values; the record's value, as text with surrounding spaces stripped,
+    equals one of them (exact, case-sensitive; numbers compare by their text, e.g. 7 == "7").
+  - `date_column` with `before` and/or `after`: the record's date (parsed with `parse_date`) is strictly
+    before `before` and strictly after `after`. A missing or unreadable date never selects a record; the
+    connector counts those in `undated`. `date_column` may be the special `FILE_TIME` (a file's
+    modification time: every record of the file shares it; with `whole_files` the file as a whole) or
+    `MESSAGE_DATE` (a mail message's date, pushed down as Gmail `before:`/`after:`).
+  - `text_test`: at least one free-text value of the record (a column the inventory classifies as
+    free_text; for a TXT/JSONL line the line; for mail the subject and body) passes `text_test`.
+    `text_terms` are lower-case substrings one of which such a value must contain (pushed down as SQL
+    `LIKE` prefilters; the connector checks them before calling `text_test`). Findings from a text test
+    get match "text"; all others match "identifier".
+  - `mail_from`: mail whose From address (normalised e-mail) is one of these; `message_ids`: mail with
+    these message ids (the store's ids, as in findings' `message_id`).
+- `whole_files`: for file stores, a file whose records would be selected is selected *as a file*: one
+  finding with location {"file": name} (CSV) or {"path": remote} (FTP) and no row, and `record` = None.
+  Applying an `ExecAction` of kind `drop` on it removes the file. Without `whole_files` each record is a
+  finding with the usual location ({"file", "row"} / {"path", "row"} / {"table", "key"} / {"message_id"}).
+- Findings carry `record` (the row as a dict, as `locate` gives it) so a plan can fingerprint and
+  anonymise it; `entities` = `entity` when given, else [].
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+FILE_TIME = "@file_time"
+MESSAGE_DATE = "@message_date"
+
+_ISO = re.compile(r"^\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?$")
+_YMD_SLASH = re.compile(r"^\s*(\d{4})/(\d{1,2})/(\d{1,2})(?:[T ].*)?$")
+_DMY = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4})(?:\s.*)?$")
+_COMPACT = re.compile(r"^\s*(\d{4})(\d{2})(\d{2})\s*$")
+
+
+def parse_date(value: Any, *, day_first: bool = True) -> dt.date | None:
+    """A date from a stored value: date/datetime objects, ISO text ("2024-05-01", "2024-05-01T10:00:00Z"),
+    "2024/05/01", "01/05/2024" (day first unless `day_first` is False; "31/12/2024" either way), "20240501",
+    or a Unix timestamp (int/float seconds). None when there is no readable date."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, (int, float)):
+        if value > 10**11:  # milliseconds
+            value = value / 1000
+        try:
+            return dt.datetime.fromtimestamp(float(value), dt.timezone.utc).date()
+        except (OverflowError, OSError, ValueError):
+            return None
+    text = str(value).strip()
+    if not text:
+        return None
+    for rx, order in ((_ISO, "ymd"), (_YMD_SLASH, "ymd"), (_COMPACT, "ymd"), (_DMY, "dmy")):
+        m = rx.match(text)
+        if not m:
+            continue
+        a, b, c = (int(x) for x in m.groups())
+        if order == "ymd":
+            y, mo, d = a, b, c
+        else:
+            y = c
+            d, mo = (a, b) if day_first else (b, a)
+            if mo > 12 and d <= 12:  # unambiguous the other way round
+                d, mo = mo, d
+        try:
+            return dt.date(y, mo, d)
+        except ValueError:
+            return None
+    return None
+
+
+def age_on(born: dt.date, today: dt.date) -> int:
+    """Completed years between `born` and `today` (a birthday on 29 February counts on 1 March)."""
+    years = today.year - born.year
+    if (today.month, today.day) < (born.month, born.day):
+        years -= 1
+    return years
+
+
+def years_before(today: dt.date, years: int) -> dt.date:
+    """The same calendar day `years` years earlier (29 February -> 28 February)."""
+    try:
+        return today.replace(year=today.year - years)
+    except ValueError:
+        return today.replace(year=today.year - years, day=28)
+
+
+@dataclass
+class RecordFilter:
+    containers: tuple[str, ...] = ("*",)
+    equals: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    date_column: str | None = None
+    before: dt.date | None = None
+    after: dt.date | None = None
+    text_terms: tuple[str, ...] = ()
+    text_test: Callable[[str], bool] | None = field(default=None, compare=False)
+    mail_from: tuple[str, ...] = ()
+    message_ids: tuple[str, ...] = ()
+    whole_files: bool = False
+    entity: str | None = None
+
+    def __post_init__(self):
+        self.containers = tuple(self.containers) or ("*",)
+        self.equals = {str(k): tuple(str(v).strip() for v in (vs if isinstance(vs, (list, tuple, set)) else [vs]))
+                       for k, vs in (self.equals or {}).items()}
+        self.text_terms = tuple(t.lower() for t in self.text_terms)
+        if (self.before or self.after) and not self.date_column:
+            raise ValueError("a date bound needs date_column")
+
+    # ---- helpers every connector uses, so the semantics stay one
+    def columns_needed(self) -> list[str]:
+        """Record columns the container must have (not the special file/mail times)."""
+        cols = list(self.equals)
+        if self.date_column and self.date_column not in (FILE_TIME, MESSAGE_DATE):
+            cols.append(self.date_column)
+        return cols
+
+    def date_ok(self, value: Any) -> bool | None:
+        """True/False for a readable date inside/outside the bounds; None for a missing/unreadable one."""
+        d = parse_date(value)
+        if d is None:
+            return None
+        if self.before is not None and not d < self.before:
+            return False
+        if self.after is not None and not d > self.after:
+            return False
+        return True
+
+    def equals_ok(self, record: dict) -> bool:
+        for col, accepted in self.equals.items():
+            value = _get(record, col)
+            if value is None or str(value).strip() not in accepted:
+                return False
+        return True
+
+    def text_ok(self, value: Any) -> bool:
+        if self.text_test is None:
+            return True
+        if not isinstance(value, str) or not value:
+            return False
+        low = value.lower()
+        if self.text_terms and not any(t in low for t in self.text_terms):
+            return False
+        return bool(self.text_test(value))
+
+    def describe(self) -> dict:
+        """JSON-able, for plans and reports: names and dates, never the `equals` values (they may be
+        personal: an import batch is not, a sender is) - those appear as counts."""
+        return {
+            "containers": list(self.containers),
+            "equals_columns": sorted(self.equals),
+            "date_column": self.date_column,
+            "before": self.before.isoformat() if self.before else None,
+            "after": self.after.isoformat() if self.after else None,
+            "text_test": bool(self.text_test),
+            "mail_from": len(self.mail_from),
+            "message_ids": len(self.message_ids),
+            "whole_files": self.whole_files,
+        }
+
+
+def _get(record: dict, col: str):
+    if col in record:
+        return record[col]
+    folded = col.casefold()
+    for k, v in record.items():
+        if str(k).casefold() == folded:
+            return v
+    return None
