@@ -7,6 +7,7 @@ from typing import Callable, ClassVar
 
 from pii.config import Config, StoreConfig
 from pii.findings import Finding
+from pii.selection import RecordFilter
 from pii.subject import SubjectMatcher
 
 Progress = Callable[[str, str], None]  # (store name, message without personal data)
@@ -36,6 +37,8 @@ class Connector(ABC):
         self.progress = progress
         self.inventory = inventory  # pii.inventory.Inventory or None: cache of column classifications
         self.analyzer_model = analyzer_model
+        self.skipped: list[tuple[str, str]] = []  # select(): containers left out, and why (no values)
+        self.undated = 0  # select(): records whose date could not be read
 
     @property
     def name(self) -> str:
@@ -51,6 +54,13 @@ class Connector(ABC):
     @abstractmethod
     def locate(self, matcher: SubjectMatcher) -> list[Finding]:
         """Every location in this store holding data about the matcher's subject."""
+
+    def select(self, flt: "RecordFilter") -> list[Finding]:
+        """Every record (or, with `flt.whole_files`, every file) the filter selects: see pii/selection.py
+        for the semantics all connectors share. Containers skipped for lacking a named column are listed
+        in `self.skipped` as (container, reason); records without a readable date are counted in
+        `self.undated`."""
+        raise NotImplementedError(f"store kind {self.kind!r} cannot select records yet")
 
     def apply(self, actions: "list[ExecAction]", done: "Done", matcher: SubjectMatcher) -> None:
         """Carry out `actions` (all in this store), calling `done` after each durable commit. Must be
@@ -68,7 +78,7 @@ class Connector(ABC):
 
 
 # --------------------------------------------------------------------------- erasure
-DELETE, UPDATE = "delete", "update"
+DELETE, UPDATE, DROP = "delete", "update", "drop"  # drop: remove a whole file (location without a row)
 
 
 class ExecAction:
@@ -80,7 +90,7 @@ class ExecAction:
 
     def __init__(self, action_id: str, container: str, location: dict, kind: str, updates: dict | None = None,
                  expected: dict | None = None):
-        if kind not in (DELETE, UPDATE):
+        if kind not in (DELETE, UPDATE, DROP):
             raise ValueError(f"unknown action kind {kind!r}")
         self.action_id = action_id
         self.container = container
