@@ -34,6 +34,12 @@ the server holds as many bytes as were sent (SIZE) and that the original has not
 dropped connection before the rename leaves the original as it was; the temp file is removed at once
 when possible and otherwise by the next ``locate`` or ``apply`` (see `_clean_temps`).
 
+Selection (`select`, for flows not about one person: see pii/selection.py): the same files and records as
+`locate`; a JSON line's record is the parsed object there (top-level keys are its columns), FILE_TIME is a
+file's modification time from MLSD/MDTM (UTC), and `whole_files` findings are ``{"path": remote}``, which a
+``drop`` action removes with DELE (a file already gone counts as done). Row actions check the record they
+were planned on (`ExecAction.expected`): a line that no longer holds it is left alone.
+
 Servers that refuse to rename over an existing file (Windows/IIS-style 550) get a three-step swap: the
 original is renamed aside to ``.<name>.lethe-old-...``, the temp file renamed into place, the old copy
 deleted. Between the first two renames (one round trip) the original's name is briefly absent: a reader
@@ -48,6 +54,7 @@ no server-side lock. Errors name the store and the remote path; passwords and va
 from __future__ import annotations
 
 import calendar
+import datetime as dt
 import fnmatch
 import ftplib
 import hashlib
@@ -61,20 +68,22 @@ import socket
 import ssl
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from connectors.base import Connector, Done, ExecAction
+from connectors.base import DROP, Connector, Done, ExecAction
 from connectors.csvfiles import (
-    TMP_MARK, CsvConnector, FilePlan, RowFilter, _FilePlanOfActions, _pid_alive,
+    SAMPLE_ROWS, TMP_MARK, CsvConnector, FilePlan, RowFilter, _FilePlanOfActions, _pid_alive,
     is_temp_name, line_terminator, write_codec,
 )
 from pii.classify import kind_from_name
 from pii.errors import ConfigError, LetheError, StoreError, StoreUnreachable
 from pii.findings import STRONG, WEAK, Finding
-from pii.inventory import EMAIL, FAMILY_NAME, GIVEN_NAME, NAME, PHONE
+from pii.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE
+from pii.policy import container_matches
+from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter, _get
 from pii.subject import ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of
 
 DEFAULT_PORT = 21
@@ -457,6 +466,184 @@ class FtpConnector(Connector):
         root = self._root_path()
         return [f.path for f in self._select(root, self._listing(root)[0])]
 
+    # ---- selection
+    def select(self, flt: RecordFilter) -> list[Finding]:
+        """Records (or, with `flt.whole_files`, files) the filter selects; see pii/selection.py. Files are
+        chosen by the store's pattern/skip_files and then by `flt.containers` (the remote path, the path
+        relative to the store's folder, or for a pattern without "/" the file name). CSV/TSV records are the
+        CSV connector's; a TXT line is ``{"line": text}`` (no columns: only a text test applies); a JSON line
+        is the parsed object (top-level keys are its columns; a line that is no object is a text line).
+        FILE_TIME is the file's modification time (MLSD ``modify`` or MDTM, UTC): a file outside the bounds
+        is not downloaded, and with `whole_files` and no other record condition a file is selected by its
+        time alone, unread."""
+        self.skipped = []
+        self.undated = 0
+        root = self._root_path()
+        files, temps = self._listing(root)
+        if self._clean_temps(temps):
+            files = self._listing(root)[0]
+        self.skipped.extend(self._unlisted)
+        chosen = [f for f in self._select(root, files) if self._in_containers(flt, root, f.path)]
+        needed = flt.columns_needed()
+        findings: list[Finding] = []
+        read = 0
+        with self._workspace() as work:
+            for f in chosen:
+                kind = file_kind(f.path)
+                if kind is None:
+                    suffix = posixpath.splitext(f.path)[1]
+                    self.skipped.append((f.path, f"unsupported file type ({suffix or 'no extension'})"))
+                    continue
+                if flt.date_column == MESSAGE_DATE:
+                    self.skipped.append((f.path, "a file has no message date"))
+                    continue
+                if kind == TEXT_KIND and needed:
+                    self.skipped.append((f.path, f"a text file has no columns (no column {needed[0]!r})"))
+                    continue
+                if flt.date_column == FILE_TIME:
+                    day = self._file_day(f)
+                    if day is None:
+                        self.undated += 1
+                        self.say(f"{f.path}: no modification time, not selected")
+                        continue
+                    if not flt.date_ok(day):
+                        continue
+                    if flt.whole_files and not needed and flt.text_test is None:
+                        findings.append(self._selected(flt, f.path, None, None))
+                        continue
+                try:
+                    with self._copy(f.path, work):
+                        read += 1
+                        findings.extend(self._select_file(f.path, kind, flt, needed))
+                except StoreError:
+                    with self._remote(f"file {f.path}", "reading"):
+                        if self._stat(f.path) is not None:
+                            raise
+                    self.say(f"{f.path}: deleted on the server while the folder was read, skipped")
+        self.say(f"{len(chosen)} files considered, {read} read, {len(findings)} "
+                 f"{'files' if flt.whole_files else 'records'} selected, {len(self.skipped)} skipped, "
+                 f"{self.undated} undated")
+        return findings
+
+    def _in_containers(self, flt: RecordFilter, root: str, remote: str) -> bool:
+        probe = Finding(store=self.name, location={"path": remote}, container=posixpath.relpath(remote, root))
+        return any(container_matches(p, probe) for p in flt.containers)
+
+    def _file_day(self, f: RemoteFile) -> dt.date | None:
+        """The file's modification day (UTC): the listing's MLSD modify fact, else MDTM."""
+        epoch = _modify_epoch(f.modify)
+        if epoch is None:
+            with self._remote(f"file {f.path}", "reading the modification time"):
+                stat = self._stat(f.path)
+            epoch = _modify_epoch(stat[1]) if stat else None
+        if epoch is None:
+            return None
+        return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).date()
+
+    def _selected(self, flt: RecordFilter, remote: str, n: int | None, record: dict | None) -> Finding:
+        location = {"path": remote} if n is None else {"path": remote, "row": n}
+        return Finding(store=self.name, location=location, entities=[flt.entity] if flt.entity else [],
+                       match="text" if flt.text_test is not None else "identifier", strength=STRONG,
+                       container=remote, record=record)
+
+    def _select_file(self, remote: str, kind: str, flt: RecordFilter, needed: list[str]) -> list[Finding]:
+        """Findings from one downloaded file: one per selected record, or one for the file (whole_files)."""
+        if kind == CSV_KIND:
+            with self._csv._open(remote) as (columns, extra_key, rows):
+                records = self._csv_records(remote, flt, needed, columns, extra_key, rows)
+                if records is None:
+                    return []
+                return self._pick(remote, kind, flt, needed, records, set())
+        seen_columns: set[str] = set()
+        with closing(self._line_records(remote, kind == JSON_KIND, seen_columns)) as records:
+            return self._pick(remote, kind, flt, needed, records, seen_columns)
+
+    def _pick(self, remote: str, kind: str, flt: RecordFilter, needed: list[str], records,
+              seen_columns: set[str]) -> list[Finding]:
+        undated = n_read = 0
+        found: list[Finding] = []
+        for n, record, texts in records:
+            n_read = n
+            if not flt.equals_ok(record):
+                continue
+            if flt.date_column and flt.date_column != FILE_TIME:
+                ok = flt.date_ok(_get(record, flt.date_column))
+                if ok is None:
+                    undated += 1
+                if not ok:
+                    continue
+            if flt.text_test is not None and not any(flt.text_ok(t) for t in texts()):
+                continue
+            if flt.whole_files:
+                found = [self._selected(flt, remote, None, None)]
+                break
+            found.append(self._selected(flt, remote, n, record))
+        if kind == JSON_KIND and not found:
+            missing = [c for c in needed if c.casefold() not in seen_columns]
+            if missing:  # no line has the column: the file lacks it, as a CSV without that header would
+                self.skipped.append((remote, f"no column {missing[0]!r}"))
+                return []
+        self.undated += undated
+        if flt.whole_files:
+            self.say(f"{remote}: {'selected' if found else 'not selected'} ({n_read} records read)")
+        else:
+            self.say(f"{remote}: {n_read} records read, {len(found)} selected")
+        return found
+
+    def _csv_records(self, remote: str, flt: RecordFilter, needed: list[str], columns: list[str], extra_key: str,
+                     rows):
+        """(row, record, free-text values) of an open CSV copy, numbered as `locate` numbers them; None (and
+        the file in `skipped`) when it lacks a column the filter names or has no free text for its text test."""
+        folded = {c.casefold() for c in columns}
+        missing = [c for c in needed if c.casefold() not in folded]
+        if missing:
+            self.skipped.append((remote, f"no column {missing[0]!r}"))
+            return None
+        sample: list[tuple[int, list[str]]] = []
+        text_at: list[int] = []
+        if flt.text_test is not None:
+            for item in rows:
+                sample.append(item)
+                if len(sample) >= SAMPLE_ROWS:
+                    break
+            profiles = self._csv._profiles(remote, columns, [r for _, r in sample])
+            text_at = [i for i, c in enumerate(columns)
+                       if profiles.get(c) is not None and profiles[c].kind == FREE_TEXT]
+            if not text_at:
+                self.skipped.append((remote, "no free-text column for the text test"))
+                return None
+
+        def generate():
+            for source in (sample, rows):
+                for n, row in source:
+                    yield (n, self._csv._record(columns, extra_key, row),
+                           lambda row=row: [row[i] for i in text_at])
+        return generate()
+
+    def _line_records(self, remote: str, json_lines: bool, seen_columns: set[str]):
+        """(line number, record, free-text values) of a TXT or JSONL copy; blank lines hold no record."""
+        for n, line in self._lines(remote):
+            text = line[:len(line) - len(line_terminator(line))]
+            if not text.strip():
+                continue
+            doc = None
+            if json_lines:
+                try:
+                    doc = json.loads(text)
+                except ValueError:
+                    doc = None
+            if isinstance(doc, dict):
+                seen_columns.update(str(k).casefold() for k in doc)
+
+                def texts(text=text, doc=doc):
+                    out = [text]
+                    if "\\" in text:  # JSON escapes hide text from a test on the raw line
+                        out += [leaf.value for leaf in json_leaves(doc) if isinstance(leaf.value, str)]
+                    return out
+                yield n, doc, texts
+            else:
+                yield n, {LINE_KEY: text}, (lambda text=text: [text])
+
     # ---- listing
     def _listing(self, root: str) -> tuple[list[RemoteFile], list[RemoteFile]]:
         """(files, Lethe temp files) anywhere under `root`, each sorted by path. Sub-folders that cannot
@@ -777,7 +964,9 @@ class FtpConnector(Connector):
     def apply(self, actions: list[ExecAction], done: Done, matcher: SubjectMatcher) -> None:
         """Per remote file, one rewrite carrying out all its actions, uploaded beside it and renamed over
         it; `done` once per file after the rename. Idempotent as the CSV connector's apply is: a row past
-        the end affects nothing, and a file whose rows are all gone is left alone."""
+        the end affects nothing, and a file whose rows are all gone is left alone. A row whose located
+        record (`ExecAction.expected`) is no longer there is left alone too. A `drop` action (location
+        ``{"path": remote}``, no row) deletes the whole file (DELE); a file already gone counts as done."""
         root = self._root_path()
         by_file: dict[str, list[ExecAction]] = {}
         for a in actions:
@@ -785,8 +974,11 @@ class FtpConnector(Connector):
             if not remote or (isinstance(a.location, dict) and a.location.get("path", remote) != remote):
                 raise StoreError(self.name, f"action {a.action_id}", "names no remote path, or two different ones")
             by_file.setdefault(remote, []).append(a)
-        for remote in by_file:
+        for remote, file_actions in by_file.items():
             self._check_target(root, remote)
+            for a in file_actions:
+                if a.kind == DROP and a.location.get("row") is not None:
+                    raise StoreError(self.name, f"action {a.action_id}", "a drop removes a whole file; it names no row")
         temps: list[RemoteFile] = []
         for folder in sorted({posixpath.dirname(r) for r in by_file}):  # stray temps beside those files
             for name, is_dir, facts in self._list_folder_quiet(folder):
@@ -796,10 +988,30 @@ class FtpConnector(Connector):
         with self._workspace() as work:
             for remote in sorted(by_file):
                 file_actions = by_file[remote]
+                if any(a.kind == DROP for a in file_actions):  # the file goes: its row actions go with it
+                    removed = self._drop_file(remote)
+                    self.say(f"{remote}: file removed" if removed else f"{remote}: already gone, nothing to remove")
+                    done([a.action_id for a in file_actions], 1 if removed else 0, None)
+                    continue
                 todo = _FilePlanOfActions(self.name, remote, file_actions)
                 deleted, updated = self._erase_file(remote, todo, work)
                 self.say(f"{remote}: {deleted} rows deleted, {updated} rows updated")
                 done([a.action_id for a in file_actions], deleted + updated, None)
+
+    def _drop_file(self, remote: str) -> bool:
+        """Delete one remote file (DELE); False when it is gone already (idempotent)."""
+        place = f"file {remote}"
+        folder, name = posixpath.split(remote)
+        with self._remote(place, "removing the file"):
+            try:
+                self._session().delete(remote)
+                return True
+            except ftplib.error_perm as exc:
+                if _reply_code(exc) not in ("550", "450"):
+                    raise
+                if any(entry == name and not is_dir for entry, is_dir, _f in self._list_folder_quiet(folder)):
+                    raise  # still there: the server refuses to delete it
+                return False
 
     def _list_folder_quiet(self, folder: str) -> list[tuple[str, bool, dict]]:
         try:
@@ -921,7 +1133,9 @@ class FtpConnector(Connector):
             n = 0
             for line in src:
                 n += 1
-                if n in todo.deletes:
+                if n in todo.expected and not _same_line(line, todo.expected[n], json_lines):
+                    pass  # not the record that was located (moved or changed): untouched
+                elif n in todo.deletes:
                     deleted += 1
                     line = ""
                 elif n in todo.updates:
@@ -974,6 +1188,37 @@ class FtpConnector(Connector):
             raise StoreError(self.name, place, f"row {n}: a new value cannot be written in the file's "
                              f"encoding ({codec})") from None
         return new + term
+
+
+def _same_line(line: str, expected: dict, json_lines: bool) -> bool:
+    """Whether a line still holds the record that was located there: a text line its ``{"line": text}``;
+    a JSON line every expected field with the same value, whether the record was given flat (``a.b``,
+    ``tags[0]``, as `locate` gives it) or as the parsed object's top-level keys (as `select` gives it)."""
+    text = line[:len(line) - len(line_terminator(line))]
+    doc = None
+    if json_lines:
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+    if not isinstance(doc, (dict, list)):
+        return set(expected) == {LINE_KEY} and expected[LINE_KEY] == text
+    leaves = {leaf.name: leaf.value for leaf in json_leaves(doc)}
+    for key, want in expected.items():
+        if isinstance(doc, dict) and key in doc and _same_value(doc[key], want):
+            continue
+        if key in leaves and _same_value(leaves[key], want):
+            continue
+        return False
+    return True
+
+
+def _same_value(have, want) -> bool:
+    """JSON equality that keeps types apart (true is not 1, 1 is not "1")."""
+    if type(have) is not type(want) and not (isinstance(have, (int, float)) and isinstance(want, (int, float))
+                                             and not isinstance(have, bool) and not isinstance(want, bool)):
+        return False
+    return have == want
 
 
 def _dumps_like(doc, original: str) -> str:
