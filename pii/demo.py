@@ -112,6 +112,7 @@ class DemoWorld:
     remote: bool = False  # with the FTP drop and mailbox (served by pii.demo_remote.serve)
     ftp_port: int | None = None
     gmail_port: int | None = None
+    flows: Any = None  # pii.demo_flows.FlowFacts: what each special flow should select
 
     def expected_index(self) -> dict[tuple[str, str], ExpectedFinding]:
         return {e.key: e for e in self.expected}
@@ -710,7 +711,9 @@ def build_demo(root: Path | str, *, overwrite: bool = True, remote: bool = False
     crm_path = root / CRM_FILE
     exports_dir = root / EXPORTS_DIR
     config_path = root / CONFIG_FILE
-    ours = [config_path, crm_path] + [exports_dir / f for f in EXPORT_FILES]
+    from pii import demo_flows
+
+    ours = [config_path, crm_path] + [exports_dir / f for f in EXPORT_FILES + demo_flows.EXPORT_FILES]
     existing = [p for p in ours if p.exists()]
     if existing and not overwrite:
         raise FileExistsError(f"demo file {existing[0]} exists (pass overwrite=True to replace it)")
@@ -748,6 +751,8 @@ def build_demo(root: Path | str, *, overwrite: bool = True, remote: bool = False
         demo_remote.build_remote(root, expect, decoy)
         config += demo_remote.stores_yaml(ftp_port or demo_remote.DEFAULT_FTP_PORT,
                                           gmail_port or demo_remote.DEFAULT_GMAIL_PORT)
+    flows = demo_flows.write_flow_data(root, remote=remote)  # special-flow data; none of it about her
+    config += demo_flows.FLOWS_YAML + (demo_flows.FLOWS_YAML_REMOTE if remote else "")
     config_path.write_bytes(config.encode("utf-8"))
 
     return DemoWorld(
@@ -762,4 +767,5 @@ def build_demo(root: Path | str, *, overwrite: bool = True, remote: bool = False
         remote=remote,
         ftp_port=ftp_port,
         gmail_port=gmail_port,
+        flows=flows,
     )

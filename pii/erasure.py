@@ -125,6 +125,42 @@ class ExecutionReport:
     details: list[str] = field(default_factory=list)
 
 
+class SubjectTarget:
+    """What an erasure request's plan is about: one subject, found wherever it is (`locate_subject`).
+
+    The special flows (pii/flows.py) plan over a `SelectionTarget` instead: records chosen by source, date
+    or age. The engine plans, executes and verifies both the same way; a target says how to find the
+    records, how to decide each one, which earlier plans share its lineage, and what completes it."""
+
+    kind = "erasure"
+
+    def __init__(self, engine: "ErasureEngine", subject: Subject):
+        self.engine = engine
+        self.subject = subject
+        self.matcher = SubjectMatcher(subject)
+
+    def locate(self, stores: list[str] | None) -> list[Finding]:
+        return locate_subject(self.engine.config, self.subject, stores=stores, progress=self.engine.progress).findings
+
+    def decide(self, f: Finding, today: dt.date, include_weak: bool) -> Decision:
+        return self.engine._feasible(self.engine.policy.decide(f, today, include_weak=include_weak), f)
+
+    def check_holds(self) -> None:
+        self.engine.check_holds(self.subject)
+
+    def lock_names(self) -> list[str]:
+        return [f"subject:{self.engine.ledger.hash_identifier(k, v, self.subject.region)[:40]}"
+                for k, v in _subject_pairs(self.subject)][:1]
+
+    def lineage(self) -> list[str]:
+        """Request ids whose plans changed this target's records before (post-change fingerprints)."""
+        ledger = self.engine.ledger
+        return [r for r in ledger.find_requests(self.subject) if ledger.get_request(r)["kind"] == "erasure"]
+
+    def complete(self, request_id: str, actor: str) -> None:
+        self.engine.ledger.suppress(self.subject, "erasure", request_id, actor=actor)
+
+
 class ErasureEngine:
     """The library behind `lethe erase`/`approve`/`execute` and the Airflow erasure flow."""
 
@@ -164,12 +200,20 @@ class ErasureEngine:
     # ------------------------------------------------------------------ plan
     def build_plan(self, subject: Subject, *, include_weak: bool = False, stores: list[str] | None = None) -> Plan:
         """Locate the subject and decide every finding. Changes nothing and stores nothing."""
-        matcher = SubjectMatcher(subject)
-        findings = locate_subject(self.config, subject, stores=stores, progress=self.progress).findings
+        return self.plan_target(SubjectTarget(self, subject), include_weak=include_weak, stores=stores)
+
+    def plan_target(self, target, *, include_weak: bool = False, stores: list[str] | None = None,
+                    skip_prints: set[str] | None = None) -> Plan:
+        """Find the target's records and decide each one. `skip_prints`: post-change fingerprints
+        (`_letters`) of records already changed as planned by earlier plans of the same lineage."""
+        matcher = target.matcher
+        findings = target.locate(stores)
         today = self.today or dt.date.today()
         actions, review, held = [], [], []
         for f in findings:
-            decision = self._feasible(self.policy.decide(f, today, include_weak=include_weak), f)
+            if skip_prints and _letters(self.fingerprint(f)) in skip_prints:
+                continue
+            decision = target.decide(f, today, include_weak)
             entry = {
                 "action_id": self.action_id(f.store, f.location),
                 "store": f.store,
@@ -292,23 +336,22 @@ class ErasureEngine:
         actor = actor or current_user()
         row = self.ledger.get_plan(plan_id)
         request_id, plan = row["request_id"], row["plan"]
-        if subject is None:
-            subject = self.ledger.unseal_subject(request_id)
+        target = self.target_for(request_id, plan, subject)
         owner = _lock_owner(actor)
-        lock_names = [f"plan:{plan_id}"] + self._lock_names(subject, plan)
+        lock_names = [f"plan:{plan_id}"] + self._lock_names(target, plan)
         if row["state"] in (EXECUTED, VERIFIED):
             self._break_dead_locks(lock_names, owner)  # a run killed right after executing left them
-            return self._verify(plan_id, plan, subject, actor)
+            return self._verify(plan_id, plan, target, actor)
         if row["state"] == PLANNED:
             raise ErasureBlocked(f"plan {plan_id} is awaiting approval: run `lethe approve {plan_id}`")
-        self.check_holds(subject)
+        target.check_holds()
         self._break_dead_locks(lock_names, owner)
         if not self.ledger.claim_execution(plan_id, owner, LOCK_TTL_SECONDS):
             raise ErasureBlocked(f"plan {plan_id} is being executed by another worker")
-        locks = self._take_locks(subject, plan, owner)
+        locks = self._take_locks(target, plan, owner)
         report = ExecutionReport(plan_id, EXECUTING)
         try:
-            self._carry_out(plan_id, plan, subject, owner, report)
+            self._carry_out(plan_id, plan, target, owner, report)
             ok = report.drifted == 0 and report.failed == 0
             self.ledger.finish_execution(plan_id, owner, success=ok)
         except BaseException:
@@ -323,13 +366,23 @@ class ErasureEngine:
         if report.drifted or report.failed:
             report.state = FAILED
             return report
-        verified = self._verify(plan_id, plan, subject, actor)
+        verified = self._verify(plan_id, plan, target, actor)
         verified.done, verified.rows, verified.details = report.done, report.rows, report.details
         return verified
 
-    def _lock_names(self, subject: Subject, plan: dict) -> list[str]:
-        names = [f"subject:{self.ledger.hash_identifier(k, v, subject.region)[:40]}"
-                 for k, v in _subject_pairs(subject)][:1]
+    def target_for(self, request_id: str, plan: dict, subject: Subject | None = None):
+        """The target a stored plan is about: its subject, or (special flows) its selection, rebuilt from
+        the request store (identifiers and selection values are kept there encrypted, never in the plan)."""
+        if plan.get("selection"):
+            from pii.flows import SelectionTarget
+
+            return SelectionTarget.from_request(self, request_id)
+        if subject is None:
+            subject = self.ledger.unseal_subject(request_id)
+        return SubjectTarget(self, subject)
+
+    def _lock_names(self, target, plan: dict) -> list[str]:
+        names = target.lock_names()
         return names + [f"store:{s}" for s in sorted({a["store"] for a in plan["actions"]})]
 
     def _break_dead_locks(self, names: list[str], owner: str) -> None:
@@ -340,26 +393,26 @@ class ErasureEngine:
             if holder and holder != owner and _owner_gone(holder):
                 self.ledger.break_lock(name, holder, actor=owner, reason="its process is gone")
 
-    def _take_locks(self, subject: Subject, plan: dict, owner: str) -> list[str]:
-        names = self._lock_names(subject, plan)
+    def _take_locks(self, target, plan: dict, owner: str) -> list[str]:
+        names = self._lock_names(target, plan)
         taken = []
         for name in names:
             if not self.ledger.acquire_lock(name, owner, LOCK_TTL_SECONDS):
                 for t in taken:
                     self.ledger.release_lock(t, owner)
                 raise ErasureBlocked(f"another erasure holds the lock {name.split(':')[0]} "
-                                     f"({'this subject' if name.startswith('subject:') else name[6:]}); try later")
+                                     f"({'this subject' if name.startswith('subject:') else name.split(':', 1)[1]}); try later")
             taken.append(name)
         return taken
 
-    def _carry_out(self, plan_id: str, plan: dict, subject: Subject, owner: str, report: ExecutionReport) -> None:
-        matcher = SubjectMatcher(subject)
+    def _carry_out(self, plan_id: str, plan: dict, target, owner: str, report: ExecutionReport) -> None:
+        matcher = target.matcher
         pending = set(self.ledger.pending_actions(plan_id))
         planned = {a["action_id"]: a for a in plan["actions"] if a["action_id"] in pending}
         if not planned:
             return
         stores = sorted({a["store"] for a in planned.values()})
-        current = locate_subject(self.config, subject, stores=stores, progress=self.progress).findings
+        current = target.locate(stores)
         by_id = {self.action_id(f.store, f.location): f for f in current}
         by_print: dict[tuple, list[Finding]] = {}
         for f in current:
@@ -395,14 +448,14 @@ class ErasureEngine:
                 continue
             if a.get("fields") and a["action"] in (ANONYMISE, RETAIN):
                 if earlier is None:
-                    earlier = self._changed_as_planned(subject, exclude=plan_id)
+                    earlier = self._changed_as_planned(target, exclude=plan_id)
                 now = _letters(self.fingerprint(f))
                 if now in earlier:  # e.g. hashing a hash would change it again
                     marks.add("done", aid, f"{_EXPECT}{now}; already changed as planned by an earlier erasure")
                     report.done += 1
                     continue
             exec_action = self._exec_action(aid, a, f, matcher)
-            if exec_action is None:  # retained as it is
+            if exec_action is None:  # retained as it is, or nothing left to change
                 marks.add("skipped", aid, f"retained: {a.get('reason')}")
                 report.done += 1
                 continue
@@ -454,17 +507,17 @@ class ErasureEngine:
         raise LetheError(f"plan action {aid}: unknown action {action!r}")
 
     # ------------------------------------------------------------------ verify
-    def _verify(self, plan_id: str, plan: dict, subject: Subject, actor: str) -> ExecutionReport:
+    def _verify(self, plan_id: str, plan: dict, target, actor: str) -> ExecutionReport:
         """Locate again: what remains must be retained, held or weak-for-review; anything else counts."""
         report = ExecutionReport(plan_id, EXECUTED)
-        current = locate_subject(self.config, subject, stores=plan.get("stores"), progress=self.progress).findings
+        current = target.locate(plan.get("stores"))
         today = self.today or dt.date.today()
         kept = {a["fingerprint"] for a in plan["actions"] if a["action"] == RETAIN}
         kept |= {a["fingerprint"] for a in plan["held"]}
-        changed_as_planned = self._changed_as_planned(subject)
+        changed_as_planned = self._changed_as_planned(target)
         remaining = 0
         for f in current:
-            decision = self.policy.decide(f, today, include_weak=plan.get("include_weak", False))
+            decision = target.decide(f, today, plan.get("include_weak", False))
             fp = self.fingerprint(f)
             if decision.action in (REVIEW, HOLD, RETAIN) or fp in kept or _letters(fp) in changed_as_planned:
                 continue
@@ -476,19 +529,17 @@ class ErasureEngine:
         report.state = state
         if state == VERIFIED:
             request_id = self.ledger.get_plan(plan_id)["request_id"]
-            self.ledger.suppress(subject, "erasure", request_id, actor=actor)
+            target.complete(request_id, actor)
             self.ledger.shred_subject(request_id, actor=actor)  # before "completed": see open_plan_for
             self.ledger.set_request_status(request_id, "completed", actor=actor)
         return report
 
-    def _changed_as_planned(self, subject: Subject, *, exclude: str | None = None) -> set[str]:
+    def _changed_as_planned(self, target, *, exclude: str | None = None) -> set[str]:
         """Post-change fingerprints (`_letters`) recorded by the update actions of this subject's erasure
         plans: a record in one of those states was already changed by Lethe as planned. A re-run after a
         crash that came after completion is a new request; it must not anonymise such a record again."""
         out: set[str] = set()
-        for request_id in self.ledger.find_requests(subject):
-            if self.ledger.get_request(request_id)["kind"] != "erasure":
-                continue
+        for request_id in target.lineage():
             for p in self.ledger.plans_for(request_id):
                 if p["plan_id"] != exclude:
                     out.update(_expected_of(r["detail"]) for r in self.ledger.actions(p["plan_id"]))

@@ -1154,12 +1154,18 @@ class Ledger:
         derived = hmac.new(self._key, b"lethe-ledger:v1:request-store", hashlib.sha256).digest()
         return Fernet(base64.urlsafe_b64encode(derived))
 
-    def seal_subject(self, request_id: str, subject: Subject) -> None:
-        """Keep the request's identifiers, encrypted, so its plan can later run by id. Idempotent."""
+    def seal_subject(self, request_id: str, subject: Subject, extra: Mapping | None = None) -> None:
+        """Keep the request's identifiers, encrypted, so its plan can later run by id. Idempotent.
+
+        `extra` (JSON): what else a special flow needs to run again and that may be personal (a sender's
+        address, an import batch, identifiers to suppress); sealed and shredded with the identifiers."""
         self._request_row(request_id)
         if set(self._subject_hashes(subject)) != set(self._request_hashes(request_id)):
             raise LedgerError(f"request {request_id}: these are not the request's identifiers")
-        sealed = self._fernet().encrypt(json.dumps(subject.to_dict(), sort_keys=True).encode("utf-8")).decode()
+        payload = subject.to_dict()
+        if extra is not None:
+            payload["_extra"] = dict(extra)
+        sealed = self._fernet().encrypt(json.dumps(payload, sort_keys=True).encode("utf-8")).decode()
         now = self._now()
         try:
             with self.engine.begin() as conn:
@@ -1171,6 +1177,15 @@ class Ledger:
 
     def unseal_subject(self, request_id: str) -> Subject:
         """The request's identifiers from the request store (LedgerError when shredded or never sealed)."""
+        data = self._unseal(request_id)
+        data.pop("_extra", None)
+        return Subject.from_dict(data)
+
+    def unseal_extra(self, request_id: str) -> dict:
+        """The `extra` sealed with the request's identifiers ({} when none)."""
+        return dict(self._unseal(request_id).get("_extra") or {})
+
+    def _unseal(self, request_id: str) -> dict:
         from cryptography.fernet import InvalidToken
 
         with self.engine.connect() as conn:
@@ -1183,7 +1198,7 @@ class Ledger:
             data = json.loads(self._fernet().decrypt(sealed.encode()))
         except InvalidToken:
             raise LedgerError(f"request {request_id}: the request store cannot be decrypted with this key") from None
-        return Subject.from_dict(data)
+        return data
 
     def shred_subject(self, request_id: str, *, actor: str | None = None) -> bool:
         """Delete the request's encrypted identifiers (hashes stay). True when there were any."""

@@ -22,7 +22,8 @@ os.environ["LETHE_TASK_RETRIES"] = "0"  # read when the DAG files are parsed: no
 from pii.demo import build_demo, location_key  # noqa: E402
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
-DAG_IDS = {"subject_access", "subject_erasure", "discovery_sweep", "requests_due", "lethe_db_cleanup"}
+DAG_IDS = {"subject_access", "subject_erasure", "discovery_sweep", "requests_due", "lethe_db_cleanup",
+           "received_in_error", "child_data_purge", "retention_purge", "consent_withdrawal"}
 SUBJECT_CONF = {"emails": ["alice.smith@example.org"], "names": ["Alice Smith"], "phones": ["020 7946 0123"]}
 # forms of the demo subject's identifiers that must never reach Airflow's metadata or task logs
 PERSONAL = ("alice", "79460123", "7946 0123", "+442079460123")

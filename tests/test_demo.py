@@ -32,7 +32,10 @@ def test_when_demo_is_built_twice_then_every_file_is_byte_identical(tmp_path):
     a = build_demo(tmp_path / "a")
     b = build_demo(tmp_path / "b")
     ta, tb = _tree(tmp_path / "a"), _tree(tmp_path / "b")
-    assert sorted(ta) == sorted(["stores.yaml", "data/crm.db"] + [f"data/exports/{f}" for f in EXPORT_FILES])
+    from pii.demo_flows import EXPORT_FILES as FLOW_FILES
+
+    assert sorted(ta) == sorted(["stores.yaml", "data/crm.db"]
+                                + [f"data/exports/{f}" for f in EXPORT_FILES + FLOW_FILES])
     assert ta == tb
     assert a.expected == b.expected and a.decoys == b.decoys
 

@@ -1,0 +1,219 @@
+"""`lethe received-in-error | child-purge | retention | unsubscribe`: the special flows on the command line.
+
+Each runs like `lethe erase`: `--dry-run` prints the plan and changes nothing; `--yes` plans, approves
+(as the OS user) and carries it out; with neither the plan is stored for a second person to approve
+(`lethe approve PLAN --execute`) and the exit status is 3. Nothing personal is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parsers(sub, add_identifier_args) -> None:
+    from pii import cli
+
+    def modes(p: argparse.ArgumentParser) -> None:
+        mode = p.add_mutually_exclusive_group()
+        mode.add_argument("--dry-run", action="store_true", help="print the plan; store and change nothing")
+        mode.add_argument("--yes", action="store_true",
+                          help="plan, approve (as the OS user) and carry out in one go")
+        p.add_argument("--requester", metavar="WHO", help="who asked (default: the OS user)")
+        p.add_argument("--certificate", metavar="FILE", help="also write the certificate as JSON to FILE")
+        p.add_argument("--report", metavar="FILE", help="write the plan report (JSON, no personal values) to FILE")
+
+    p = sub.add_parser("received-in-error",
+                       help="delete data received in error: a whole source, or what it holds about one subject")
+    p.add_argument("--store", required=True, metavar="NAME", help="the store the source is in")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--file", metavar="NAME", help="csv/ftp store: the export file or drop path (glob allowed)")
+    src.add_argument("--sender", metavar="ADDRESS", help="mail store: every message from this sender")
+    src.add_argument("--message-id", metavar="ID", help="mail store: one message, by the store's id")
+    src.add_argument("--batch", metavar="COLUMN=VALUE", help="sql store: rows of one import batch")
+    p.add_argument("--table", metavar="GLOB", help="sql store with --batch: only this table (default all)")
+    g = p.add_argument_group("only what the source holds about one subject (default: the whole source)")
+    g.add_argument("--email", action="append", default=[], metavar="E")
+    g.add_argument("--name", action="append", default=[], metavar="N")
+    g.add_argument("--phone", action="append", default=[], metavar="P")
+    g.add_argument("--id", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--region", metavar="CC")
+    p.add_argument("--received", metavar="DATE", help="date the report of the error was received (YYYY-MM-DD)")
+    modes(p)
+    p.set_defaults(func=cmd_received_in_error)
+
+    p = sub.add_parser("child-purge", help="find children's data (date of birth, text clues) and purge it")
+    p.add_argument("--threshold", type=int, metavar="AGE", help="under this age (default: child_purge.threshold, 13)")
+    p.add_argument("--date", metavar="YYYY-MM-DD", help="the run date ages are computed on (default today)")
+    p.add_argument("--review-out", metavar="FILE",
+                   help="write the text-clue review list (store, place, entity, score; no text) to FILE (CSV/JSON)")
+    p.add_argument("--include-weak", action="store_true", help="also purge the text-clue hits (after review)")
+    modes(p)
+    p.set_defaults(func=cmd_child_purge)
+
+    p = sub.add_parser("retention", help="purge what the retention schedule says has expired (one plan per rule)")
+    p.add_argument("--rule", action="append", default=[], metavar="NAME", help="only these rules (repeatable)")
+    p.add_argument("--date", metavar="YYYY-MM-DD", help="the run date (default today)")
+    p.add_argument("--list", action="store_true", help="list the schedule's rules and exit")
+    modes(p)
+    p.set_defaults(func=cmd_retention)
+
+    p = sub.add_parser("unsubscribe",
+                       help="consent withdrawn: remove the person from the marketing lists, keep a suppression entry")
+    add_identifier_args(p)
+    modes(p)
+    p.set_defaults(func=cmd_unsubscribe)
+    del cli
+
+
+# ---------------------------------------------------------------------------- shared
+def _run(args, engine, selection, *, include_weak: bool = False) -> int:
+    from pii import cli
+    from pii.erasure import current_user
+    from pii.flows import preview_selection, submit_selection
+
+    if args.dry_run:
+        plan = preview_selection(engine, selection, include_weak=include_weak)
+        print("dry run: nothing stored, nothing changed")
+        _print_plan(plan)
+        _write_report(args, plan)
+        return 0
+    requester = args.requester or current_user()
+    plan = submit_selection(engine, selection, requester, received_at=cli._received(args)
+                            if getattr(args, "received", None) else None, include_weak=include_weak)
+    _print_plan(plan)
+    _write_report(args, plan)
+    if not plan.actions:
+        # nothing to carry out: approve and verify at once so the ledger records the run as complete
+        engine.approve(plan.plan_id, current_user())
+        report = engine.execute(plan.plan_id)
+        print(f"plan {plan.plan_id}: nothing to change; {report.state}")
+        return 0
+    if args.yes:
+        engine.approve(plan.plan_id, current_user())
+        print(f"plan {plan.plan_id} approved by {current_user()}")
+        return cli._print_report(engine, engine.execute(plan.plan_id), args.certificate)
+    print(f"plan {plan.plan_id} stored; awaiting approval: lethe approve {plan.plan_id} --execute")
+    return cli.EXIT_AWAITING_APPROVAL
+
+
+def _print_plan(plan) -> None:
+    sel = plan.data.get("selection") or {}
+    print(f"{sel.get('flow')}: {sel.get('reason')}")
+    for store, rep in sorted((plan.data.get("selection_report") or {}).items()):
+        line = f"  {store}: {rep['selected']} records selected"
+        if rep.get("undated"):
+            line += f", {rep['undated']} without a readable date (left alone)"
+        if rep.get("skipped"):
+            line += f", {len(rep['skipped'])} tables/files without the named columns"
+        print(line)
+    for line in plan.lines():
+        print(line)
+
+
+def _write_report(args, plan) -> None:
+    if getattr(args, "report", None):
+        data = {k: plan.data.get(k) for k in ("flow", "selection", "selection_report", "created_at")}
+        data["plan_id"] = plan.plan_id
+        data["counts"] = plan.counts()
+        data["held"] = [{k: a.get(k) for k in ("store", "container", "reason")} for a in plan.data["held"]]
+        data["review"] = [{k: a.get(k) for k in ("store", "container", "location", "entities", "reason")}
+                          for a in plan.data["review"]]
+        Path(args.report).write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        print(f"report: {args.report}")
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_received_in_error(args) -> int:
+    from pii import cli
+    from pii.errors import ConfigError
+    from pii.flows import Source, received_in_error
+
+    config = cli._config(args)
+    engine = cli._engine(args, config)
+    subject = None
+    if args.email or args.name or args.phone or args.id:
+        subject = cli._subject(args, config)
+    column = value = None
+    if args.batch:
+        column, sep, value = args.batch.partition("=")
+        if not sep or not column.strip():
+            raise ConfigError("--batch must be COLUMN=VALUE")
+        column = column.strip()
+    elif args.table:
+        raise ConfigError("--table goes with --batch")
+    source = Source(store=args.store, file=args.file, sender=args.sender, message_id=args.message_id,
+                    column=column, value=value, table=args.table)
+    return _run(args, engine, received_in_error(engine, source, subject))
+
+
+def cmd_child_purge(args) -> int:
+    from pii import cli
+    from pii.flows import child_purge, run_date_of
+
+    config = cli._config(args)
+    engine = cli._engine(args, config)
+    run_date = run_date_of(args.date)
+    engine.today = run_date
+    selection = child_purge(engine, run_date, threshold=args.threshold)
+    code = _run(args, engine, selection, include_weak=args.include_weak)
+    if args.review_out:
+        _write_review(args, engine, selection)
+    return code
+
+
+def _write_review(args, engine, selection) -> None:
+    """The text-clue review list: where, what kind of clue; never the text itself."""
+    import csv
+
+    from pii.flows import preview_selection
+
+    plan = preview_selection(engine, selection)
+    rows = [{"store": a["store"], "container": a["container"], "location": json.dumps(a["location"], sort_keys=True),
+             "entities": ",".join(a.get("entities") or []), "reason": a["reason"]} for a in plan.data["review"]]
+    out = Path(args.review_out)
+    if out.suffix.lower() == ".json":
+        out.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    else:
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=["store", "container", "location", "entities", "reason"])
+            w.writeheader()
+            w.writerows(rows)
+    print(f"review list: {len(rows)} text clues written to {out}")
+
+
+def cmd_retention(args) -> int:
+    from pii import cli
+    from pii.errors import ConfigError
+    from pii.flows import retention_selection, run_date_of
+    from pii.retention import load_schedule
+
+    config = cli._config(args)
+    schedule = load_schedule(config)
+    if args.list:
+        for r in schedule.rules:
+            hold = f"; LEGAL HOLD: {r.legal_hold}" if r.legal_hold else ""
+            print(f"{r.name}: {r.store}/{','.join(r.match)} by {r.date.lstrip('@')}, {r.period}, {r.action} "
+                  f"({r.category}){hold}")
+        return 0
+    if not schedule.rules:
+        raise ConfigError("no retention schedule: add `retention:` to the config (see README)")
+    rules = [schedule.rule(n) for n in args.rule] if args.rule else schedule.rules
+    run_date = run_date_of(args.date)
+    worst = 0
+    for rule in rules:
+        engine = cli._engine(args, config)
+        engine.today = run_date
+        print(f"== rule {rule.name}")
+        code = _run(args, engine, retention_selection(engine, rule, run_date))
+        worst = worst or code
+    return worst
+
+
+def cmd_unsubscribe(args) -> int:
+    from pii import cli
+    from pii.flows import unsubscribe
+
+    config = cli._config(args)
+    engine = cli._engine(args, config)
+    return _run(args, engine, unsubscribe(engine, cli._subject(args, config)))

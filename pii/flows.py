@@ -1,0 +1,457 @@
+"""The special flows: received in error, child-data purge, retention purge, unsubscribe.
+
+Each flow turns a promise of a privacy policy into a `Selection` (which records, and what happens to
+them) and runs it through the erasure engine's own path: plan -> approval -> execute -> verify, every step
+in the ledger. A selection chooses records by source, date or age (`pii.selection.RecordFilter`, pushed
+down by each connector's `select`), or by subject within a scope (unsubscribe: marketing lists only).
+
+- The ledger request has the flow as its kind. Its identifiers are the subject's (when a flow is about
+  one person) plus a *lineage* id (`lethe_flow`), so later runs of the same flow (the same retention rule)
+  find the earlier plans: a record anonymised for statistics is recognised and never anonymised again.
+- Everything personal a re-run needs (a sender's address, an import batch value, the identifiers to put
+  on the suppression list) is sealed with the request (encrypted) and shredded on completion; the stored
+  plan holds only counts, names and keyed hashes.
+- Policy holds (`holds:` in the policy file), a retention rule's own `legal_hold`, and ledger holds on the
+  subject are honoured: held records are listed in the plan, never touched.
+- Text clues (a child's age in free text) are weak evidence: they go to review, never erased unless a
+  person includes them (`include_weak`).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from connectors import open_connector
+from pii.config import Config
+from pii.detection import model_name
+from pii.discover import locate_subject
+from pii.errors import ConfigError
+from pii.findings import Finding, merge
+from pii.inventory import Inventory
+from pii.policy import ANONYMISE, DELETE, HOLD, REVIEW, Decision, OperatorSpec, container_matches
+from pii.selection import MESSAGE_DATE, RecordFilter, parse_date, years_before
+from pii.subject import EMAIL_RE, Subject, SubjectMatcher, normalise_email, normalise_phone
+
+RECEIVED_IN_ERROR, CHILD_PURGE, RETENTION, UNSUBSCRIBE = "received_in_error", "child_purge", "retention", "unsubscribe"
+FLOWS = (RECEIVED_IN_ERROR, CHILD_PURGE, RETENTION, UNSUBSCRIBE)
+LINEAGE_KEY = "lethe_flow"
+DEFAULT_DOB_COLUMNS = ("date_of_birth", "dob", "birth_date", "birthdate", "born_on")
+DEFAULT_CHILD_AGE = 13
+DEFAULT_MAIL_LOOKBACK_DAYS = 90
+_PHONE_COL = re.compile(r"phone|mobile|tel", re.I)
+_EMAIL_COL = re.compile(r"e-?mail|^from$|^to$", re.I)
+
+
+@dataclass
+class Selection:
+    """What a flow acts on and what it does. `to_dict` is JSON and may hold personal values (a sender,
+    a batch id): it is sealed in the ledger. `public` goes into the stored plan."""
+
+    flow: str
+    lineage: str                                   # non-personal, stable across runs of the same flow
+    filters: dict[str, list[dict]] = field(default_factory=dict)   # store -> RecordFilter specs
+    scope: dict[str, list[str]] = field(default_factory=dict)      # store -> container globs (subject flows)
+    action: str = DELETE
+    field_ops: dict[str, Any] = field(default_factory=dict)         # column -> operator spec (anonymise)
+    reason: str = ""
+    legal_basis: str | None = None
+    legal_hold: str | None = None
+    subject: dict | None = None
+    suppress: str | None = None                    # suppression reason at completion, or None
+    description: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("flow", "lineage", "filters", "scope", "action", "field_ops",
+                                                "reason", "legal_basis", "legal_hold", "subject", "suppress",
+                                                "description")}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Selection":
+        return cls(**{k: data.get(k) for k in ("flow", "lineage", "action", "reason", "legal_basis", "legal_hold",
+                                               "subject", "suppress")},
+                   filters=dict(data.get("filters") or {}), scope=dict(data.get("scope") or {}),
+                   field_ops=dict(data.get("field_ops") or {}), description=dict(data.get("description") or {}))
+
+    def stores(self) -> list[str]:
+        return sorted(set(self.filters) | set(self.scope))
+
+    def public(self) -> dict:
+        """For the stored plan: no values (filters appear as `RecordFilter.describe`)."""
+        return {
+            "flow": self.flow,
+            "lineage": self.lineage,
+            "action": self.action,
+            "reason": self.reason,
+            "legal_hold": self.legal_hold,
+            "about_one_subject": self.subject is not None,
+            "filters": {s: [filter_from_spec(f).describe() for f in fs] for s, fs in self.filters.items()},
+            "scope": self.scope,
+            "description": self.description,
+        }
+
+    def operator_specs(self) -> dict[str, OperatorSpec]:
+        return {c: OperatorSpec.from_dict(s, f"{self.flow} {self.lineage}, column {c!r}")
+                for c, s in self.field_ops.items()}
+
+
+def filter_spec(**kw) -> dict:
+    """A JSON spec of a RecordFilter (dates as ISO text; a child text clue as {"threshold", "min_score"})."""
+    out = {}
+    for k, v in kw.items():
+        if v is None or v == () or v == [] or v == {}:
+            continue
+        out[k] = v.isoformat() if isinstance(v, dt.date) else v
+    return out
+
+
+def filter_from_spec(spec: Mapping) -> RecordFilter:
+    kw = dict(spec)
+    for k in ("before", "after"):
+        if kw.get(k):
+            kw[k] = dt.date.fromisoformat(kw[k])
+    clue = kw.pop("text_clue", None)
+    if clue:
+        from pii import age
+
+        kw["text_test"] = age.text_test(int(clue["threshold"]), min_score=float(clue.get("min_score", 0.0)))
+        kw["text_terms"] = tuple(age.PREFILTER_TERMS)
+        kw.setdefault("entity", "CHILD_AGE")
+    for k in ("containers", "text_terms", "mail_from", "message_ids"):
+        if k in kw:
+            kw[k] = tuple(kw[k])
+    return RecordFilter(**kw)
+
+
+# ---------------------------------------------------------------------------- the target
+class SelectionTarget:
+    """A selection as the erasure engine plans, executes and verifies it (see pii.erasure.SubjectTarget)."""
+
+    def __init__(self, engine, selection: Selection, suppress_ids: dict | None = None):
+        self.engine = engine
+        self.selection = selection
+        self.kind = selection.flow
+        self.subject = Subject.from_dict(selection.subject) if selection.subject else None
+        self.matcher = SubjectMatcher(self.subject or Subject())
+        self.suppress_ids = suppress_ids
+        self.report: dict[str, dict] = {}  # store -> counts and skipped containers of the last locate
+
+    @classmethod
+    def from_request(cls, engine, request_id: str) -> "SelectionTarget":
+        extra = engine.ledger.unseal_extra(request_id)
+        if "selection" not in extra:
+            from pii.errors import LedgerError
+
+            raise LedgerError(f"request {request_id}: its selection is not in the request store")
+        return cls(engine, Selection.from_dict(extra["selection"]), extra.get("suppress"))
+
+    @property
+    def request_subject(self) -> Subject:
+        s = self.subject or Subject()
+        ids = {k: tuple(v) for k, v in s.ids.items()}
+        ids[LINEAGE_KEY] = (self.selection.lineage,)
+        return Subject(emails=s.emails, phones=s.phones, names=s.names, ids=ids, region=s.region)
+
+    # ---- finding records
+    def locate(self, stores: list[str] | None) -> list[Finding]:
+        sel = self.selection
+        wanted = [s for s in sel.stores() if not stores or s in stores]
+        config: Config = self.engine.config
+        found: list[Finding] = []
+        for name in wanted:
+            if name not in sel.filters:
+                continue
+            store = config.stores[name]
+            counts = {"selected": 0, "undated": 0, "skipped": []}
+            with open_connector(store, config=config, progress=self.engine.progress,
+                                inventory=Inventory(config.state_url),
+                                analyzer_model=model_name(config.detection)) as conn:
+                for spec in sel.filters[name]:
+                    conn.skipped, conn.undated = [], 0
+                    got = conn.select(filter_from_spec(spec))
+                    counts["selected"] += len(got)
+                    counts["undated"] += conn.undated
+                    counts["skipped"] += [list(x) for x in conn.skipped]
+                    found.extend(got)
+            self.report[name] = counts
+            self.engine.progress(name, f"{counts['selected']} records selected ({sel.flow})")
+        found = merge(found)
+        if self.subject is not None:
+            scoped = [s for s in wanted if s in sel.scope or s in sel.filters]
+            own = locate_subject(config, self.subject, stores=scoped, progress=self.engine.progress).findings
+            if sel.filters:
+                keys = {f.key for f in found}
+                own = [f for f in own if f.store not in sel.filters or f.key in keys]
+            own = [f for f in own if f.store not in sel.scope
+                   or any(container_matches(g, f) for g in sel.scope[f.store])]
+            return own
+        return found
+
+    def decide(self, f: Finding, today: dt.date, include_weak: bool) -> Decision:
+        policy = self.engine.policy
+        hold = next((h for h in policy.holds if h.applies(f, today)), None)
+        if hold is not None:
+            return Decision(HOLD, None, f"legal hold: {hold.reason}", until=hold.until)
+        sel = self.selection
+        if sel.legal_hold:
+            return Decision(HOLD, None, f"legal hold: {sel.legal_hold}")
+        if sel.action == ANONYMISE:
+            decision = Decision(ANONYMISE, None, sel.reason, sel.legal_basis, field_ops=sel.operator_specs())
+        else:
+            decision = Decision(DELETE, None, sel.reason, sel.legal_basis)
+        if (f.strength == "weak" or (f.match == "text" and self.subject is None)) and not include_weak:
+            why = ("a clue in free text only (no date of birth): a person reviews it" if self.subject is None
+                   else "weak evidence only: a person must include it explicitly")
+            return Decision(REVIEW, None, why, proposed=decision)
+        return self.engine._feasible(decision, f)
+
+    def check_holds(self) -> None:
+        if self.subject is not None:
+            self.engine.check_holds(self.subject)
+
+    def lock_names(self) -> list[str]:
+        return [f"flow:{self.selection.lineage[:80]}"]
+
+    def lineage(self) -> list[str]:
+        ledger = self.engine.ledger
+        subject = Subject(ids={LINEAGE_KEY: (self.selection.lineage,)})
+        return [r for r in ledger.find_requests(subject) if ledger.get_request(r)["kind"] == self.kind]
+
+    def complete(self, request_id: str, actor: str) -> None:
+        if not self.selection.suppress:
+            return
+        ids = dict(self.suppress_ids or {})
+        if self.subject is not None:
+            ids.setdefault("emails", [])
+            ids["emails"] = sorted(set(ids["emails"]) | set(self.subject.emails))
+            ids.setdefault("phones", [])
+            ids["phones"] = sorted(set(ids["phones"]) | set(self.subject.phones))
+        people = Subject(emails=tuple(ids.get("emails") or ()), phones=tuple(ids.get("phones") or ()),
+                         region=self.engine.config.default_region)
+        if not people.is_empty():
+            self.engine.ledger.suppress(people, self.selection.suppress, request_id, actor=actor)
+
+
+def harvest_identifiers(findings: list[Finding], config: Config) -> dict:
+    """E-mail addresses and phone numbers held in the identifying fields of records about to be deleted,
+    for the suppression list (never the free text: a mention is not a person who was imported)."""
+    own = {normalise_email(str(s.get("user_id") or "")) for s in config.stores.values() if s.kind == "gmail"}
+    emails, phones = set(), set()
+    for f in findings:
+        for col, value in (f.record or {}).items():
+            if not isinstance(value, str) or not value.strip():
+                continue
+            col = str(col)
+            if _EMAIL_COL.search(col):
+                for m in EMAIL_RE.findall(value):
+                    e = normalise_email(m if isinstance(m, str) else m[0])
+                    if e and e not in own:
+                        emails.add(e)
+            elif _PHONE_COL.search(col):
+                p = normalise_phone(value, config.default_region)
+                if p:
+                    phones.add(p)
+    return {"emails": sorted(emails), "phones": sorted(phones)}
+
+
+# ---------------------------------------------------------------------------- running a flow
+def submit_selection(engine, selection: Selection, requester: str, *, received_at: dt.date | None = None,
+                     include_weak: bool = False):
+    """Plan a selection and store the plan awaiting approval (pii.erasure.Plan with `request_id`)."""
+    from pii.erasure import _letters  # noqa: F401 - same fingerprints as erasure
+
+    engine.policy.check_environment()
+    target = SelectionTarget(engine, selection)
+    target.check_holds()
+    earlier = engine._changed_as_planned(target)
+    plan = engine.plan_target(target, include_weak=include_weak, stores=selection.stores(), skip_prints=earlier)
+    plan.data["selection"] = selection.public()
+    plan.data["selection_report"] = target.report
+    plan.data["flow"] = selection.flow
+    to_delete = {a["action_id"] for a in plan.actions if a["action"] == DELETE}
+    harvested = harvest_identifiers([f for f in plan.findings if engine.action_id(f.store, f.location) in to_delete],
+                                    engine.config) if selection.suppress else {}
+    request_id = engine.ledger.create_request(selection.flow, target.request_subject, requester, received_at)
+    engine.ledger.seal_subject(request_id, target.request_subject,
+                               extra={"selection": selection.to_dict(), "suppress": harvested})
+    expires = dt.datetime.now(dt.timezone.utc) + engine.plan_ttl
+    plan.data["expires_at"] = expires.isoformat(timespec="seconds")
+    plan.plan_id = engine.ledger.store_plan(request_id, plan.data, expires, actor=requester)
+    plan.request_id = request_id
+    return plan
+
+
+def preview_selection(engine, selection: Selection, *, include_weak: bool = False):
+    """The plan a selection would get, stored nowhere (dry run)."""
+    target = SelectionTarget(engine, selection)
+    earlier = engine._changed_as_planned(target)
+    plan = engine.plan_target(target, include_weak=include_weak, stores=selection.stores(), skip_prints=earlier)
+    plan.data["selection"] = selection.public()
+    plan.data["selection_report"] = target.report
+    plan.data["flow"] = selection.flow
+    return plan
+
+
+# ---------------------------------------------------------------------------- the flows' selections
+@dataclass
+class Source:
+    """Where data received in error came from: one of `file` (a CSV export or an FTP drop path),
+    `sender` / `message_id` (mail), or `column` + `value` (a SQL import batch, optionally in `table`)."""
+
+    store: str
+    file: str | None = None
+    sender: str | None = None
+    message_id: str | None = None
+    column: str | None = None
+    value: str | None = None
+    table: str | None = None
+
+
+def received_in_error(engine, source: Source, subject: Subject | None = None) -> Selection:
+    config = engine.config
+    if source.store not in config.stores:
+        raise ConfigError(f"unknown store {source.store!r}; configured: {', '.join(config.stores)}")
+    kind = config.stores[source.store].kind
+    given = [k for k in ("file", "sender", "message_id", "column") if getattr(source, k)]
+    if len(given) != 1:
+        raise ConfigError("name exactly one source: a file (--file), a mail sender (--sender), a message "
+                          "(--message-id) or an import batch (--batch COLUMN=VALUE)")
+    allowed = {"csv": "file", "ftp": "file", "gmail": ("sender", "message_id"), "sql": "column"}[kind]
+    if given[0] not in (allowed if isinstance(allowed, tuple) else (allowed,)):
+        raise ConfigError(f"store '{source.store}' is a {kind} store: its sources are named with "
+                          + {"csv": "--file", "ftp": "--file", "gmail": "--sender or --message-id",
+                             "sql": "--batch COLUMN=VALUE [--table T]"}[kind])
+    whole = subject is None
+    if source.file:
+        spec = filter_spec(containers=[source.file], whole_files=whole)
+        what = f"file in {source.store}"
+    elif source.sender:
+        addr = normalise_email(source.sender)
+        if not addr:
+            raise ConfigError("--sender is not a valid e-mail address")
+        spec = filter_spec(mail_from=[addr])
+        what = f"mail from one sender in {source.store}"
+    elif source.message_id:
+        spec = filter_spec(message_ids=[source.message_id])
+        what = f"one message in {source.store}"
+    else:
+        if source.value is None:
+            raise ConfigError("an import batch needs COLUMN=VALUE")
+        spec = filter_spec(containers=[source.table or "*"], equals={source.column: [source.value]})
+        what = f"import batch ({source.column}) in {source.store}"
+    lineage = "rie-" + engine.ledger.protect_value({"store": source.store, "source": spec})[5:29]
+    return Selection(
+        flow=RECEIVED_IN_ERROR, lineage=lineage, filters={source.store: [spec]}, action=DELETE,
+        reason="received in error (no legal basis to hold it)", suppress="received in error",
+        subject=subject.to_dict() if subject else None,
+        description={"source": what, "whole_source": whole})
+
+
+def child_settings(config: Config) -> dict:
+    raw = config.raw.get("child_purge") or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("'child_purge' must be a mapping (threshold, dob_columns, stores, text_clues)")
+    threshold = raw.get("threshold", DEFAULT_CHILD_AGE)
+    if not isinstance(threshold, int) or isinstance(threshold, bool) or not 1 <= threshold <= 21:
+        raise ConfigError("child_purge: 'threshold' must be an age in whole years, e.g. 13, 16 or 18")
+    cols = raw.get("dob_columns", list(DEFAULT_DOB_COLUMNS))
+    if isinstance(cols, str):
+        cols = [cols]
+    stores = raw.get("stores") or list(config.stores)
+    unknown = [s for s in stores if s not in config.stores]
+    if unknown:
+        raise ConfigError(f"child_purge: unknown store(s) {', '.join(unknown)}")
+    return {"threshold": threshold, "dob_columns": list(cols), "stores": list(stores),
+            "text_clues": bool(raw.get("text_clues", True)),
+            "min_score": float(raw.get("min_score", 0.5)),
+            "mail_lookback_days": int(raw.get("mail_lookback_days", DEFAULT_MAIL_LOOKBACK_DAYS))}
+
+
+def child_purge(engine, run_date: dt.date, *, threshold: int | None = None) -> Selection:
+    """Records of people younger than the threshold on `run_date`: by date of birth (purged after
+    approval) and, as review-only clues, by what their free text says about their age."""
+    config = engine.config
+    settings = child_settings(config)
+    age = threshold or settings["threshold"]
+    born_after = years_before(run_date, age)  # born after this day: younger than `age` on run_date
+    filters: dict[str, list[dict]] = {}
+    for name in settings["stores"]:
+        kind = config.stores[name].kind
+        specs = []
+        if kind != "gmail":
+            specs += [filter_spec(date_column=col, after=born_after, entity="DATE_OF_BIRTH")
+                      for col in settings["dob_columns"]]
+        if settings["text_clues"]:
+            clue = {"threshold": age, "min_score": settings["min_score"]}
+            extra = {}
+            if kind == "gmail":
+                extra = {"date_column": MESSAGE_DATE,
+                         "after": run_date - dt.timedelta(days=settings["mail_lookback_days"] + 1)}
+            specs.append({**filter_spec(**extra), "text_clue": clue})
+        filters[name] = specs
+    return Selection(
+        flow=CHILD_PURGE, lineage=f"child-under-{age}", filters=filters, action=DELETE,
+        reason=f"personal data of a child under {age}: deleted as the privacy policy promises",
+        suppress=f"child under {age}",
+        description={"threshold": age, "born_after": born_after.isoformat(), "run_date": run_date.isoformat()})
+
+
+def retention_selection(engine, rule, run_date: dt.date) -> Selection:
+    config = engine.config
+    flt = rule.record_filter(run_date)
+    from pii.selection import FILE_TIME
+
+    spec = filter_spec(containers=list(flt.containers), equals={k: list(v) for k, v in flt.equals.items()},
+                       date_column=flt.date_column, before=flt.before,
+                       whole_files=(rule.date == FILE_TIME and rule.action == DELETE))
+    stores = [s for s in config.stores if rule.covers_store(s)]
+    return Selection(
+        flow=RETENTION, lineage=f"retention-{rule.name}", filters={s: [spec] for s in stores},
+        action=rule.action, field_ops={c: o.to_dict() for c, o in rule.anonymise.items()},
+        reason=f"retention rule {rule.name}: {rule.category} kept {rule.period} after {rule.date.lstrip('@')}",
+        legal_basis=rule.legal_basis, legal_hold=rule.legal_hold,
+        description={"rule": rule.name, "category": rule.category, "period": str(rule.period),
+                     "cutoff": flt.before.isoformat(), "run_date": run_date.isoformat()})
+
+
+def marketing_scope(config: Config) -> dict[str, list[str]]:
+    """Stores (and containers) marked as marketing lists: `marketing: true` or `marketing: [globs]` on a
+    store, or the top-level `marketing_lists: {store: [globs]}`."""
+    scope: dict[str, list[str]] = {}
+    top = config.raw.get("marketing_lists") or {}
+    if not isinstance(top, Mapping):
+        raise ConfigError("'marketing_lists' must map store names to table/file globs")
+    for name, globs in top.items():
+        if name not in config.stores:
+            raise ConfigError(f"marketing_lists: unknown store {name!r}")
+        scope[name] = [globs] if isinstance(globs, str) else list(globs or ["*"])
+    for name, store in config.stores.items():
+        mark = store.options.get("marketing", store.metadata.get("marketing"))
+        if mark is True:
+            scope.setdefault(name, ["*"])
+        elif isinstance(mark, (str, list)):
+            scope.setdefault(name, [mark] if isinstance(mark, str) else list(mark))
+    if not scope:
+        raise ConfigError("no store is marked as a marketing list: add `marketing: true` (or a list of "
+                          "tables/files) to those stores, or `marketing_lists:` to the config")
+    return scope
+
+
+def unsubscribe(engine, subject: Subject) -> Selection:
+    return Selection(
+        flow=UNSUBSCRIBE, lineage="unsubscribe", scope=marketing_scope(engine.config), action=DELETE,
+        reason="consent withdrawn / unsubscribed: removed from the marketing lists",
+        suppress="unsubscribed: never mail again", subject=subject.to_dict(),
+        description={"scope": "marketing lists"})
+
+
+def run_date_of(value: str | dt.date | None) -> dt.date:
+    if value is None:
+        return dt.date.today()
+    if isinstance(value, dt.date):
+        return value
+    d = parse_date(value, day_first=False)
+    if d is None:
+        raise ConfigError("the run date must be written YYYY-MM-DD")
+    return d
