@@ -33,6 +33,11 @@ Erasure: a ``delete`` action moves the message to Trash (``erase: trash``; Gmail
 days) or deletes it for good (``erase: delete``, ``users.messages.batchDelete`` with at most 1000 ids a
 call). Gmail cannot edit a message: an ``update`` action is refused. A message already gone counts as done.
 
+Selection (`select`, for flows not about one person: see pii/selection.py and GmailConnector.select): senders,
+from/to/subject values and message-date bounds become one Gmail search (a superset), message ids are fetched
+directly, and each candidate is checked in Python; findings are ``{"message_id": id}`` with the whole
+message's record, erased by the same ``delete`` actions.
+
 Rate limits: 429, 5xx and 403 rate-limit reasons are retried with capped exponential backoff and jitter
 (also per call inside a batch); 401/403 otherwise mean the credentials were refused. Errors and progress
 messages carry counts and HTTP statuses, never message content or addresses.
@@ -51,7 +56,8 @@ import socket
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
+from fnmatch import fnmatchcase
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Callable
@@ -61,8 +67,10 @@ import phonenumbers
 from connectors.base import DELETE, UPDATE, Connector, Done, ExecAction
 from pii.errors import ConfigError, StoreError, StoreUnreachable
 from pii.findings import STRONG, WEAK, Finding, merge
+from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
 from pii.subject import (
     ENTITY_EMAIL, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, TextMatch, entities_of, name_tokens,
+    normalise_email,
 )
 
 SCOPES = ["https://mail.google.com/"]
@@ -81,6 +89,9 @@ TRANSPORT_ATTEMPTS = 3
 EXCERPT_LINE_MAX = 300  # a longer line is narrowed to the sentences that mention the subject
 ERASE_MODES = ("trash", "delete")
 PARTY_HEADERS = ("from", "to", "cc", "bcc", "reply-to")
+MAIL_COLUMNS = ("from", "to", "subject")  # the columns `select` can compare on a message (equals)
+_MESSAGE_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_GLOB = re.compile(r"[*?\[]")
 RATE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "backendError", "concurrentLimitExceeded"}
 
 TEXT_EXTENSIONS = {"txt", "text", "csv", "tsv", "json", "md", "log", "xml", "vcf", "ics", "htm", "html", "eml"}
@@ -382,6 +393,10 @@ def _attached_message_text(data: bytes) -> str:
 
 
 # --------------------------------------------------------------------------- search queries
+def _any_of(terms: list[str]) -> str:
+    return terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")"
+
+
 def _q_value(value: str) -> str:
     """An operator value as Gmail's `q` takes it: bare when it is plain, else quoted."""
     return value if re.fullmatch(r"[\w.+\-@']+", value) else '"' + value.replace('"', "") + '"'
@@ -879,18 +894,7 @@ class GmailConnector(Connector):
                 hits.append((t, spans))
                 text_entities.update(entities_of(spans))
         party = bool(ident)
-        record: dict[str, Any] = {
-            "message_id": mid,
-            "thread_id": resource.get("threadId") or "",
-            "date": _date(resource, parsed),
-            "from": parsed.headers["from"],
-            "to": parsed.headers["to"],
-            "cc": parsed.headers["cc"],
-            "subject": parsed.headers["subject"],
-            "party": party,
-            "body_text": "",
-            "attachments": [dict(a) for a in parsed.attachments],
-        }
+        record = _message_record(mid, resource, parsed, party)
         location: dict[str, Any] = {"message_id": mid}
         note = None
         whole = party and bool((ident | text_entities) - {ENTITY_PERSON})
@@ -928,6 +932,134 @@ class GmailConnector(Connector):
         strong = bool(entities - {ENTITY_PERSON})
         return Finding(store=self.name, location=location, entities=sorted(entities), match=match,
                        strength=STRONG if strong else WEAK, container=CONTAINER, record=record, note=note)
+
+    # ------------------------------------------------------------------ select
+    def select(self, flt: RecordFilter) -> list[Finding]:
+        """Messages the filter selects (see pii/selection.py), each a finding ``{"message_id": id}`` with match
+        "identifier" (or "text" with a text test) and the whole message's record (as `locate` gives a party's,
+        without ``_raw_eml``; ``party`` is False: no subject is involved).
+
+        Containers: "*" or a glob matching the mailbox ("messages", the user_id or the store name) take the
+        whole mailbox; a name without glob characters that does not is a label (pushed down as ``label:``);
+        any other glob selects nothing here. Pushed down to ``q=``: ``mail_from`` and ``equals`` on
+        from/to/subject as ``from:``/``to:``/``subject:``, MESSAGE_DATE bounds as ``after:``/``before:`` (a day
+        wider, so the search is a superset whatever the mailbox's time zone); ``message_ids`` are fetched
+        directly (an unknown id selects nothing). Every candidate is then checked here with the filter's own
+        rules (normalised addresses, exact subjects, dates from internalDate in UTC, the text test on the
+        subject and body). A text test alone is refused: it would read the whole mailbox."""
+        self.skipped = []
+        self.undated = 0
+        labels, whole = self._select_containers(flt)
+        if not (whole or labels):
+            self.say("no container of the selection is this mailbox: nothing selected")
+            return []
+        for col in flt.equals:
+            if col.casefold() not in MAIL_COLUMNS:
+                self.skipped.append((CONTAINER, f"no column {col!r} (mail compares only from, to and subject)"))
+                return []
+        if flt.date_column == FILE_TIME or (flt.date_column and flt.date_column != MESSAGE_DATE
+                                            and flt.date_column.casefold() != "date"):
+            self.skipped.append((CONTAINER, f"no column {flt.date_column!r} (mail has its message date)"))
+            return []
+        conditions = {col.casefold(): values for col, values in flt.equals.items()}
+        senders = {a for a in (normalise_email(v) for v in flt.mail_from) if a}
+        addresses = {col: {a for a in (normalise_email(v) for v in conditions[col]) if a}
+                     for col in ("from", "to") if col in conditions}
+        if (flt.mail_from and not senders) or any(not found for found in addresses.values()):
+            self.say("no valid e-mail address among the accepted senders: nothing selected")
+            return []
+        parts = []
+        if senders:
+            parts.append(_any_of([f"from:{_q_value(a)}" for a in sorted(senders)]))
+        for col, found in addresses.items():
+            parts.append(_any_of([f"{col}:{_q_value(a)}" for a in sorted(found)]))
+        subjects = conditions.get("subject")
+        if subjects and all(re.search(r"\w", v) for v in subjects):
+            parts.append(_any_of([f'subject:"{v.replace(chr(34), " ")}"' for v in subjects]))
+        if flt.after:
+            parts.append(f"after:{_day(flt.after)}")
+        if flt.before:
+            parts.append(f"before:{_day(flt.before + timedelta(days=1))}")
+        if not (parts or flt.message_ids):
+            raise ConfigError(
+                f"store '{self.name}': a selection over a whole mailbox needs a bound Gmail can search for: senders "
+                "(mail_from), message ids, a message-date bound, or equals on from/to/subject; a text test alone "
+                "would read every message")
+        if not whole:
+            parts.append(_any_of([f"label:{_q_value(name)}" for name in labels]))
+        self.check()
+        if flt.message_ids:
+            ids = list(dict.fromkeys(m for m in flt.message_ids if isinstance(m, str) and _MESSAGE_ID.fullmatch(m)))
+            if not whole:  # which of them carry the label: Gmail's search knows label names, a message only ids
+                allowed = self._list_ids([" ".join(parts)])
+                ids = [m for m in ids if m in allowed]
+        else:
+            ids = list(self._list_ids([" ".join(parts)]))
+        self.say(f"{len(ids)} candidate messages")
+        findings: list[Finding] = []
+        fetched = unreadable = 0
+        for i in range(0, len(ids), self.batch_size):
+            chunk = ids[i:i + self.batch_size]
+            got = self._run_batch(
+                [(mid, lambda mid=mid: self._messages.get(userId=self.user_id, id=mid, format="raw"))
+                 for mid in chunk], "message fetch")
+            for mid in chunk:
+                resource = got.get(mid)
+                if resource is _Gone or not resource or "raw" not in resource:
+                    continue  # unknown id, or deleted since it was listed
+                if not self.include_spam_trash and {"TRASH", "SPAM"} & set(resource.get("labelIds") or []):
+                    continue  # trashed counts as erased (as the searches do)
+                fetched += 1
+                try:
+                    parsed = parse_message(_b64url_decode(resource["raw"]), self.max_attachment_bytes)
+                except Exception:  # noqa: BLE001 - one unparseable message must not stop a selection
+                    unreadable += 1
+                    continue
+                finding = self._selected(flt, mid, resource, parsed, senders, addresses, subjects)
+                if finding is not None:
+                    findings.append(finding)
+            if len(ids) > self.batch_size:
+                self.say(f"{fetched} of {len(ids)} messages fetched")
+        if unreadable:
+            self.skipped.append((CONTAINER, f"{unreadable} messages could not be parsed"))
+        self.say(f"{fetched} messages fetched, {len(findings)} selected, {self.undated} undated, "
+                 f"{unreadable} unreadable")
+        return findings
+
+    def _select_containers(self, flt: RecordFilter) -> tuple[list[str], bool]:
+        """(labels named, whether a pattern takes the whole mailbox)."""
+        names = {CONTAINER, self.user_id.casefold(), self.name.casefold()}
+        labels: list[str] = []
+        for pattern in flt.containers:
+            if any(fnmatchcase(n, pattern.casefold()) for n in names if n):
+                return [], True
+            if pattern.strip() and not _GLOB.search(pattern):
+                labels.append(pattern.strip())
+        return labels, False
+
+    def _selected(self, flt: RecordFilter, mid: str, resource: dict, parsed: _Parsed, senders: set[str],
+                  addresses: dict[str, set[str]], subjects: tuple[str, ...] | None) -> Finding | None:
+        from_addresses = _header_addresses(parsed.headers["from"])
+        if senders and not from_addresses & senders:
+            return None
+        if "from" in addresses and not from_addresses & addresses["from"]:
+            return None
+        if "to" in addresses and not _header_addresses(parsed.headers["to"]) & addresses["to"]:
+            return None
+        if subjects is not None and parsed.headers["subject"].strip() not in subjects:
+            return None
+        record = _message_record(mid, resource, parsed, False, parsed.body_text)
+        if flt.before or flt.after:
+            ok = flt.date_ok(record["date"])
+            if ok is None:
+                self.undated += 1
+            if not ok:
+                return None
+        if flt.text_test is not None and not (flt.text_ok(parsed.headers["subject"]) or flt.text_ok(parsed.body_text)):
+            return None
+        return Finding(store=self.name, location={"message_id": mid}, entities=[flt.entity] if flt.entity else [],
+                       match="text" if flt.text_test is not None else "identifier", strength=STRONG,
+                       container=CONTAINER, record=record)
 
     # ------------------------------------------------------------------ erasure
     def apply(self, actions: list[ExecAction], done: Done, matcher: SubjectMatcher) -> None:
@@ -987,6 +1119,36 @@ class GmailConnector(Connector):
                 "permanent deletion")
             deleted += sum(1 for mid in part if got.get(mid) is not _Gone)
         return deleted
+
+
+def _message_record(mid: str, resource: dict, parsed: _Parsed, party: bool, body_text: str = "") -> dict[str, Any]:
+    """A message's record as findings carry it (without the body unless given, and without _raw_eml)."""
+    return {
+        "message_id": mid,
+        "thread_id": resource.get("threadId") or "",
+        "date": _date(resource, parsed),
+        "from": parsed.headers["from"],
+        "to": parsed.headers["to"],
+        "cc": parsed.headers["cc"],
+        "subject": parsed.headers["subject"],
+        "party": party,
+        "body_text": body_text,
+        "attachments": [dict(a) for a in parsed.attachments],
+    }
+
+
+def _header_addresses(value: str) -> set[str]:
+    """Normalised e-mail addresses in one header's text ("Name <a@b>, c@d")."""
+    out = set()
+    for _name, addr in email.utils.getaddresses([value or ""]):
+        norm = normalise_email(addr)
+        if norm:
+            out.add(norm)
+    return out
+
+
+def _day(value: date) -> str:
+    return value.strftime("%Y/%m/%d")
 
 
 def _date(resource: dict, parsed: _Parsed) -> str:

@@ -21,13 +21,17 @@ Endpoints (all under /gmail/v1/users/{user}/):
 Search (`q`): text is tokenised into words (case- and accent-insensitive); a term or a quoted phrase
 matches consecutive words; `from:`/`to:`/`cc:`/`bcc:`/`subject:` restrict a term to that header
 (addresses and display names); `OR` (upper case) binds tighter than the implicit AND; `-` negates;
-`( )` groups; `{a b}` means `a OR b`. Plain terms search headers, bodies (HTML as text), attachment names
+`( )` groups; `{a b}` means `a OR b`. `after:`/`newer:` and `before:`/`older:` take a day (YYYY/MM/DD, or
+YYYY-MM-DD) or Unix seconds and compare the message's internalDate: `after:` on or after that day's midnight,
+`before:` before it (midnight UTC here; real Gmail takes the mailbox's time zone). `label:` matches a label
+(case-insensitive; spaces and "/" written as "-"). Plain terms search headers, bodies (HTML as text), attachment names
 and the text of text/* and PDF attachments (Gmail indexes PDFs; the connector cannot read them).
-Other operators (in:, label:, has:, ...) answer 400, so a query Lethe builds wrongly fails loudly.
+Other operators (in:, has:, ...) answer 400, so a query Lethe builds wrongly fails loudly.
 """
 from __future__ import annotations
 
 import base64
+import datetime
 import email
 import email.policy
 import html
@@ -45,7 +49,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 WORD = re.compile(r"\w+")
 ADDRESS_OPS = ("from", "to", "cc", "bcc")
-SUPPORTED_OPS = ADDRESS_OPS + ("subject",)
+DATE_OPS = {"after": "after", "newer": "after", "before": "before", "older": "before"}
+SUPPORTED_OPS = ADDRESS_OPS + ("subject", "label") + tuple(DATE_OPS)
 KNOWN_OPS = SUPPORTED_OPS + ("in", "label", "is", "has", "after", "before", "older_than", "newer_than",
                              "filename", "list", "deliveredto", "category", "size", "larger", "smaller",
                              "rfc822msgid", "older", "newer")
@@ -253,6 +258,10 @@ class _Query:
             return ("or", parts)
         if tok[0] == "term":
             self.pos += 1
+            if tok[1] in DATE_OPS:
+                return ("date", DATE_OPS[tok[1]], _day_ms(tok[1], tok[2]))
+            if tok[1] == "label":
+                return ("label", _label_key(tok[2]))
             return ("term", tok[1], _joined(tokens(tok[2])) if tokens(tok[2]) else None)
         raise SearchSyntaxError(f"unexpected {tok[0]}")
 
@@ -267,10 +276,33 @@ class _Query:
             return any(self._eval(n, msg) for n in node[1])
         if kind == "not":
             return not self._eval(node[1], msg)
+        if kind == "date":
+            return msg.internal_date >= node[2] if node[1] == "after" else msg.internal_date < node[2]
+        if kind == "label":
+            return node[1] in {_label_key(x) for x in msg.labels}
         _, op, phrase = node
         if phrase is None:
             return True
         return any(phrase in entry for entry in msg.fields[op or "all"])
+
+
+def _day_ms(op: str, value: str) -> int:
+    """Milliseconds since the epoch of a date operator's value: midnight UTC of YYYY/MM/DD, or Unix seconds."""
+    value = value.strip()
+    if value.isdigit():
+        return int(value) * 1000
+    m = re.fullmatch(r"(\d{4})[/-](\d{1,2})[/-](\d{1,2})", value)
+    if not m:
+        raise SearchSyntaxError(f"{op}: wants YYYY/MM/DD or seconds")
+    try:
+        day = datetime.datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)), tzinfo=datetime.timezone.utc)
+    except ValueError:
+        raise SearchSyntaxError(f"{op}: not a date") from None
+    return int(day.timestamp()) * 1000
+
+
+def _label_key(name: str) -> str:
+    return re.sub(r"[\s/]+", "-", name.strip()).casefold()
 
 
 # --------------------------------------------------------------------------- server
