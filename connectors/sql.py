@@ -34,6 +34,8 @@ from pii.config import resolve_sqlite_url
 from pii.errors import ConfigError, StoreError, StoreUnreachable
 from pii.findings import STRONG, WEAK, Finding, merge
 from pii.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE, ColumnProfile
+from pii.policy import container_matches
+from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
 from pii.subject import (
     ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of, fold,
 )
@@ -235,10 +237,11 @@ class SqlConnector(Connector):
         return (schema if schema and schema != default_schema else None, name)
 
     # ------------------------------------------------------------------ classification
-    def classify_tables(self) -> None:
+    def classify_tables(self, infos: list[TableInfo] | None = None) -> None:
+        """Classify the columns of `infos` (default: every table), from the inventory when cached."""
         text_cols = self.store.string_list("text_columns")
         counter = None
-        for info in self.tables():
+        for info in (self.tables() if infos is None else infos):
             if info.profiles:
                 continue
             columns = [cls.ColumnInfo(c.name, _column_type(c)) for c in info.table.columns]
@@ -503,6 +506,129 @@ class SqlConnector(Connector):
                     row = dict(row)
                     yield row, values.get(tuple(row[c] for c in cols), False)
 
+    # ------------------------------------------------------------------ selection (pii/selection.py)
+    def select(self, flt: RecordFilter) -> list[Finding]:
+        """Rows the filter selects, table by table: conditions pushed into the WHERE clause where the
+        column's type allows it, then confirmed row by row in Python (the semantics are RecordFilter's).
+        Rows without a readable date that pass every other condition are counted in `undated`."""
+        self.check()
+        self.skipped, self.undated = [], 0
+        tables = [i for i in self.tables() if self._table_selected(i, flt.containers)]
+        self.say(f"{len(tables)} tables match the selection")
+        findings: list[Finding] = []
+        try:
+            if flt.text_test is not None and tables:
+                self.classify_tables(tables)
+            for info in tables:
+                reason = self._select_skip_reason(info, flt)
+                if reason:
+                    self.skipped.append((info.container, reason))
+                    self.say(f"{info.container}: skipped ({reason})")
+                    continue
+                found, undated = self._select_table(info, flt)
+                self.undated += undated
+                self.say(f"{info.container}: {len(found)} rows selected"
+                         + (f", {undated} without a readable date" if undated else ""))
+                findings.extend(found)
+        except SQLAlchemyError as exc:
+            raise StoreError(self.name, "record selection", _short_reason(exc)) from None
+        return findings
+
+    def _table_selected(self, info: TableInfo, patterns: Iterable[str]) -> bool:
+        loc: dict = {"table": info.name}
+        if info.schema:
+            loc = {"schema": info.schema, **loc}
+        probe = Finding(store=self.name, location=loc, container=info.container)
+        return any(container_matches(p, probe) for p in patterns)
+
+    @staticmethod
+    def _select_skip_reason(info: TableInfo, flt: RecordFilter) -> str | None:
+        if flt.mail_from or flt.message_ids:
+            return "the filter names mail senders or message ids, and a table holds no mail"
+        if flt.date_column == FILE_TIME:
+            return "no file modification time: a table is not a file"
+        if flt.date_column == MESSAGE_DATE:
+            return "no message date: a table holds no mail"
+        for col in flt.columns_needed():
+            if _find_column(info.table, col) is None:
+                return f"no column {col}"
+        if flt.text_test is not None and not info.columns_of(FREE_TEXT):
+            return "no free-text column"
+        return None
+
+    def _term_condition(self, col, term: str | None):
+        """Lets through every value of `col` that contains `term` once lower-cased as Python does (any
+        non-NULL value when there is no term). PostgreSQL's lower() changes ASCII letters only under a
+        "C" collation, so there a term with other letters is left to Python."""
+        if term is None or (self.dialect == "postgresql" and not term.isascii()):
+            return col.is_not(None)
+        lower = sa.func.lethe_lower(col) if self.dialect == "sqlite" else sa.func.lower(col)
+        return lower.contains(term, autoescape=True)
+
+    def _select_table(self, info: TableInfo, flt: RecordFilter) -> tuple[list[Finding], int]:
+        t = info.table
+        equals = [(_find_column(t, c), accepted) for c, accepted in flt.equals.items()]
+        conds = [_equals_condition(col, accepted) for col, accepted in equals]
+        text_cols = [t.c[c] for c in info.columns_of(FREE_TEXT)] if flt.text_test is not None else []
+        if text_cols:
+            conds.append(sa.or_(*[self._term_condition(c, term)
+                                  for c in text_cols for term in (flt.text_terms or (None,))]))
+        date_col = _find_column(t, flt.date_column) if flt.date_column else None
+        date_conds = []
+        if date_col is not None:
+            date_conds.append(date_col.is_not(None))
+            date_conds += _date_bounds(date_col, flt.before, flt.after)
+
+        def passes_others(row: dict) -> list[str] | None:
+            """Names of the free-text columns that pass the text test (or [] without one) when the row
+            passes the equals and text conditions; None when it does not."""
+            if not _equals_ok(row, equals):
+                return None
+            if flt.text_test is None:
+                return []
+            passing = [c.name for c in text_cols if flt.text_ok(row[c.name])]
+            return passing or None
+
+        findings: list[Finding] = []
+        undated = 0
+        with self.engine.connect() as conn:
+            streaming = conn.execution_options(stream_results=True, yield_per=IN_CHUNK)
+            for row in streaming.execute(sa.select(t).where(*conds, *date_conds)).mappings():
+                row = dict(row)
+                in_range = flt.date_ok(row[date_col.name]) if date_col is not None else True
+                if in_range is False:
+                    continue
+                passing = passes_others(row)
+                if passing is None:
+                    continue
+                if in_range is None:
+                    undated += 1
+                    continue
+                findings.append(self._selected(info, row, flt, passing))
+            if date_col is not None:  # rows without a date: counted when they pass every other condition
+                needed = {c.name: c for c, _ in equals} | {c.name: c for c in text_cols}
+                missing = date_col.is_(None)
+                if not needed:
+                    undated += conn.execute(sa.select(sa.func.count()).select_from(t)
+                                            .where(*conds, missing)).scalar_one()
+                else:
+                    query = sa.select(*needed.values()).where(*conds, missing)
+                    for row in streaming.execute(query).mappings():
+                        if passes_others(dict(row)) is not None:
+                            undated += 1
+        return findings, undated
+
+    def _selected(self, info: TableInfo, row: dict, flt: RecordFilter, text_columns: list[str]) -> Finding:
+        loc, note = info.location(row)
+        if flt.text_test is not None:  # as locate records a text match: the free text that passed
+            record = {c: jsonable(row[c]) for c in text_columns}
+            match = "text"
+        else:
+            record = {k: jsonable(v) for k, v in row.items()}
+            match = "identifier"
+        return Finding(store=self.name, location=loc, entities=[flt.entity] if flt.entity else [], match=match,
+                       strength=STRONG, container=info.container, record=record, note=note)
+
     # ------------------------------------------------------------------ erasure
     def apply(self, actions: list[ExecAction], done: Done, matcher: SubjectMatcher) -> None:
         """Carry out deletes and updates in ONE transaction for the store (statements batched per table,
@@ -688,8 +814,15 @@ def with_default_driver(url: str) -> str:
     return url
 
 
+def _sqlite_lower(value):
+    """Python's lower() (SQLite's own lower() folds ASCII letters only): the LIKE prefilter of a text
+    selection must let through every value `RecordFilter.text_ok` accepts."""
+    return None if value is None else str(value).lower()
+
+
 def _register_sqlite_functions(dbapi_conn, _record) -> None:
     dbapi_conn.create_function("lethe_fold", 1, _sqlite_fold, deterministic=True)
+    dbapi_conn.create_function("lethe_lower", 1, _sqlite_lower, deterministic=True)
 
 
 def _db_value(column: sa.Column, value):
@@ -704,6 +837,83 @@ def _db_value(column: sa.Column, value):
         if isinstance(column.type, sqltypes.Numeric) and not isinstance(column.type, sqltypes.Integer):
             return decimal.Decimal(value)
     return value
+
+
+def _find_column(table: sa.Table, name: str) -> sa.Column | None:
+    """The column named `name`, exactly or else case-insensitively (as RecordFilter looks up names)."""
+    if name in table.c:
+        return table.c[name]
+    folded = name.casefold()
+    return next((c for c in table.columns if c.name.casefold() == folded), None)
+
+
+def _from_text(column: sa.Column, text: str):
+    """An `equals` value (text) in the column's Python type, for an `IN` the database can use; None when
+    no value of the column has that text."""
+    t = column.type
+    try:
+        if isinstance(t, sqltypes.Boolean):
+            return {"True": True, "False": False}.get(text)
+        if isinstance(t, sqltypes.Integer):
+            return int(text) if re.fullmatch(r"[+-]?\d+", text) else None
+        if isinstance(t, (sqltypes.Numeric, sqltypes.Float)):
+            value = decimal.Decimal(text)
+            return value if value.is_finite() else None
+        if isinstance(t, sqltypes.DateTime):
+            return dt.datetime.fromisoformat(text)
+        if isinstance(t, sqltypes.Date):
+            return dt.date.fromisoformat(text)
+    except (ValueError, ArithmeticError):
+        return None
+    return None
+
+
+_CONVERTED = (sqltypes.Boolean, sqltypes.Integer, sqltypes.Numeric, sqltypes.Float, sqltypes.DateTime, sqltypes.Date)
+
+
+def _equals_condition(column: sa.Column, accepted: tuple[str, ...]):
+    """A WHERE condition letting through every row whose value, as text with spaces stripped, is one of
+    `accepted` (possibly more: MariaDB compares case-insensitively; Python confirms with `_equals_ok`)."""
+    if _column_type(column) == cls.STRING:
+        expr = sa.cast(column, sa.String) if isinstance(column.type, sqltypes.Enum) else column
+        return sa.func.trim(expr).in_(list(accepted))
+    if isinstance(column.type, _CONVERTED):
+        values = [v for v in (_from_text(column, a) for a in accepted) if v is not None]
+        return column.in_(values) if values else sa.false()
+    return sa.func.trim(sa.cast(column, sa.String)).in_(list(accepted))
+
+
+def _equals_ok(row: dict, equals: list[tuple[sa.Column, tuple[str, ...]]]) -> bool:
+    """RecordFilter's `equals` on a fetched row: the value as text (as read, or as its JSON form, so that
+    7 and Decimal("7.00") both read "7") with surrounding spaces stripped, exactly."""
+    for column, accepted in equals:
+        value = row[column.name]
+        if value is None:
+            return False
+        if str(value).strip() not in accepted and str(jsonable(value)).strip() not in accepted:
+            return False
+    return True
+
+
+def _date_bounds(column: sa.Column, before: dt.date | None, after: dt.date | None) -> list:
+    """WHERE conditions for the date bounds on a DATE/DATETIME/TIMESTAMP column; [] for other types
+    (their values are parsed in Python). A timestamp's date is strictly before `before` when it is
+    earlier than that day's midnight, strictly after `after` from the next day's midnight on."""
+    if isinstance(column.type, sqltypes.DateTime):
+        conds = []
+        if before is not None:
+            conds.append(column < dt.datetime.combine(before, dt.time.min))
+        if after is not None:
+            conds.append(column >= dt.datetime.combine(after + dt.timedelta(days=1), dt.time.min))
+        return conds
+    if isinstance(column.type, sqltypes.Date):
+        conds = []
+        if before is not None:
+            conds.append(column < before)
+        if after is not None:
+            conds.append(column > after)
+        return conds
+    return []
 
 
 def _column_type(col: sa.Column) -> str:
