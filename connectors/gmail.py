@@ -1050,7 +1050,7 @@ class GmailConnector(Connector):
             return None
         record = _message_record(mid, resource, parsed, False, parsed.body_text)
         if flt.before or flt.after:
-            ok = flt.date_ok(record["date"])
+            ok = flt.date_ok(_message_day(record["date"]))
             if ok is None:
                 self.undated += 1
             if not ok:
@@ -1145,6 +1145,18 @@ def _header_addresses(value: str) -> set[str]:
         if norm:
             out.add(norm)
     return out
+
+
+def _message_day(value: str):
+    """A record's date as `RecordFilter.date_ok` reads it: internalDate's ISO text, else a Date header
+    (RFC 5322) as the UTC day; the text itself when neither parses (date_ok then finds no date)."""
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return value
+    if when.tzinfo is None:
+        return when.date()
+    return when.astimezone(timezone.utc).date()
 
 
 def _day(value: date) -> str:
