@@ -471,7 +471,8 @@ class FtpConnector(Connector):
         """Records (or, with `flt.whole_files`, files) the filter selects; see pii/selection.py. Files are
         chosen by the store's pattern/skip_files and then by `flt.containers` (the remote path, the path
         relative to the store's folder, or for a pattern without "/" the file name). CSV/TSV records are the
-        CSV connector's; a TXT line is ``{"line": text}`` (no columns: only a text test applies); a JSON line
+        CSV connector's (for a text test, the free-text values that passed, as its select and `locate` record
+        a text match); a TXT line is ``{"line": text}`` (no columns: only a text test applies); a JSON line
         is the parsed object (top-level keys are its columns; a line that is no object is a text line).
         FILE_TIME is the file's modification time (MLSD ``modify`` or MDTM, UTC): a file outside the bounds
         is not downloaded, and with `whole_files` and no other record condition a file is selected by its
@@ -492,13 +493,16 @@ class FtpConnector(Connector):
                 kind = file_kind(f.path)
                 if kind is None:
                     suffix = posixpath.splitext(f.path)[1]
-                    self.skipped.append((f.path, f"unsupported file type ({suffix or 'no extension'})"))
+                    self._skip(f.path, f"unsupported file type ({suffix or 'no extension'})")
+                    continue
+                if flt.mail_from or flt.message_ids:
+                    self._skip(f.path, "the filter names mail senders or message ids, and a file holds no mail")
                     continue
                 if flt.date_column == MESSAGE_DATE:
-                    self.skipped.append((f.path, "a file has no message date"))
+                    self._skip(f.path, "no message date: a file holds no mail")
                     continue
                 if kind == TEXT_KIND and needed:
-                    self.skipped.append((f.path, f"a text file has no columns (no column {needed[0]!r})"))
+                    self._skip(f.path, f"no column {needed[0]} (a text file's records are lines)")
                     continue
                 if flt.date_column == FILE_TIME:
                     day = self._file_day(f)
@@ -524,6 +528,10 @@ class FtpConnector(Connector):
                  f"{'files' if flt.whole_files else 'records'} selected, {len(self.skipped)} skipped, "
                  f"{self.undated} undated")
         return findings
+
+    def _skip(self, remote: str, reason: str) -> None:
+        self.skipped.append((remote, reason))
+        self.say(f"{remote}: skipped ({reason})")
 
     def _in_containers(self, flt: RecordFilter, root: str, remote: str) -> bool:
         probe = Finding(store=self.name, location={"path": remote}, container=posixpath.relpath(remote, root))
@@ -566,13 +574,24 @@ class FtpConnector(Connector):
             n_read = n
             if not flt.equals_ok(record):
                 continue
+            in_range = True
             if flt.date_column and flt.date_column != FILE_TIME:
-                ok = flt.date_ok(_get(record, flt.date_column))
-                if ok is None:
-                    undated += 1
-                if not ok:
+                in_range = flt.date_ok(_get(record, flt.date_column))
+                if in_range is False:
                     continue
-            if flt.text_test is not None and not any(flt.text_ok(t) for t in texts()):
+            if flt.text_test is not None:
+                passing = [(key, value, extra) for key, value, extra in texts() if flt.text_ok(value)]
+                if not passing:
+                    continue
+                if kind == CSV_KIND:  # as the CSV connector records a text match: the free text that passed
+                    record = {}
+                    for key, value, extra in passing:
+                        if extra:
+                            record.setdefault(key, []).append(value)
+                        else:
+                            record[key] = value
+            if in_range is None:  # an otherwise selected record without a readable date
+                undated += 1
                 continue
             if flt.whole_files:
                 found = [self._selected(flt, remote, None, None)]
@@ -581,7 +600,7 @@ class FtpConnector(Connector):
         if kind == JSON_KIND and not found:
             missing = [c for c in needed if c.casefold() not in seen_columns]
             if missing:  # no line has the column: the file lacks it, as a CSV without that header would
-                self.skipped.append((remote, f"no column {missing[0]!r}"))
+                self._skip(remote, f"no column {missing[0]}")
                 return []
         self.undated += undated
         if flt.whole_files:
@@ -597,7 +616,7 @@ class FtpConnector(Connector):
         folded = {c.casefold() for c in columns}
         missing = [c for c in needed if c.casefold() not in folded]
         if missing:
-            self.skipped.append((remote, f"no column {missing[0]!r}"))
+            self._skip(remote, f"no column {missing[0]}")
             return None
         sample: list[tuple[int, list[str]]] = []
         text_at: list[int] = []
@@ -610,14 +629,15 @@ class FtpConnector(Connector):
             text_at = [i for i, c in enumerate(columns)
                        if profiles.get(c) is not None and profiles[c].kind == FREE_TEXT]
             if not text_at:
-                self.skipped.append((remote, "no free-text column for the text test"))
+                self._skip(remote, "no free-text column")
                 return None
 
         def generate():
             for source in (sample, rows):
                 for n, row in source:
                     yield (n, self._csv._record(columns, extra_key, row),
-                           lambda row=row: [row[i] for i in text_at])
+                           lambda row=row: [(columns[i], row[i], False) for i in text_at]
+                           + [(extra_key, v, True) for v in row[len(columns):]])
         return generate()
 
     def _line_records(self, remote: str, json_lines: bool, seen_columns: set[str]):
@@ -636,13 +656,14 @@ class FtpConnector(Connector):
                 seen_columns.update(str(k).casefold() for k in doc)
 
                 def texts(text=text, doc=doc):
-                    out = [text]
+                    out = [(LINE_KEY, text, False)]
                     if "\\" in text:  # JSON escapes hide text from a test on the raw line
-                        out += [leaf.value for leaf in json_leaves(doc) if isinstance(leaf.value, str)]
+                        out += [(leaf.name, leaf.value, False) for leaf in json_leaves(doc)
+                                if isinstance(leaf.value, str)]
                     return out
                 yield n, doc, texts
             else:
-                yield n, {LINE_KEY: text}, (lambda text=text: [text])
+                yield n, {LINE_KEY: text}, (lambda text=text: [(LINE_KEY, text, False)])
 
     # ---- listing
     def _listing(self, root: str) -> tuple[list[RemoteFile], list[RemoteFile]]:

@@ -1049,13 +1049,13 @@ class GmailConnector(Connector):
         if subjects is not None and parsed.headers["subject"].strip() not in subjects:
             return None
         record = _message_record(mid, resource, parsed, False, parsed.body_text)
-        if flt.before or flt.after:
-            ok = flt.date_ok(_message_day(record["date"]))
-            if ok is None:
-                self.undated += 1
-            if not ok:
-                return None
+        in_range = flt.date_ok(_message_day(record["date"])) if (flt.before or flt.after) else True
+        if in_range is False:
+            return None
         if flt.text_test is not None and not (flt.text_ok(parsed.headers["subject"]) or flt.text_ok(parsed.body_text)):
+            return None
+        if in_range is None:  # an otherwise selected message without a readable date
+            self.undated += 1
             return None
         return Finding(store=self.name, location={"message_id": mid}, entities=[flt.entity] if flt.entity else [],
                        match="text" if flt.text_test is not None else "identifier", strength=STRONG,

@@ -96,7 +96,7 @@ def test_when_equals_names_a_csv_column_then_exactly_the_rows_with_that_value_ar
         "notes": "asked for a refund"}
     assert all(f.match == "identifier" and f.entities == ["EMAIL_ADDRESS"] and f.container == f.location["path"]
                for f in found)
-    assert skipped == [("/incoming/no_batch.csv", "no column 'batch'")]
+    assert skipped == [("/incoming/no_batch.csv", "no column batch")]
     assert not any("ben@x.org" in m or "B-8" in m for m in said)  # counts, never values
 
 
@@ -118,8 +118,13 @@ def test_when_a_date_column_holds_unreadable_dates_then_they_are_not_selected_an
     with connect(server, tmp_path) as conn:
         found = conn.select(RecordFilter(date_column="signed_up", before=dt.date(2024, 3, 15)))
         undated = conn.undated
+        batch = conn.select(RecordFilter(equals={"batch": "B-8"}, date_column="signed_up",
+                                         before=dt.date(2024, 3, 15)))
+        undated_in_batch = conn.undated
     assert rows(found) == [("/incoming/orders.csv", 1), ("/incoming/orders.csv", 2)]  # 15 March: not before
     assert undated == 1
+    assert rows(batch) == [("/incoming/orders.csv", 2)]
+    assert undated_in_batch == 0  # the undated row is not in batch B-8: not counted
 
 
 # --------------------------------------------------------------------------- FILE_TIME
@@ -206,7 +211,7 @@ def test_when_a_jsonl_date_field_is_bounded_then_objects_inside_are_selected_and
     assert rows(found) == [("/incoming/events.jsonl", 2), ("/incoming/events.jsonl", 6)]  # 05/06/2024 day first
     assert found[0].record == {"email": "ben@x.org", "at": "2024-02-01", "n": 2}  # the parsed object
     assert undated == 2  # line 4 has no "at", line 5 is no object
-    assert skipped == [("/incoming/other.jsonl", "no column 'at'")]
+    assert skipped == [("/incoming/other.jsonl", "no column at")]
 
 
 def test_when_a_txt_file_gets_a_text_test_then_matching_lines_are_text_findings_and_columns_skip_it(
@@ -221,7 +226,7 @@ def test_when_a_txt_file_gets_a_text_test_then_matching_lines_are_text_findings_
         ({"path": "/incoming/notes.txt", "row": 2}, {"line": "customer is a minor, parent called"}, "text"),
         ({"path": "/incoming/notes.txt", "row": 5}, {"line": "MINOR complaint about delivery"}, "text")]
     assert skipped_none == []
-    assert by_column == [] and skipped == [("/incoming/notes.txt", "a text file has no columns (no column 'batch')")]
+    assert by_column == [] and skipped == [("/incoming/notes.txt", "no column batch (a text file's records are lines)")]
 
 
 def test_when_a_csv_gets_a_text_test_then_only_free_text_columns_are_tested(server, tmp_path):
@@ -234,6 +239,17 @@ def test_when_a_csv_gets_a_text_test_then_only_free_text_columns_are_tested(serv
         found = conn.select(RecordFilter(text_test=minor))
     assert rows(found) == [("/incoming/support.csv", 9)]  # the address column is not free text
     assert found[0].match == "text"
+    assert found[0].record == {"comment": "the account holder is a minor"}  # the free text that passed
+
+
+def test_when_the_filter_names_mail_senders_or_ids_then_every_file_is_skipped(server, tmp_path):
+    put(server, "/incoming/orders.csv", ORDERS)
+    put(server, "/incoming/notes.txt", NOTES)
+    with connect(server, tmp_path) as conn:
+        found = conn.select(RecordFilter(mail_from=("ann@x.org",)))
+        skipped = list(conn.skipped)
+    reason = "the filter names mail senders or message ids, and a file holds no mail"
+    assert found == [] and skipped == [("/incoming/notes.txt", reason), ("/incoming/orders.csv", reason)]
 
 
 # --------------------------------------------------------------------------- expected records on line rewrites
