@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime as dt
 import errno
 import fnmatch
 import functools
@@ -39,7 +40,7 @@ from typing import ClassVar, Iterator
 
 import phonenumbers
 
-from connectors.base import DELETE, Connector, Done, ExecAction
+from connectors.base import DELETE, DROP, Connector, Done, ExecAction
 from pii import classify as classify_mod
 from pii.classify import NUMBER, STRING, ColumnInfo
 from pii.errors import ConfigError, StoreError, StoreUnreachable
@@ -47,6 +48,8 @@ from pii.findings import STRONG, WEAK, Finding
 from pii.inventory import (
     EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, OTHER, PHONE, ColumnProfile,
 )
+from pii.policy import container_matches
+from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
 from pii.subject import (
     ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of, fold,
 )
@@ -465,13 +468,111 @@ class CsvConnector(Connector):
             for n, row in rows:
                 yield n, self._record(columns, extra_key, row)
 
+    # ---- selection (pii/selection.py)
+    def select(self, flt: RecordFilter) -> list[Finding]:
+        """Records (or, with `flt.whole_files`, files) the filter selects, file by file, streamed."""
+        self.skipped, self.undated = [], 0
+        findings: list[Finding] = []
+        for rel in self.files():
+            probe = Finding(store=self.name, location={self.location_key: rel}, container=rel)
+            if not any(container_matches(p, probe) for p in flt.containers):
+                continue
+            findings.extend(self._select_file(rel, flt))
+        return findings
+
+    def _skip(self, rel: str, reason: str) -> list[Finding]:
+        self.skipped.append((rel, reason))
+        self.say(f"{rel}: skipped ({reason})")
+        return []
+
+    def _select_file(self, rel: str, flt: RecordFilter) -> list[Finding]:
+        if flt.mail_from or flt.message_ids:
+            return self._skip(rel, "the filter names mail senders or message ids, and a file holds no mail")
+        if flt.date_column == MESSAGE_DATE:
+            return self._skip(rel, "no message date: a file holds no mail")
+        entities = [flt.entity] if flt.entity else []
+        match = "text" if flt.text_test is not None else "identifier"
+        file_ok: bool | None = True
+        if flt.date_column == FILE_TIME:
+            try:
+                mtime = self._path(rel).stat().st_mtime
+            except OSError as exc:
+                raise StoreError(self.name, f"file {rel}", f"cannot be read ({exc.strerror})") from None
+            file_ok = flt.date_ok(dt.datetime.fromtimestamp(mtime, dt.timezone.utc).date())
+            if not file_ok:
+                self.say(f"{rel}: modified outside the date range")
+                return []
+            if flt.whole_files and not flt.equals and flt.text_test is None:  # the file time alone decides
+                self.say(f"{rel}: selected as a file")
+                return [Finding(store=self.name, location={self.location_key: rel}, entities=list(entities),
+                                match=match, container=rel, record=None)]
+        findings: list[Finding] = []
+        undated = read = 0
+        with self._open(rel) as (columns, extra_key, rows):
+            index = {c: i for i, c in enumerate(columns)}
+            folded = {c.casefold(): i for i, c in enumerate(columns)}
+
+            def position(name: str) -> int | None:
+                return index.get(name, folded.get(name.casefold()))
+
+            missing = [c for c in flt.columns_needed() if position(c) is None]
+            if missing:
+                return self._skip(rel, f"no column {missing[0]}")
+            equals = [(position(c), accepted) for c, accepted in flt.equals.items()]
+            date_at = position(flt.date_column) if flt.date_column and flt.date_column != FILE_TIME else None
+            texts: list[int] = []
+            if flt.text_test is not None:
+                sample: list[tuple[int, list[str]]] = list(itertools.islice(rows, SAMPLE_ROWS))
+                profiles = self._profiles(rel, columns, [r for _, r in sample])
+                texts = [i for i, c in enumerate(columns) if profiles.get(c, ColumnProfile()).kind == FREE_TEXT]
+                if not texts:
+                    return self._skip(rel, "no free-text column")
+                rows = itertools.chain(sample, rows)
+            for n, row in rows:
+                read = n
+                if any(row[i].strip() not in accepted for i, accepted in equals):
+                    continue
+                in_range = flt.date_ok(row[date_at]) if date_at is not None else True
+                if in_range is False:
+                    continue
+                passing: list[int] = []
+                if flt.text_test is not None:
+                    passing = [i for i in texts + list(range(len(columns), len(row))) if flt.text_ok(row[i])]
+                    if not passing:
+                        continue
+                if in_range is None:
+                    undated += 1
+                    continue
+                if flt.whole_files:  # one selected record selects the file: no need to read on
+                    self.say(f"{rel}: selected as a file")
+                    return [Finding(store=self.name, location={self.location_key: rel}, entities=list(entities),
+                                    match=match, container=rel, record=None)]
+                if flt.text_test is not None:  # as locate records a text match: the free text that passed
+                    record: dict = {}
+                    for i in passing:
+                        if i < len(columns):
+                            record[columns[i]] = row[i]
+                        else:
+                            record.setdefault(extra_key, []).append(row[i])
+                else:
+                    record = self._record(columns, extra_key, row)
+                findings.append(Finding(store=self.name, location={self.location_key: rel, "row": n},
+                                        entities=list(entities), match=match, container=rel, record=record))
+        self.undated += undated
+        self.say(f"{rel}: {read} rows read, {len(findings)} selected"
+                 + (f", {undated} without a readable date" if undated else ""))
+        return findings
+
     # ---- erasure
     def apply(self, actions: list[ExecAction], done: Done, matcher: SubjectMatcher) -> None:
         """Per file, one atomic rewrite carrying out all its actions; `done` once per file after the rename.
 
         A row number past the end of the file (already deleted) affects nothing; a file whose every data
         record is deleted keeps its header. Untouched records keep their bytes (line endings, quoting,
-        spacing); updated records are re-serialised with the file's delimiter and line ending."""
+        spacing); updated records are re-serialised with the file's delimiter and line ending.
+
+        A `drop` action (location {"file": rel}, no row) removes the whole file instead; a file already
+        gone counts as done with 0 rows."""
         self.check()
         self.remove_stray_temps()
         by_file: dict[str, list[ExecAction]] = {}
@@ -482,9 +583,58 @@ class CsvConnector(Connector):
             by_file.setdefault(rel, []).append(a)
         for rel in sorted(by_file):
             file_actions = by_file[rel]
+            if any(a.kind == DROP for a in file_actions):  # the file goes: its row actions go with it
+                dropped = self._drop(rel, file_actions)
+                done([a.action_id for a in file_actions], dropped, None)
+                continue
             deleted, updated = self._rewrite(rel, _FilePlanOfActions(self.name, rel, file_actions))
             self.say(f"{rel}: {deleted} rows deleted, {updated} rows updated")
             done([a.action_id for a in file_actions], deleted + updated, None)
+
+    def _drop(self, rel: str, actions: list[ExecAction]) -> int:
+        """Remove one whole file; returns its record count (at least 1), or 0 when it is gone already.
+
+        Refused while another run's rewrite of the file is in progress (its temp file would be renamed
+        over the path again), and when the file changes while its records are being counted."""
+        for a in actions:
+            if a.kind == DROP and isinstance(a.location, dict) and a.location.get("row") is not None:
+                raise StoreError(self.name, f"action {a.action_id}", "a drop names a whole file, not a row")
+        path = self._path(rel)
+        place = f"file {rel}"
+        try:
+            before = path.stat()
+        except FileNotFoundError:
+            self.say(f"{rel}: no longer exists, nothing to drop")
+            return 0
+        except OSError as exc:
+            raise StoreError(self.name, place, f"cannot be read ({exc.strerror})") from None
+        if not stat_mod.S_ISREG(before.st_mode):
+            raise StoreError(self.name, place, "is not a regular file")
+        prefix = f".{path.name}{TMP_MARK}"
+        try:
+            busy = [n for n in os.listdir(path.parent) if n.startswith(prefix) and is_temp_name(n)]
+        except OSError as exc:
+            raise StoreError(self.name, place, f"its folder cannot be read ({exc.strerror})") from None
+        if busy:  # stray temps were removed at the start of apply: these belong to a live rewrite
+            raise StoreError(self.name, place, "is being rewritten by another run; try again")
+        try:
+            with self._open(rel) as (_columns, _extra, rows):
+                records = sum(1 for _ in rows)
+        except StoreError:  # not readable as CSV: it is dropped all the same, as one unit
+            records = 0
+        try:
+            now = path.stat()
+            if (now.st_mtime_ns, now.st_size, now.st_ino) != (before.st_mtime_ns, before.st_size, before.st_ino):
+                raise StoreError(self.name, place, "changed while it was being dropped; try again")
+            os.unlink(path)
+            _fsync_dir(path.parent)
+        except FileNotFoundError:
+            self.say(f"{rel}: no longer exists, nothing to drop")
+            return 0
+        except OSError as exc:
+            raise StoreError(self.name, place, f"cannot be removed ({exc.strerror or type(exc).__name__})") from None
+        self.say(f"{rel}: file dropped ({records} rows)")
+        return max(records, 1)
 
     def remove_stray_temps(self) -> int:
         """Delete temp files that a crashed rewrite left in the folder; returns how many. A temp file is
