@@ -16,7 +16,11 @@ start a new record, and blank lines (which hold no record) are not counted.
 
 Erasure (`apply`) rewrites each file once, atomically (temp file in the same folder, fsync, rename), and
 keeps every untouched record byte for byte: raw records are cut out of the text by the same CSV reader
-that numbers them, so numbering and rewriting can never disagree.
+that numbers them, so numbering and rewriting can never disagree. A `drop` action removes a whole file
+(selected with `RecordFilter.whole_files`); it is refused while another run's rewrite of it is under way.
+
+`select(RecordFilter)` (pii/selection.py) streams each file whose name matches, testing every record
+against the filter; `FILE_TIME` is the file's modification time as a UTC date.
 """
 from __future__ import annotations
 

@@ -10,6 +10,11 @@ How a subject is located, without ever scanning a table in Python:
    their items...) transitively, with a cycle guard, in batched `IN` queries: those rows are `linked`.
    Rows a matched row merely points to (events, products, companies) are shared reference data and are
    not reported, unless stores.yaml lists their table under `personal_tables`.
+
+`select(RecordFilter)` (pii/selection.py) chooses rows by other conditions: `equals` as `trim(col) IN`
+(converted values for typed columns), date bounds in the WHERE clause on DATE/DATETIME columns and parsed
+in Python for text columns, text terms as `lower(col) LIKE` prefilters on free-text columns; every
+fetched row is confirmed in Python.
 """
 from __future__ import annotations
 
