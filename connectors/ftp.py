@@ -489,9 +489,11 @@ class FtpConnector(Connector):
         findings: list[Finding] = []
         read = 0
         with self._workspace() as work:
+            by_time_only = (flt.whole_files and not needed and flt.text_test is None and flt.date_column == FILE_TIME
+                            and not (flt.mail_from or flt.message_ids))
             for f in chosen:
                 kind = file_kind(f.path)
-                if kind is None:
+                if kind is None and not by_time_only:  # an unreadable file (audio, PDF) goes by its time only
                     suffix = posixpath.splitext(f.path)[1]
                     self._skip(f.path, f"unsupported file type ({suffix or 'no extension'})")
                     continue
@@ -996,7 +998,7 @@ class FtpConnector(Connector):
                 raise StoreError(self.name, f"action {a.action_id}", "names no remote path, or two different ones")
             by_file.setdefault(remote, []).append(a)
         for remote, file_actions in by_file.items():
-            self._check_target(root, remote)
+            self._check_target(root, remote, drop=all(a.kind == DROP for a in file_actions))
             for a in file_actions:
                 if a.kind == DROP and a.location.get("row") is not None:
                     raise StoreError(self.name, f"action {a.action_id}", "a drop removes a whole file; it names no row")
@@ -1040,7 +1042,7 @@ class FtpConnector(Connector):
         except StoreError:
             return []  # the folder itself may be gone: the file's own check reports that
 
-    def _check_target(self, root: str, remote: str) -> None:
+    def _check_target(self, root: str, remote: str, *, drop: bool = False) -> None:
         place = f"file {remote}"
         norm = posixpath.normpath(remote)
         if not remote.startswith("/") or norm != remote or any(c in remote for c in "\r\n\0"):
@@ -1049,7 +1051,7 @@ class FtpConnector(Connector):
             raise StoreError(self.name, place, "lies outside the store's folder")
         if _REMOTE_TMP.match(posixpath.basename(norm)) or is_temp_name(posixpath.basename(norm)):
             raise StoreError(self.name, place, "is one of Lethe's temp files")
-        if file_kind(norm) is None:
+        if file_kind(norm) is None and not drop:  # a whole file (e.g. a recording) may go; only text is rewritten
             raise StoreError(self.name, place, "is not a file type Lethe can rewrite")
 
     def _erase_file(self, remote: str, todo: _FilePlanOfActions, work: Path) -> tuple[int, int]:

@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_suppression_check)
     sp = ssub.add_parser("export", help="write the list (kind, keyed hash, reason, date) as CSV or JSON")
     sp.add_argument("--out", required=True, metavar="FILE")
+    sp.add_argument("--for-mailing", action="store_true",
+                    help="e-mail entries only, as a mailing tool's suppression list (hash column + recipe)")
+    sp.add_argument("--with-addresses", action="store_true",
+                    help="with --for-mailing: add the addresses the controller chose to keep "
+                         "(suppression: keep_addresses: true); refused when none are kept")
     sp.set_defaults(func=cmd_suppression_export)
 
     p = sub.add_parser("register", help="register a request by id for Airflow (identifiers stay out of Airflow)")
@@ -117,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     hp = hsub.add_parser("release", help="lift the hold")
     _add_identifier_args(hp)
     hp.set_defaults(func=cmd_hold_release)
+
+    from pii import cli_flows
+
+    cli_flows.add_parsers(sub, _add_identifier_args)
 
     p = sub.add_parser("audit", help="export the ledger's append-only audit events (no personal values)")
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.csv or FILE.json")
@@ -335,7 +344,9 @@ def _engine(args, config):
 
 def certificate_lines(cert: dict, report=None) -> list[str]:
     """The certificate for people: what was done, verified, kept and why; no personal values."""
-    lines = [f"Lethe erasure certificate: plan {cert['plan_id']} (request {cert['request_id']})",
+    flow = cert.get("flow") or "erasure"
+    title = "erasure" if flow == "erasure" else flow.replace("_", " ")
+    lines = [f"Lethe {title} certificate: plan {cert['plan_id']} (request {cert['request_id']})",
              f"state: {cert['state']}; approved by {cert['approved_by']} at {cert['approved_at']}; "
              f"issued {cert['issued_at']}",
              f"request received {cert['received_at']}, due {cert['due_at']}",
@@ -492,10 +503,15 @@ def cmd_suppression_export(args) -> int:
     import csv
     import json
 
-    rows = _ledger(_config(args)).export_suppression()
+    ledger = _ledger(_config(args))
+    rows = ledger.export_suppression()
     recipe = ("HMAC-SHA256 with the ledger key over 'lethe-ledger:v1:<kind>\\0<normalised value>': emails "
               "trimmed and lower-cased, phones E.164, ids 'id:<key>' with the value trimmed and case-folded")
     out = Path(args.out)
+    if args.with_addresses and not args.for_mailing:
+        raise ConfigError("--with-addresses goes with --for-mailing")
+    if args.for_mailing:
+        return _export_for_mailing(ledger, rows, recipe, out, args.with_addresses)
     if out.suffix.lower() == ".json":
         out.write_text(json.dumps({"recipe": recipe, "entries": rows}, indent=2, default=str) + "\n")
     else:
@@ -505,6 +521,38 @@ def cmd_suppression_export(args) -> int:
             for r in rows:
                 w.writerow({k: r.get(k) for k in w.fieldnames})
     print(f"{len(rows)} suppression entries written to {out} (keyed hashes; recipe: {recipe})")
+    return 0
+
+
+def _export_for_mailing(ledger, rows, recipe: str, out: Path, with_addresses: bool) -> int:
+    """A mailing tool's suppression file: one e-mail entry per line, its keyed hash (compare with the
+    recipe, using the ledger key) and, only where the controller keeps them, the address itself."""
+    import csv
+    import json
+
+    emails = [r for r in rows if r["kind"] == "email"]
+    kept = {}
+    if with_addresses:
+        kept = {k["hash"]: k["email"] for k in ledger.kept_addresses()}
+        if not kept:
+            raise ConfigError("no addresses are kept (set `suppression: {keep_addresses: true}` in the config to "
+                              "keep unsubscribed addresses; the hashes alone are exported without --with-addresses)")
+    mail_recipe = recipe.split(":", 1)[0] + " over 'lethe-ledger:v1:email\\0' + the address trimmed and lower-cased"
+    entries = [{"hash": r["hash"], "reason": r["reason"], "created_at": r["created_at"],
+                **({"email": kept.get(r["hash"], "")} if with_addresses else {})} for r in emails]
+    if out.suffix.lower() == ".json":
+        note = ("addresses kept deliberately under legitimate interest (never mail them again)"
+                if with_addresses else "keyed hashes only")
+        out.write_text(json.dumps({"recipe": mail_recipe, "note": note, "entries": entries}, indent=2) + "\n",
+                       encoding="utf-8")
+    else:
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(entries[0]) if entries else ["hash", "reason", "created_at"])
+            w.writeheader()
+            w.writerows(entries)
+    print(f"{len(entries)} e-mail suppression entries written to {out}"
+          + (f" ({sum(1 for e in entries if e.get('email'))} with the kept address)" if with_addresses else "")
+          + f"; hash = {mail_recipe}")
     return 0
 
 

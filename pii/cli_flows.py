@@ -100,6 +100,8 @@ def _run(args, engine, selection, *, include_weak: bool = False) -> int:
 def _print_plan(plan) -> None:
     sel = plan.data.get("selection") or {}
     print(f"{sel.get('flow')}: {sel.get('reason')}")
+    if sel.get("legal_hold"):
+        print(f"  legal hold on this rule: {sel['legal_hold']} (nothing under it is changed)")
     for store, rep in sorted((plan.data.get("selection_report") or {}).items()):
         line = f"  {store}: {rep['selected']} records selected"
         if rep.get("undated"):
@@ -168,8 +170,13 @@ def _write_review(args, engine, selection) -> None:
 
     from pii.flows import preview_selection
 
+    from pii import cli
+
     plan = preview_selection(engine, selection)
-    rows = [{"store": a["store"], "container": a["container"], "location": json.dumps(a["location"], sort_keys=True),
+    # the real locations (a reviewer must find the record), printable as `lethe locate` prints them
+    real = {engine.action_id(f.store, f.location): cli._printable(f.to_manifest()) for f in plan.findings}
+    rows = [{"store": a["store"], "container": a["container"],
+             "location": json.dumps(real.get(a["action_id"], a)["location"], sort_keys=True),
              "entities": ",".join(a.get("entities") or []), "reason": a["reason"]} for a in plan.data["review"]]
     out = Path(args.review_out)
     if out.suffix.lower() == ".json":

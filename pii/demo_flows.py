@@ -69,6 +69,7 @@ class FlowFacts:
     old_recordings: list[str] = field(default_factory=list)
     new_recordings: list[str] = field(default_factory=list)
     old_leads_files: list[str] = field(default_factory=list)
+    held_ticket_ids: list[int] = field(default_factory=list)          # expired complaints under a legal hold
 
 
 def _person(rng: random.Random, i: int) -> dict:
@@ -180,6 +181,14 @@ def write_flow_data(root: Path, *, remote: bool) -> FlowFacts:
                     RUN_DATE.isoformat(), "Birthday today!"))
     facts.teen_signup_ids.append(25)
     db.executemany("INSERT INTO youth_signups VALUES (?,?,?,?,?,?,?)", signups)
+    # old complaints (support tickets from 2019-2020, nobody's member row): past five years, but held
+    top = db.execute("SELECT max(ticket_id) FROM support_tickets").fetchone()[0] or 0
+    for n, day in enumerate((date(2019, 5, 2), date(2020, 2, 17), date(2022, 3, 30)), 1):
+        db.execute("INSERT INTO support_tickets (ticket_id, member_id, subject, body, opened_at) VALUES (?,?,?,?,?)",
+                   (top + n, None, "Complaint", f"Complaint about a late refund (case {n}).",
+                    f"{day.isoformat()} 10:00:00"))
+        if day < date(RUN_DATE.year - 5, RUN_DATE.month, RUN_DATE.day):
+            facts.held_ticket_ids.append(top + n)
     db.commit()
     db.close()
     # ---- CSV exports

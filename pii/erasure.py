@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors import open_connector
-from connectors.base import DELETE as X_DELETE, UPDATE as X_UPDATE, ExecAction, Progress, null_progress
+from connectors.base import DELETE as X_DELETE, DROP as X_DROP, UPDATE as X_UPDATE, ExecAction, Progress, null_progress
 from pii.config import Config
 from pii.detection import model_name
 from pii.discover import locate_subject
@@ -105,7 +105,9 @@ class Plan:
             extra += f"; fields anonymised: {fields}" if fields else ""
             out.append(f"  {action} {n} in {store}/{container}: {reason}{extra}")
         if self.data["review"]:
-            out.append(f"  {len(self.data['review'])} weak (name-only) locations need a person's review; "
+            what = ("locations where only free text suggests it (no date of birth)" if self.data.get("flow")
+                    else "weak (name-only) locations")
+            out.append(f"  {len(self.data['review'])} {what} need a person's review; "
                        "not erased unless included (--include-weak)")
         for s in self.data.get("out_of_scope", []):
             out.append(f"  out of scope: {s['name']}: {s.get('route') or 'no erasure route given'}")
@@ -491,6 +493,8 @@ class ErasureEngine:
         ops = {col: OperatorSpec.from_dict(spec, f"plan action {aid}, column {col}")
                for col, spec in (a.get("fields") or {}).items()}
         if action == DELETE:
+            if f.record is None and "row" not in f.location and ("file" in f.location or "path" in f.location):
+                return ExecAction(aid, f.container, f.location, X_DROP)  # a whole file (pii.selection)
             return ExecAction(aid, f.container, f.location, X_DELETE, expected=f.record)
         if action == REDACT:
             record = f.record or {}
@@ -561,6 +565,8 @@ class ErasureEngine:
                         if e["event"] in ("plan_verified", "verification_failed")]
         return {
             "certificate": "Lethe erasure certificate",
+            "flow": plan.get("flow") or "erasure",
+            "selection": plan.get("selection"),
             "request_id": row["request_id"],
             "plan_id": plan_id,
             "received_at": request["received_at"],

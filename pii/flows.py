@@ -81,7 +81,6 @@ class Selection:
         """For the stored plan: no values (filters appear as `RecordFilter.describe`)."""
         return {
             "flow": self.flow,
-            "lineage": self.lineage,
             "action": self.action,
             "reason": self.reason,
             "legal_hold": self.legal_hold,
@@ -94,6 +93,14 @@ class Selection:
     def operator_specs(self) -> dict[str, OperatorSpec]:
         return {c: OperatorSpec.from_dict(s, f"{self.flow} {self.lineage}, column {c!r}")
                 for c, s in self.field_ops.items()}
+
+
+def _lineage(flow: str, key: str) -> str:
+    """An opaque, stable id for "the same flow again" (a rule, an age threshold, a source): it is one of the
+    request's identifiers, so it must not read like any text the plan holds."""
+    import hashlib
+
+    return "lf" + hashlib.sha256(f"{flow}\0{key}".encode("utf-8")).hexdigest()[:22]
 
 
 def filter_spec(**kw) -> dict:
@@ -164,7 +171,7 @@ class SelectionTarget:
                 continue
             store = config.stores[name]
             counts = {"selected": 0, "undated": 0, "skipped": []}
-            with open_connector(store, config=config, progress=self.engine.progress,
+            with open_connector(store, config=config, progress=_without_skips(self.engine.progress),
                                 inventory=Inventory(config.state_url),
                                 analyzer_model=model_name(config.detection)) as conn:
                 for spec in sel.filters[name]:
@@ -187,6 +194,22 @@ class SelectionTarget:
                    or any(container_matches(g, f) for g in sel.scope[f.store])]
             return own
         return found
+
+    def records_of(self, findings: list[Finding]) -> list[Finding]:
+        """The findings with their records; a whole file selected as one finding is read record by record
+        (for the identifiers to suppress)."""
+        out = [f for f in findings if f.record is not None]
+        files = {(f.store, f.container) for f in findings if f.record is None}
+        config: Config = self.engine.config
+        for store_name in sorted({s for s, _ in files}):
+            with open_connector(config.stores[store_name], config=config, inventory=Inventory(config.state_url),
+                                analyzer_model=model_name(config.detection)) as conn:
+                for spec in self.selection.filters.get(store_name, []):
+                    if not spec.get("whole_files"):
+                        continue
+                    flt = filter_from_spec({**spec, "whole_files": False})
+                    out += [g for g in conn.select(flt) if (g.store, g.container) in files]
+        return out
 
     def decide(self, f: Finding, today: dt.date, include_weak: bool) -> Decision:
         policy = self.engine.policy
@@ -230,7 +253,29 @@ class SelectionTarget:
         people = Subject(emails=tuple(ids.get("emails") or ()), phones=tuple(ids.get("phones") or ()),
                          region=self.engine.config.default_region)
         if not people.is_empty():
-            self.engine.ledger.suppress(people, self.selection.suppress, request_id, actor=actor)
+            keep = self.kind == UNSUBSCRIBE and keep_unsubscribed_addresses(self.engine.config)
+            self.engine.ledger.suppress(people, self.selection.suppress, request_id, actor=actor, keep_addresses=keep)
+
+
+def keep_unsubscribed_addresses(config: Config) -> bool:
+    """`suppression: {keep_addresses: true}`: the controller keeps unsubscribed addresses themselves (a
+    deliberate retention under legitimate interest, so no list ever mails them again); default: hashes only."""
+    raw = config.raw.get("suppression") or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("'suppression' must be a mapping (keep_addresses: true|false)")
+    value = raw.get("keep_addresses", False)
+    if not isinstance(value, bool):
+        raise ConfigError("suppression.keep_addresses must be true or false")
+    return value
+
+
+def _without_skips(progress):
+    """Per-table "skipped (no column x)" lines are noise on a whole-store selection: the plan report
+    lists the skipped tables and files instead."""
+    def say(store: str, message: str) -> None:
+        if ": skipped (" not in message and "tables match the selection" not in message:
+            progress(store, message)
+    return say
 
 
 def harvest_identifiers(findings: list[Finding], config: Config) -> dict:
@@ -270,8 +315,8 @@ def submit_selection(engine, selection: Selection, requester: str, *, received_a
     plan.data["selection_report"] = target.report
     plan.data["flow"] = selection.flow
     to_delete = {a["action_id"] for a in plan.actions if a["action"] == DELETE}
-    harvested = harvest_identifiers([f for f in plan.findings if engine.action_id(f.store, f.location) in to_delete],
-                                    engine.config) if selection.suppress else {}
+    deleted = [f for f in plan.findings if engine.action_id(f.store, f.location) in to_delete]
+    harvested = harvest_identifiers(target.records_of(deleted), engine.config) if selection.suppress else {}
     request_id = engine.ledger.create_request(selection.flow, target.request_subject, requester, received_at)
     engine.ledger.seal_subject(request_id, target.request_subject,
                                extra={"selection": selection.to_dict(), "suppress": harvested})
@@ -340,9 +385,9 @@ def received_in_error(engine, source: Source, subject: Subject | None = None) ->
             raise ConfigError("an import batch needs COLUMN=VALUE")
         spec = filter_spec(containers=[source.table or "*"], equals={source.column: [source.value]})
         what = f"import batch ({source.column}) in {source.store}"
-    lineage = "rie-" + engine.ledger.protect_value({"store": source.store, "source": spec})[5:29]
+    lineage = engine.ledger.protect_value({"store": source.store, "source": spec})[5:29]
     return Selection(
-        flow=RECEIVED_IN_ERROR, lineage=lineage, filters={source.store: [spec]}, action=DELETE,
+        flow=RECEIVED_IN_ERROR, lineage=_lineage(RECEIVED_IN_ERROR, lineage), filters={source.store: [spec]}, action=DELETE,
         reason="received in error (no legal basis to hold it)", suppress="received in error",
         subject=subject.to_dict() if subject else None,
         description={"source": what, "whole_source": whole})
@@ -391,7 +436,7 @@ def child_purge(engine, run_date: dt.date, *, threshold: int | None = None) -> S
             specs.append({**filter_spec(**extra), "text_clue": clue})
         filters[name] = specs
     return Selection(
-        flow=CHILD_PURGE, lineage=f"child-under-{age}", filters=filters, action=DELETE,
+        flow=CHILD_PURGE, lineage=_lineage(CHILD_PURGE, str(age)), filters=filters, action=DELETE,
         reason=f"personal data of a child under {age}: deleted as the privacy policy promises",
         suppress=f"child under {age}",
         description={"threshold": age, "born_after": born_after.isoformat(), "run_date": run_date.isoformat()})
@@ -407,7 +452,7 @@ def retention_selection(engine, rule, run_date: dt.date) -> Selection:
                        whole_files=(rule.date == FILE_TIME and rule.action == DELETE))
     stores = [s for s in config.stores if rule.covers_store(s)]
     return Selection(
-        flow=RETENTION, lineage=f"retention-{rule.name}", filters={s: [spec] for s in stores},
+        flow=RETENTION, lineage=_lineage(RETENTION, rule.name), filters={s: [spec] for s in stores},
         action=rule.action, field_ops={c: o.to_dict() for c, o in rule.anonymise.items()},
         reason=f"retention rule {rule.name}: {rule.category} kept {rule.period} after {rule.date.lstrip('@')}",
         legal_basis=rule.legal_basis, legal_hold=rule.legal_hold,
@@ -440,7 +485,7 @@ def marketing_scope(config: Config) -> dict[str, list[str]]:
 
 def unsubscribe(engine, subject: Subject) -> Selection:
     return Selection(
-        flow=UNSUBSCRIBE, lineage="unsubscribe", scope=marketing_scope(engine.config), action=DELETE,
+        flow=UNSUBSCRIBE, lineage=_lineage(UNSUBSCRIBE, "marketing"), scope=marketing_scope(engine.config), action=DELETE,
         reason="consent withdrawn / unsubscribed: removed from the marketing lists",
         suppress="unsubscribed: never mail again", subject=subject.to_dict(),
         description={"scope": "marketing lists"})

@@ -172,6 +172,16 @@ ledger_suppression = Table(
     Column("created_at", String(32), nullable=False),
 )
 
+# Addresses a controller chose to keep beside their suppression hashes (e.g. unsubscribed addresses, so a
+# mailing tool can drop them from any list): a deliberate retention under legitimate interest, encrypted.
+ledger_suppressed_addresses = Table(
+    "ledger_suppressed_addresses", metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("sealed", Text, nullable=False),
+    Column("reason", String(1000), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
 ledger_events = Table(
     "ledger_events", metadata,
     Column("event_id", Integer, primary_key=True, autoincrement=True),
@@ -206,7 +216,7 @@ ledger_holds = Table(
 
 LEDGER_TABLES = (ledger_meta, ledger_requests, ledger_request_identifiers, ledger_plans, ledger_plan_actions,
                  ledger_actions, ledger_locks, ledger_suppression, ledger_events, ledger_request_secrets,
-                 ledger_holds)
+                 ledger_holds, ledger_suppressed_addresses)
 
 # The audit trail is append-only in the database too, not only in this API (SQLite and PostgreSQL).
 for _ddl in (
@@ -1262,9 +1272,12 @@ class Ledger:
 
     # ---- suppression
     def suppress(self, subject: Subject, reason: str, request_id: str | None = None, *,
-                 actor: str | None = None) -> int:
-        """Add keyed hashes of the subject's identifiers to the suppression list; returns how many were new."""
+                 actor: str | None = None, keep_addresses: bool = False) -> int:
+        """Add keyed hashes of the subject's identifiers to the suppression list; returns how many were new.
+        With `keep_addresses` the e-mail addresses themselves are kept too (encrypted) for mailing tools."""
         hashes = self._subject_hashes(subject)
+        if keep_addresses and subject.emails:
+            self._keep_addresses(subject, reason)
         if request_id is not None:
             self._request_row(request_id)
         screen = _Screen(self._mac, hashes, subject.region)
@@ -1312,6 +1325,26 @@ class Ledger:
         wanted = set(hashes)
         return [{"kind": r.kind, "reason": r.reason, "created_at": r.created_at}
                 for r in rows if (r.kind, r.hash) in wanted and r.kind != "name"]
+
+    def _keep_addresses(self, subject: Subject, reason: str) -> None:
+        t = ledger_suppressed_addresses
+        now = _iso(self._now())
+        with self.engine.begin() as conn:
+            for e in subject.emails:
+                h = self.hash_identifier("email", e, subject.region)
+                if conn.execute(select(t.c.hash).where(t.c.hash == h)).first() is None:
+                    sealed = self._fernet().encrypt(canonical_identifier("email", e).encode("utf-8")).decode()
+                    conn.execute(insert(t).values(hash=h, sealed=sealed, reason=str(reason)[:1000], created_at=now))
+            self._event(conn, "addresses_kept", now=self._now(), details={"count": len(subject.emails)})
+
+    def kept_addresses(self) -> list[dict]:
+        """The e-mail addresses kept with their suppression entries (decrypted): hash, address, reason, date."""
+        t = ledger_suppressed_addresses
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t).order_by(t.c.created_at, t.c.hash)).mappings().all()
+        f = self._fernet()
+        return [{"hash": r["hash"], "email": f.decrypt(r["sealed"].encode()).decode("utf-8"), "reason": r["reason"],
+                 "created_at": r["created_at"]} for r in rows]
 
     def export_suppression(self) -> list[dict]:
         s = ledger_suppression

@@ -377,7 +377,8 @@ class FakeGmail:
                 trashed = path.name.endswith(".trash.eml")
                 mid = path.name[: -len(".trash.eml")] if trashed else path.stem
                 labels = ["TRASH"] if trashed else ["INBOX"]
-                self.messages[mid] = Stored(mid, path.read_bytes(), mid, labels, 1_763_000_000_000 + n * 60_000)
+                raw = path.read_bytes()
+                self.messages[mid] = Stored(mid, raw, mid, labels, _date_ms(raw, 1_763_000_000_000 + n * 60_000))
             return len(self.messages)
 
     def _persist(self, mid: str, what: str) -> None:
@@ -696,3 +697,15 @@ class _Handler(BaseHTTPRequestHandler):
             chunks.append(f"--{boundary}\r\nContent-Type: application/http\r\nContent-ID: {cid}\r\n\r\n{inner}\r\n")
         out = "".join(chunks) + f"--{boundary}--\r\n"
         self._send(200, out.encode("utf-8"), f"multipart/mixed; boundary={boundary}")
+
+
+def _date_ms(raw: bytes, default: int) -> int:
+    """A loaded message's internalDate: its Date header (as Gmail's is the time it arrived), else `default`."""
+    import email.utils
+
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        when = email.utils.parsedate_to_datetime(str(msg["Date"]))
+        return int(when.timestamp() * 1000)
+    except (TypeError, ValueError, IndexError):
+        return default
