@@ -149,8 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     p.set_defaults(func=cmd_decrypt)
 
-    p = sub.add_parser("inventory", help="print the cached column inventory (what kind of data each column holds)")
+    p = sub.add_parser("sweep", help="discovery sweep: sample the stores and refresh the PII inventory "
+                                     "(only tables and files changed since the last sweep)")
+    p.add_argument("--store", action="append", default=[], metavar="NAME", help="only these stores (repeatable)")
+    p.add_argument("--full", action="store_true", help="re-sample every table and file, changed or not")
+    p.add_argument("--sample-rows", type=int, default=None, metavar="N",
+                   help="rows (records, messages) sampled per table or file (default: the store's sample_size, "
+                        "detection: sample_rows, else the connector's default)")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("inventory", help="print the cached column inventory (what kind of data each column holds), "
+                                         "or export it, the HTML data map and the records of processing")
     p.add_argument("--store", default=None)
+    p.add_argument("--export", metavar="FILE",
+                   help="write the inventory (one row per column) as FILE.csv or FILE.json")
+    p.add_argument("--data-map", metavar="FILE.html", help="write the data map and records of processing as HTML")
+    p.add_argument("--ropa", metavar="FILE", help="write the records of processing as FILE.csv or FILE.json")
     p.set_defaults(func=cmd_inventory)
     return parser
 
@@ -609,10 +623,49 @@ def cmd_decrypt(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from pii.sweep import summary_line, sweep_store
+
+    config = _config(args)
+    stores = config.select(args.store or None)
+    for store in stores:
+        _progress(args)(store.name, f"sweeping ({store.kind}{', full' if args.full else ''})")
+        result = sweep_store(config, store.name, progress=_progress(args), full=args.full,
+                             sample_rows=args.sample_rows)
+        print(f"{store.name} ({store.kind}): {summary_line(result)}")
+        for err in result["errors"]:
+            print(f"  not classified: {err['container']} ({err['reason']})")
+    return 0
+
+
 def cmd_inventory(args) -> int:
     from pii.inventory import Inventory
 
     config = _config(args)
+    if args.export or args.data_map or args.ropa:
+        from pii import datamap
+
+        if args.store and (args.data_map or args.ropa):
+            raise ConfigError("--data-map and --ropa cover every store; --store applies to --export only")
+        if args.store:
+            config.select([args.store])
+        schedule = datamap.load_schedule(config)
+        rows = datamap.data_map(config, schedule=schedule)
+        if args.export:
+            export_rows = [r for r in rows if r["store"] == args.store] if args.store else rows
+            path = datamap.export_inventory(config, args.export, rows=export_rows)
+            print(f"inventory ({len(export_rows)} columns) written to {path}")
+        ropa = datamap.records_of_processing(config, schedule=schedule, rows=rows)
+        if args.ropa:
+            path = datamap.export_ropa(config, args.ropa, rows=ropa)
+            print(f"records of processing ({len(ropa)} rows) written to {path}")
+        if args.data_map:
+            path = datamap.write_data_map_html(config, args.data_map, rows=rows, ropa=ropa)
+            print(f"data map written to {path}")
+        flagged = [r for r in ropa if r["flag"] == datamap.NO_RULE]
+        if flagged:
+            print(f"{len(flagged)} places hold personal data with no retention rule", file=sys.stderr)
+        return 0
     rows = Inventory(config.state_url).rows(args.store)
     if not rows:
         print("inventory is empty: run an access or a discovery sweep first")

@@ -263,7 +263,8 @@ def report_counts(rows: list[dict], ropa: list[dict]) -> dict[str, int]:
 # --------------------------------------------------------------------------- HTML
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem;color:#1b1b1b;line-height:1.4}
-h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ccc}h3{font-size:1rem;margin-bottom:.3rem}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ccc}
+h3{font-size:1rem;margin-bottom:.3rem}
 table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.9rem}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}
 th{background:#f2f2f2}.muted{color:#666}.flag{background:#fde2e1;color:#8a1111;font-weight:bold}
