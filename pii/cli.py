@@ -380,7 +380,8 @@ def certificate_lines(cert: dict, report=None) -> list[str]:
     for h in cert["held"]:
         lines.append(f"  held in {h['store']}/{h['container']}: {h['reason']}")
     if cert["review_not_erased"]:
-        lines.append(f"  {cert['review_not_erased']} weak (name-only) locations were not erased: review them")
+        what = "weak (name-only)" if flow == "erasure" else "review-only (text clue or weak)"
+        lines.append(f"  {cert['review_not_erased']} {what} locations were not erased: review them")
     remaining = [v.get("remaining") for v in cert["verification"] if "remaining" in v]
     if remaining:
         lines.append(f"verification: {remaining[-1]} erasable locations remain"

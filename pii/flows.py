@@ -425,7 +425,9 @@ def child_purge(engine, run_date: dt.date, *, threshold: int | None = None) -> S
         kind = config.stores[name].kind
         specs = []
         if kind != "gmail":
-            specs += [filter_spec(date_column=col, after=born_after, entity="DATE_OF_BIRTH")
+            # born after `born_after` and not after the run date (a later "birth date" is no child's)
+            specs += [filter_spec(date_column=col, after=born_after, before=run_date + dt.timedelta(days=1),
+                                  entity="DATE_OF_BIRTH")
                       for col in settings["dob_columns"]]
         if settings["text_clues"]:
             clue = {"threshold": age, "min_score": settings["min_score"]}
