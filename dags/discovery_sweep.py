@@ -1,12 +1,16 @@
-"""discovery_sweep: refresh the column inventory of every store, daily.
+"""discovery_sweep: refresh the PII inventory of every store (SQL, CSV, FTP, Gmail), daily, and write the
+data map.
 
-stores -> sweep (one mapped task per store: pii.sweep.sweep_store) -> summary. Counts only.
+stores -> sweep (one mapped task per store: pii.sweep.sweep_store; incremental: only tables and files
+changed since the last sweep are sampled again, unless `full`) -> summary (totals, and the reports:
+HTML data map, records of processing and inventory export, pii.datamap.write_reports, into `reports_dir`,
+else LETHE_REPORTS_DIR, else reports/ beside stores.yaml). Counts only, never values.
 """
 from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import TriggerRule, dag, task
+from airflow.sdk import Param, TriggerRule, dag, task
 
 from plugins import tasks
 from plugins.params import store_params
@@ -19,7 +23,18 @@ from plugins.runtime import task_defaults
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    params=store_params(),
+    params={
+        **store_params(),
+        "full": Param(False, type="boolean", title="Full sweep",
+                      description="Sample every table and file again, changed or not (default: only those "
+                                  "changed since the last sweep)."),
+        "sample_rows": Param(None, type=["null", "integer"], minimum=1, maximum=100000, title="Sample rows",
+                             description="Rows, records or messages sampled per table or file (default: the "
+                                         "store's sample_size, detection: sample_rows, else the connector's)."),
+        "reports_dir": Param(None, type=["null", "string"], title="Reports folder",
+                             description="Where the data map, records of processing and inventory export go "
+                                         "(default: LETHE_REPORTS_DIR, else reports/ beside stores.yaml)."),
+    },
     default_args=task_defaults(2, 5),
     tags=["lethe", "privacy"],
     doc_md=__doc__,
@@ -34,8 +49,8 @@ def discovery_sweep():
         return tasks.sweep_one(store, context)
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
-    def summary(results):
-        return tasks.sweep_summary(results)
+    def summary(results, **context):
+        return tasks.sweep_summary(results, context)
 
     summary(sweep.expand(store=stores()))
 

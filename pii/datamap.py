@@ -235,13 +235,15 @@ def reports_dir(config: Config, override: str | os.PathLike | None = None) -> Pa
     return path if path.is_absolute() else config.base_dir / path
 
 
-def write_reports(config: Config, folder: str | os.PathLike) -> dict[str, str]:
+def write_reports(config: Config, folder: str | os.PathLike, *, rows: list[dict] | None = None,
+                  ropa: list[dict] | None = None) -> dict[str, str]:
     """The data map (HTML), the records of processing (CSV and JSON) and the inventory export (CSV and
-    JSON) in `folder`. Returns {report: path} and the counts the records hold."""
+    JSON) in `folder` (file names in REPORT_FILES). Returns {report: path}."""
     folder = Path(folder)
-    schedule = load_schedule(config)
-    rows = data_map(config, schedule=schedule)
-    ropa = records_of_processing(config, schedule=schedule, rows=rows)
+    if rows is None or ropa is None:
+        schedule = load_schedule(config)
+        rows = rows if rows is not None else data_map(config, schedule=schedule)
+        ropa = ropa if ropa is not None else records_of_processing(config, schedule=schedule, rows=rows)
     paths = {
         "data_map": write_data_map_html(config, folder / REPORT_FILES["data_map"], rows=rows, ropa=ropa),
         "ropa_csv": export_ropa(config, folder / REPORT_FILES["ropa_csv"], rows=ropa),

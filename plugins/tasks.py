@@ -277,7 +277,11 @@ def store_names(context: Mapping[str, Any]) -> list[str]:
 # =========================================================================== discovery_sweep
 
 def sweep_one(store: str, context: Mapping[str, Any]) -> dict:
-    from pii.sweep import SWEEP_KINDS, sweep_store
+    """Sweep one store (`pii.sweep.sweep_store`): incremental unless the run's ``full`` is set; the run's
+    ``sample_rows`` overrides the sample size. Returns counts only."""
+    from connectors import connector_class
+    from pii.errors import ConfigError
+    from pii.sweep import SWEEP_KINDS, summary_line, sweep_store
 
     with lethe_outcomes():
         params = _params(context)
@@ -285,23 +289,55 @@ def sweep_one(store: str, context: Mapping[str, Any]) -> dict:
         kind = config.select([store])[0].kind
         if kind not in SWEEP_KINDS:
             raise UnsupportedStore(f"store '{store}' ({kind}): a discovery sweep cannot classify this kind yet")
+        try:
+            connector_class(kind)
+        except ConfigError as exc:
+            raise UnsupportedStore(f"store '{store}' is not swept: {exc}") from None
         config = load_run_config(params, resolve=[store])
-        result = sweep_store(config, store, progress=task_progress)
-        log.info("[%s] %d %s, %d columns: %s", store, result["containers"],
-                 "tables" if kind == "sql" else "files", result["columns"],
-                 ", ".join(f"{n} {k}" for k, n in result["by_kind"].items()))
+        sample_rows = params.get("sample_rows")
+        result = sweep_store(config, store, progress=task_progress, full=bool(params.get("full")),
+                             sample_rows=int(sample_rows) if sample_rows not in (None, "") else None)
+        log.info("[%s] %s; kinds: %s", store, summary_line(result),
+                 ", ".join(f"{n} {k}" for k, n in result["by_kind"].items()) or "none")
+        for err in result["errors"]:
+            log.warning("[%s] %s not classified: %s", store, err["container"], err["reason"])
         return result
 
 
-def sweep_summary(results: Iterable[Mapping[str, Any] | None]) -> dict:
+def sweep_summary(results: Iterable[Mapping[str, Any] | None], context: Mapping[str, Any] | None = None) -> dict:
+    """Totals of the stores' sweeps; with the run's `context`, also writes the reports (HTML data map,
+    records of processing and inventory export, `pii.datamap.write_reports`) into the run's ``reports_dir``,
+    else LETHE_REPORTS_DIR, else ``reports/`` beside stores.yaml."""
     results = _present(results)
     by_kind: dict[str, int] = {}
     for r in results:
         for k, n in r["by_kind"].items():
             by_kind[k] = by_kind.get(k, 0) + n
+    seconds = sum(r.get("seconds", 0) for r in results)
+    rows = sum(r.get("rows_sampled", 0) for r in results)
     out = {"stores": len(results), "containers": sum(r["containers"] for r in results),
-           "columns": sum(r["columns"] for r in results), "by_kind": dict(sorted(by_kind.items()))}
-    log.info("sweep: %d stores, %d tables/files, %d columns", out["stores"], out["containers"], out["columns"])
+           "swept": sum(r.get("swept", 0) for r in results), "unchanged": sum(r.get("unchanged", 0) for r in results),
+           "failed": sum(r.get("failed", 0) for r in results),
+           "columns": sum(r["columns"] for r in results), "rows_sampled": rows,
+           "rows_per_s": round(rows / seconds, 1) if seconds > 0 else 0.0, "by_kind": dict(sorted(by_kind.items()))}
+    log.info("sweep: %d stores, %d tables/files (%d swept, %d unchanged, %d failed), %d columns, %d rows sampled",
+             out["stores"], out["containers"], out["swept"], out["unchanged"], out["failed"], out["columns"], rows)
+    if context is None:
+        return out
+    from pii import datamap
+
+    with lethe_outcomes():
+        params = _params(context)
+        config = load_run_config(params)
+        folder = datamap.reports_dir(config, params.get("reports_dir"))
+        schedule = datamap.load_schedule(config)
+        rows_map = datamap.data_map(config, schedule=schedule)
+        ropa = datamap.records_of_processing(config, schedule=schedule, rows=rows_map)
+        out["reports"] = datamap.write_reports(config, folder, rows=rows_map, ropa=ropa)
+        out.update({f"ropa_{k}": v for k, v in datamap.report_counts(rows_map, ropa).items()
+                    if k in ("records", "no_retention_rule", "not_swept")})
+        log.info("reports in %s: %d records of processing, %d with no retention rule, %d stores not swept",
+                 folder, out["ropa_records"], out["ropa_no_retention_rule"], out["ropa_not_swept"])
     return out
 
 

@@ -358,11 +358,13 @@ def test_when_erasure_is_requested_by_id_then_it_runs_from_the_request_store(wor
 
 
 # ---------------------------------------------------------------------------- scheduled flows
-def test_when_discovery_sweep_runs_then_inventory_holds_every_store(world):
+def test_when_discovery_sweep_runs_then_inventory_holds_every_store(world, monkeypatch):
+    import connectors
     from pii.config import load_config
     from pii.inventory import Inventory
 
-    add_mailbox(world)  # a kind the sweep cannot classify yet: skipped
+    add_mailbox(world)  # a kind with no connector in this installation: skipped
+    monkeypatch.setitem(connectors._MODULES, "gmail", ("connectors.not_installed", "GmailConnector"))
     dr = flow("discovery_sweep").test()
     assert dr.state == "success", states(dr)
     assert sorted(v for k, v in states(dr).items() if k.startswith("sweep")) == ["skipped", "success", "success"]
@@ -378,6 +380,10 @@ def test_when_discovery_sweep_runs_then_inventory_holds_every_store(world):
     con.close()
     assert per_store["crm"]["tables"] == tables
     assert per_store["exports"]["files"] == len(list(world.exports_dir.glob("*.csv")))
+    reports = {k: Path(v) for k, v in summary["reports"].items()}
+    assert all(p.is_file() and p.parent == world.config_path.parent / "reports" for p in reports.values())
+    assert summary["ropa_not_swept"] == 1  # the skipped mailbox
+    assert_no_personal(reports["data_map"].read_text() + reports["inventory_csv"].read_text())
 
 
 ALERTS: list = []
