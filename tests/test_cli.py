@@ -297,7 +297,9 @@ def test_when_a_drop_holds_an_unreadable_file_then_the_access_answer_lists_it(tm
     assert code == 0, stderr
     manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
     assert manifest["request"]["not_scanned"] == [
-        {"store": "partner_drop", "place": "/incoming/brochure.pdf", "reason": "unsupported file type (.pdf)"}]
+        {"store": "partner_drop", "place": "/incoming/brochure.pdf", "reason": "unsupported file type (.pdf)"}] + [
+        {"store": "partner_drop", "place": p, "reason": "unsupported file type (.wav)"}
+        for p in sorted(world.flows.old_recordings + world.flows.new_recordings)]
     assert len(list((tmp_path / "p").rglob("*.eml"))) == 2  # whole messages only where she is a party
     got = {location_key(f["store"], f["location"]) for f in manifest["findings"]}
     assert got == {e.key for e in world.expected}
