@@ -17,7 +17,7 @@ from airflow.sdk import dag, task
 from plugins import tasks
 from plugins.runtime import task_defaults
 
-IDENTIFIER_DAGS = ("subject_access", "subject_erasure", "received_in_error")
+IDENTIFIER_DAGS = ("subject_access", "subject_erasure", "received_in_error", "consent_withdrawal")
 TABLES = ("dag_run", "log")  # dag_run brings its dependants: task instances, XComs, rendered fields, HITL
 RETENTION_DAYS = float(os.environ.get("LETHE_AIRFLOW_RUN_RETENTION_DAYS") or 30)
 
