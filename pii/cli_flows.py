@@ -165,27 +165,24 @@ def cmd_child_purge(args) -> int:
 
 
 def _write_review(args, engine, selection) -> None:
-    """The text-clue review list: where, what kind of clue; never the text itself."""
+    """The text-clue review list: where, what kind of clue, the age it states, its score; never the text."""
     import csv
 
-    from pii.flows import preview_selection
-
-    from pii import cli
+    from pii.flows import preview_selection, review_entries
 
     plan = preview_selection(engine, selection)
-    # the real locations (a reviewer must find the record), printable as `lethe locate` prints them
-    real = {engine.action_id(f.store, f.location): cli._printable(f.to_manifest()) for f in plan.findings}
-    rows = [{"store": a["store"], "container": a["container"],
-             "location": json.dumps(real.get(a["action_id"], a)["location"], sort_keys=True),
-             "entities": ",".join(a.get("entities") or []), "reason": a["reason"]} for a in plan.data["review"]]
+    rows = review_entries(engine, plan, threshold=selection.description.get("threshold"))
     out = Path(args.review_out)
     if out.suffix.lower() == ".json":
-        out.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+        out.write_text(json.dumps(rows, indent=2, default=str) + "\n", encoding="utf-8")
     else:
+        fields = ["store", "container", "location", "entities", "clue", "age", "score", "reason"]
         with out.open("w", newline="", encoding="utf-8") as fh:
-            w = csv.DictWriter(fh, fieldnames=["store", "container", "location", "entities", "reason"])
+            w = csv.DictWriter(fh, fieldnames=fields)
             w.writeheader()
-            w.writerows(rows)
+            for r in rows:
+                w.writerow({**{k: r.get(k) for k in fields}, "location": json.dumps(r["location"], sort_keys=True),
+                            "entities": ",".join(r["entities"])})
     print(f"review list: {len(rows)} text clues written to {out}")
 
 

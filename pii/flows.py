@@ -278,6 +278,30 @@ def _without_skips(progress):
     return say
 
 
+def review_entries(engine, plan, *, threshold: int | None = None) -> list[dict]:
+    """The plan's review list for a person: the real location (as `lethe locate` prints it) and, for a
+    child-age text clue, its kind, the age it states and its score. Never the text itself."""
+    from pii.cli import _printable
+
+    real = {engine.action_id(f.store, f.location): f for f in plan.findings}
+    out = []
+    for a in plan.data["review"]:
+        f = real.get(a["action_id"])
+        row = {"store": a["store"], "container": a["container"],
+               "location": (_printable(f.to_manifest())["location"] if f else a["location"]),
+               "entities": a.get("entities") or [], "reason": a["reason"], "clue": None, "age": None, "score": None}
+        if f is not None and threshold and f.record:
+            from pii import age
+
+            clues = [c for v in f.record.values() if isinstance(v, str)
+                     for c in age.find_child_clues(v, threshold, today=engine.today)]
+            if clues:
+                best = max(clues, key=lambda c: c.score)
+                row.update(clue=best.kind, age=best.age, score=round(best.score, 2))
+        out.append(row)
+    return out
+
+
 def harvest_identifiers(findings: list[Finding], config: Config) -> dict:
     """E-mail addresses and phone numbers held in the identifying fields of records about to be deleted,
     for the suppression list (never the free text: a mention is not a person who was imported)."""

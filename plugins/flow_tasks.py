@@ -39,7 +39,7 @@ def run_date(params: Mapping[str, Any]) -> date:
 def _plan(engine, selection, context, *, include_weak: bool = False) -> dict:
     """Store the plan; write its report (no values) to the output folder; close it at once when empty."""
     from pii.erasure import current_user
-    from pii.flows import submit_selection
+    from pii.flows import review_entries, submit_selection
 
     params = _params(context)
     plan = submit_selection(engine, selection, requester_of(params, context), include_weak=include_weak)
@@ -51,8 +51,7 @@ def _plan(engine, selection, context, *, include_weak: bool = False) -> dict:
               "selection": plan.data["selection"], "selected": plan.data["selection_report"],
               "counts": plan.counts(),
               "held": [{k: a.get(k) for k in ("store", "container", "reason")} for a in plan.data["held"]],
-              "review": [{k: a.get(k) for k in ("store", "container", "location", "entities", "reason")}
-                         for a in plan.data["review"]]}
+              "review": review_entries(engine, plan, threshold=selection.description.get("threshold"))}
     path = folder / f"{plan.plan_id}.report.json"
     path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     out = {"plan_id": plan.plan_id, "request_id": plan.request_id, "actions": len(plan.actions),

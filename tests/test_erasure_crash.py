@@ -514,11 +514,15 @@ def check_ledger(world: World, ref: Reference | None) -> dict:
             rows_of = sa.select(sa.func.coalesce(sa.func.sum(ledger_actions.c.rows), 0))
             later_rows = {p["plan_id"]: conn.execute(rows_of.where(ledger_actions.c.plan_id == p["plan_id"])).scalar()
                           for p in verified[1:]}  # re-runs after a kill that came once all was complete
+            # a kill between storing a plan and approving it leaves a plan the next run withdraws (expired)
+            ran_expired = {p["plan_id"]: conn.execute(sa.select(sa.func.count()).select_from(ledger_actions).where(
+                ledger_actions.c.plan_id == p["plan_id"])).scalar() for p in plans if p["state"] == "expired"}
     finally:
         engine.dispose()
     assert not locks, f"locks left behind: {locks}"
     assert suppressed > 0
-    assert {p["state"] for p in plans} <= {"verified", "planned"}, [p["state"] for p in plans]
+    assert {p["state"] for p in plans} <= {"verified", "planned", "expired"}, [p["state"] for p in plans]
+    assert all(n == 0 for n in ran_expired.values()), "a withdrawn (expired) plan had carried out actions"
     for p in verified:
         assert requests[p["request_id"]]["status"] == "completed"
         assert p["request_id"] not in secrets, "identifiers of a completed request were not shredded"

@@ -184,6 +184,8 @@ def test_when_children_are_found_by_date_of_birth_then_they_are_purged_and_text_
     for i in f.clue_signup_ids:
         assert ("crm", json.dumps({"key": {"signup_id": i}, "table": "youth_signups"}, sort_keys=True)) in keys
     assert ("support_mailbox", json.dumps({"message_id": f.clue_message_ids[0]})) in keys
+    ages = sorted(int(r["age"]) for r in listed)
+    assert ages == [9, 11, 11, 12] and all(0.5 <= float(r["score"]) <= 1 for r in listed)
     assert suppressed(world, signups[f.child_signup_ids[0]]["email"])
     assert "I am 12" not in review.read_text()
 

@@ -230,9 +230,10 @@ def test_when_policy_structure_is_invalid_then_config_error_says_where(data, fra
     assert "p.yaml" in str(err.value) and fragment in str(err.value)
 
 
-def test_when_registries_are_listed_then_review_and_hold_are_decision_only_and_six_operators_exist():
+def test_when_registries_are_listed_then_review_and_hold_are_decision_only_and_eight_operators_exist():
     assert set(ACTIONS) - set(RULE_ACTIONS) == {"review", "hold"}
-    assert set(OPERATORS) == {"replace", "redact", "mask", "hash", "encrypt", "null"}
+    assert set(OPERATORS) == {"replace", "redact", "mask", "hash", "encrypt", "null", "generalise_date",
+                              "postcode_district"}
 
 
 # --------------------------------------------------------------------------- operators
