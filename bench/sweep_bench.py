@@ -131,7 +131,9 @@ def change_some(out: Path, world: dict, share: float, seed: int) -> tuple[int, i
     n_files = max(1, round(world["files"] * share))
     db = sqlite3.connect(out / "warehouse.db")
     for t in rng.sample(range(world["tables"]), n_tables):
-        db.execute(f'INSERT INTO "customers_{t:04d}" VALUES (?,?,?,?,?,?,?,?)', fake.row(world["rows"] + 1 + t))
+        table = f'"customers_{t:04d}"'
+        top = db.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0  # a reused world grew before
+        db.execute(f"INSERT INTO {table} VALUES (?,?,?,?,?,?,?,?)", fake.row(top + 1))
     db.commit()
     db.close()
     for f in rng.sample(range(world["files"]), n_files):
