@@ -127,11 +127,25 @@ def analyze(analyzer, text: str, *, extra=(), threshold: float = 0.4):
 
 
 def entities_in(analyzer, texts: Iterable[str], threshold: float = 0.5) -> dict[str, int]:
-    """How many of `texts` contain each entity type (for column classification and inventories)."""
-    counts: dict[str, int] = {}
+    """How many of `texts` contain each entity type (for column classification and inventories).
+
+    Each distinct text is analysed once (samples repeat: cities, statuses, templated notes), and the NLP
+    pipeline runs over them as one batch (spaCy's `pipe`), which is where the time goes."""
+    weights: dict[str, int] = {}
     for text in texts:
-        if not text:
-            continue
-        for ent in {r.entity_type for r in analyze(analyzer, str(text)[:2000], threshold=threshold)}:
-            counts[ent] = counts.get(ent, 0) + 1
+        if text:
+            t = str(text)[:2000]
+            weights[t] = weights.get(t, 0) + 1
+    counts: dict[str, int] = {}
+    if not weights:
+        return counts
+    distinct = list(weights)
+    try:
+        artifacts = [a for _t, a in analyzer.nlp_engine.process_batch(distinct, language="en", batch_size=64)]
+    except Exception:  # noqa: BLE001 - an engine without batching: analyse one by one
+        artifacts = [None] * len(distinct)
+    for text, nlp_artifacts in zip(distinct, artifacts):
+        results = analyzer.analyze(text=text, language="en", nlp_artifacts=nlp_artifacts, score_threshold=threshold)
+        for ent in {r.entity_type for r in results if r.entity_type not in NOISY_ENTITIES}:
+            counts[ent] = counts.get(ent, 0) + weights[text]
     return counts
