@@ -335,6 +335,9 @@ def cmd_demo(args) -> int:
             print(f"the FTP and mail stores need the demo servers: run `lethe demo --serve` and, in another shell, "
                   f"export {demo_remote.FTP_PASSWORD_ENV}={demo_remote.FTP_DEMO_PASSWORD}")
         print(f"try: .venv/bin/lethe --config {world.config_path} erase --email alice.smith@example.org --dry-run")
+        print(f"and the special flows (demo dates are set around 2026-11-22): .venv/bin/lethe --config "
+              f"{world.config_path} retention --date 2026-11-22 --dry-run   (also: child-purge, "
+              f"received-in-error, unsubscribe; see README)")
         if args.serve:
             print("serving the demo stores; Ctrl-C to stop", flush=True)
             try:

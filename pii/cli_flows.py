@@ -204,13 +204,24 @@ def cmd_retention(args) -> int:
         raise ConfigError("no retention schedule: add `retention:` to the config (see README)")
     rules = [schedule.rule(n) for n in args.rule] if args.rule else schedule.rules
     run_date = run_date_of(args.date)
-    worst = 0
+    import sys
+
+    from pii.errors import LetheError
+
+    worst, failed = 0, []
     for rule in rules:
         engine = cli._engine(args, config)
         engine.today = run_date
         print(f"== rule {rule.name}")
-        code = _run(args, engine, retention_selection(engine, rule, run_date))
+        try:  # one rule's unreachable store does not stop the others
+            code = _run(args, engine, retention_selection(engine, rule, run_date))
+        except LetheError as exc:
+            print(f"lethe: rule {rule.name}: {exc}", file=sys.stderr)
+            code = exc.exit_code
+            failed.append(rule.name)
         worst = worst or code
+    if failed:
+        print(f"{len(failed)} of {len(rules)} rules did not run: {', '.join(failed)}", file=sys.stderr)
     return worst
 
 

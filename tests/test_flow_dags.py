@@ -135,3 +135,16 @@ def test_when_consent_withdrawal_dag_runs_then_marketing_lists_drop_the_person(w
     con.close()
     assert ids(world, "members", "member_id") == members
     assert ledger_for(world).is_suppressed("email", email)
+
+
+@pytest.mark.parametrize("store, path", [("exports", demo_flows.ERROR_EXPORT),
+                                         ("partner_drop", demo_flows.ERROR_FTP_FILE)])
+def test_when_received_in_error_dag_names_a_file_then_that_file_goes(world, answer, store, path):
+    answer("Approve", user="dpo")
+    folder = world.root / "data" / ("exports" if store == "exports" else "ftp/incoming")
+    name = path.rsplit("/", 1)[-1]
+    others = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file() and p.name != name}
+    dr = flow("received_in_error").test(run_conf={"store": store, "file": path})
+    assert dr.state == "success", states(dr)
+    assert not (folder / name).exists()
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == others
