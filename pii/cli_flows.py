@@ -79,6 +79,14 @@ def _run(args, engine, selection, *, include_weak: bool = False) -> int:
         _write_report(args, plan)
         return 0
     requester = args.requester or current_user()
+    if args.yes:
+        from pii.flows import unfinished_plans
+
+        for plan_id in unfinished_plans(engine, selection):
+            print(f"resuming plan {plan_id} (an earlier run did not finish)")
+            code = cli._print_report(engine, engine.execute(plan_id), None)
+            if code:
+                return code
     plan = submit_selection(engine, selection, requester, received_at=cli._received(args)
                             if getattr(args, "received", None) else None, include_weak=include_weak)
     _print_plan(plan)

@@ -351,6 +351,24 @@ def submit_selection(engine, selection: Selection, requester: str, *, received_a
     return plan
 
 
+def unfinished_plans(engine, selection: Selection) -> list[str]:
+    """Plans of earlier runs of the same flow (same lineage) that were approved but did not finish (a
+    crash, a store that went away): `--yes` resumes them before planning anew, so nothing is left half done."""
+    from pii.ledger import APPROVED, EXECUTED, EXECUTING, FAILED, VERIFIED
+
+    target = SelectionTarget(engine, selection)
+    out = []
+    for request_id in target.lineage():
+        request = engine.ledger.get_request(request_id)
+        for p in engine.ledger.plans_for(request_id):
+            if p["state"] == FAILED and any(a["state"] == "drifted" for a in engine.ledger.actions(p["plan_id"])):
+                continue  # the stores changed since: a new plan covers what is left
+            if p["state"] in (APPROVED, EXECUTING, FAILED, EXECUTED) or (
+                    p["state"] == VERIFIED and request["status"] != "completed"):
+                out.append(p["plan_id"])
+    return out
+
+
 def preview_selection(engine, selection: Selection, *, include_weak: bool = False):
     """The plan a selection would get, stored nowhere (dry run)."""
     target = SelectionTarget(engine, selection)

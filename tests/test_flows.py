@@ -323,3 +323,32 @@ def test_when_the_controller_keeps_addresses_then_the_mailing_export_holds_them(
     data = json.loads((tmp_path / "m.json").read_text())
     assert [e["email"] for e in data["entries"] if e["email"]] == [email]
     assert "legitimate interest" in data["note"]
+
+
+def test_when_a_flow_run_breaks_off_then_the_next_yes_run_resumes_its_plan(world, monkeypatch):
+    from connectors.csvfiles import CsvConnector
+    from pii.errors import StoreError
+
+    visitors = world.root / "data" / "exports" / "visitors.csv"
+    before = visitors.read_text().splitlines()
+    real_apply = CsvConnector.apply
+
+    def broken(self, actions, done, matcher):
+        raise StoreError(self.name, "file visitors.csv", "disk went away")
+
+    monkeypatch.setattr(CsvConnector, "apply", broken)
+    code, out, err = run(*cfg(world), "retention", *RUN, "--rule", "visitors", "--yes")
+    assert code == 5 and "disk went away" in err
+    assert visitors.read_text().splitlines() == before  # nothing changed
+    monkeypatch.setattr(CsvConnector, "apply", real_apply)
+    code, out, err = run(*cfg(world), "retention", *RUN, "--rule", "visitors", "--yes")
+    assert code == 0, err
+    assert "resuming plan" in out
+    assert visitors.read_text().splitlines() == [
+        line for n, line in enumerate(before) if n not in world.flows.expired_visitor_rows]
+    from pii.config import load_config
+    from pii.ledger import Ledger
+
+    ledger = Ledger(load_config(world.config_path).state_url)
+    resumed = out.split("resuming plan ")[1].split()[0]
+    assert ledger.get_plan(resumed)["state"] == "verified"
