@@ -30,7 +30,7 @@ from pii.discover import locate_subject
 from pii.errors import ConfigError
 from pii.findings import Finding, merge
 from pii.inventory import Inventory
-from pii.policy import ANONYMISE, DELETE, HOLD, REVIEW, Decision, OperatorSpec, container_matches
+from pii.policy import ANONYMISE, DELETE, HOLD, REDACT, REVIEW, Decision, OperatorSpec, container_matches
 from pii.selection import MESSAGE_DATE, RecordFilter, parse_date, years_before
 from pii.subject import EMAIL_RE, Subject, SubjectMatcher, normalise_email, normalise_phone
 
@@ -223,6 +223,9 @@ class SelectionTarget:
             decision = Decision(ANONYMISE, None, sel.reason, sel.legal_basis, field_ops=sel.operator_specs())
         else:
             decision = Decision(DELETE, None, sel.reason, sel.legal_basis)
+        if self.subject is not None and f.match == "text":
+            # a mention of the person inside someone else's record: only their words go (as in erasure)
+            decision = Decision(REDACT, None, f"{sel.reason}: the person's mentions in another record are redacted")
         if (f.strength == "weak" or (f.match == "text" and self.subject is None)) and not include_weak:
             why = ("a clue in free text only (no date of birth): a person reviews it" if self.subject is None
                    else "weak evidence only: a person must include it explicitly")

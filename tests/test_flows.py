@@ -352,3 +352,24 @@ def test_when_a_flow_run_breaks_off_then_the_next_yes_run_resumes_its_plan(world
     ledger = Ledger(load_config(world.config_path).state_url)
     resumed = out.split("resuming plan ")[1].split()[0]
     assert ledger.get_plan(resumed)["state"] == "verified"
+
+
+def test_when_a_marketing_list_mentions_the_person_in_another_row_then_only_the_mention_goes(tmp_path):
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    (folder / "contacts.csv").write_text(
+        "email,name,notes\n"
+        "zed.quill@example.test,Zed Quill,met at the fair\n"
+        "amy.vale@example.test,Amy Vale,referred by zed.quill@example.test\n"
+        "bo.rand@example.test,Bo Rand,\n", encoding="utf-8")
+    (folder / "orders.csv").write_text("email,total\nzed.quill@example.test,12.00\n", encoding="utf-8")
+    config = tmp_path / "stores.yaml"
+    config.write_text("stores:\n  lists:\n    kind: csv\n    path: lists\n"
+                      "marketing_lists:\n  lists: [contacts.csv]\n", encoding="utf-8")
+    code, out, err = run("--config", config, "unsubscribe", "--email", "zed.quill@example.test", "--yes")
+    assert code == 0, err
+    assert (folder / "contacts.csv").read_text(encoding="utf-8") == (
+        "email,name,notes\n"
+        "amy.vale@example.test,Amy Vale,referred by [redacted]\n"
+        "bo.rand@example.test,Bo Rand,\n")
+    assert (folder / "orders.csv").read_text(encoding="utf-8") == "email,total\nzed.quill@example.test,12.00\n"
