@@ -521,6 +521,7 @@ class SqlConnector(Connector):
         tables = [i for i in self.tables() if self._table_selected(i, flt.containers)]
         self.say(f"{len(tables)} tables match the selection")
         findings: list[Finding] = []
+        self._seeds: list[_Hit] = []
         try:
             if flt.text_test is not None and tables:
                 self.classify_tables(tables)
@@ -535,9 +536,20 @@ class SqlConnector(Connector):
                 self.say(f"{info.container}: {len(found)} rows selected"
                          + (f", {undated} without a readable date" if undated else ""))
                 findings.extend(found)
+            if flt.follow_links and self._seeds:
+                linked = self._follow_links(self._seeds)
+                reference = {t.casefold() for t in self.store.string_list("reference_tables")}
+                for hit in linked:
+                    if hit.info.name.casefold() in reference or hit.info.container.casefold() in reference:
+                        continue
+                    loc, note = hit.info.location(hit.row)
+                    findings.append(Finding(store=self.name, location=loc, entities=[], match="linked",
+                                            strength=STRONG, container=hit.info.container,
+                                            record={k: jsonable(v) for k, v in hit.row.items()}, note=note))
+                self.say(f"{len(linked)} rows linked to them through foreign keys")
         except SQLAlchemyError as exc:
             raise StoreError(self.name, "record selection", _short_reason(exc)) from None
-        return findings
+        return merge(findings)
 
     def _table_selected(self, info: TableInfo, patterns: Iterable[str]) -> bool:
         loc: dict = {"table": info.name}
@@ -610,6 +622,8 @@ class SqlConnector(Connector):
                     undated += 1
                     continue
                 findings.append(self._selected(info, row, flt, passing))
+                if flt.follow_links and flt.text_test is None:
+                    self._seeds.append(_Hit(info, row, "identifier", set(), True))
             if date_col is not None:  # rows without a date: counted when they pass every other condition
                 needed = {c.name: c for c, _ in equals} | {c.name: c for c in text_cols}
                 missing = date_col.is_(None)

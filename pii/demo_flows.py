@@ -8,7 +8,7 @@ tests check in the stores afterwards (`FlowFacts`).
   another client's enquiries), the export ``partner_upload_0426.csv``, the FTP drop file
   ``/incoming/misdirected_batch.csv`` and the mails from ``cv-desk@recruit.example.net``.
 - **Child-data purge** (under 13): ``crm.youth_signups`` (date_of_birth; comments with text clues on
-  rows without a date of birth), ``junior_club.csv`` (dob) and the FTP ``/incoming/juniors.jsonl`` (dob);
+  rows without a date of birth) and the ``crm.youth_attendance`` rows linked to a child's sign-up, ``junior_club.csv`` (dob) and the FTP ``/incoming/juniors.jsonl`` (dob);
   a mail "I'm 11 years old" is a text clue for review.
 - **Retention** (the schedule in stores.yaml): enquiries two years after received_at, anonymised for
   statistics; marketing contacts five years after last contact; withdrawn consent one month; partner
@@ -69,7 +69,8 @@ class FlowFacts:
     old_recordings: list[str] = field(default_factory=list)
     new_recordings: list[str] = field(default_factory=list)
     old_leads_files: list[str] = field(default_factory=list)
-    held_ticket_ids: list[int] = field(default_factory=list)          # expired complaints under a legal hold
+    held_ticket_ids: list[int] = field(default_factory=list)
+    child_attendance_ids: list[int] = field(default_factory=list)     # linked to a child's sign-up: purged too          # expired complaints under a legal hold
 
 
 def _person(rng: random.Random, i: int) -> dict:
@@ -105,6 +106,11 @@ CREATE TABLE marketing_contacts (
 CREATE TABLE youth_signups (
     signup_id INTEGER PRIMARY KEY,
     first_name TEXT, last_name TEXT, email TEXT, date_of_birth TEXT, signed_up_at TEXT, comments TEXT
+);
+CREATE TABLE youth_attendance (
+    attendance_id INTEGER PRIMARY KEY,
+    signup_id INTEGER NOT NULL REFERENCES youth_signups (signup_id),
+    session_on TEXT
 );
 """
 
@@ -181,6 +187,10 @@ def write_flow_data(root: Path, *, remote: bool) -> FlowFacts:
                     RUN_DATE.isoformat(), "Birthday today!"))
     facts.teen_signup_ids.append(25)
     db.executemany("INSERT INTO youth_signups VALUES (?,?,?,?,?,?,?)", signups)
+    attendance = [(n, sid, (RUN_DATE - timedelta(days=7 * k)).isoformat())
+                  for n, (sid, k) in enumerate(((s[0], k) for s in signups for k in (1, 2)), 1)]
+    db.executemany("INSERT INTO youth_attendance VALUES (?,?,?)", attendance)
+    facts.child_attendance_ids = [n for n, sid, _ in attendance if sid in facts.child_signup_ids]
     # old complaints (support tickets from 2019-2020, nobody's member row): past five years, but held
     top = db.execute("SELECT max(ticket_id) FROM support_tickets").fetchone()[0] or 0
     for n, day in enumerate((date(2019, 5, 2), date(2020, 2, 17), date(2022, 3, 30)), 1):

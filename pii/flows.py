@@ -428,7 +428,8 @@ def received_in_error(engine, source: Source, subject: Subject | None = None) ->
     else:
         if source.value is None:
             raise ConfigError("an import batch needs COLUMN=VALUE")
-        spec = filter_spec(containers=[source.table or "*"], equals={source.column: [source.value]})
+        spec = filter_spec(containers=[source.table or "*"], equals={source.column: [source.value]},
+                           follow_links=True)  # rows added about those people later go too
         what = f"import batch ({source.column}) in {source.store}"
     lineage = engine.ledger.protect_value({"store": source.store, "source": spec})[5:29]
     return Selection(
@@ -472,7 +473,7 @@ def child_purge(engine, run_date: dt.date, *, threshold: int | None = None) -> S
         if kind != "gmail":
             # born after `born_after` and not after the run date (a later "birth date" is no child's)
             specs += [filter_spec(date_column=col, after=born_after, before=run_date + dt.timedelta(days=1),
-                                  entity="DATE_OF_BIRTH")
+                                  entity="DATE_OF_BIRTH", follow_links=True)
                       for col in settings["dob_columns"]]
         if settings["text_clues"]:
             clue = {"threshold": age, "min_score": settings["min_score"]}
@@ -496,7 +497,8 @@ def retention_selection(engine, rule, run_date: dt.date) -> Selection:
 
     spec = filter_spec(containers=list(flt.containers), equals={k: list(v) for k, v in flt.equals.items()},
                        date_column=flt.date_column, before=flt.before,
-                       whole_files=(rule.date == FILE_TIME and rule.action == DELETE))
+                       whole_files=(rule.date == FILE_TIME and rule.action == DELETE),
+                       follow_links=rule.include_linked)
     stores = [s for s in config.stores if rule.covers_store(s)]
     return Selection(
         flow=RETENTION, lineage=_lineage(RETENTION, rule.name), filters={s: [spec] for s in stores},

@@ -40,7 +40,7 @@ from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
 
 DELETE, ANONYMISE = "delete", "anonymise"
 RULE_KEYS = ("name", "store", "match", "date", "period", "category", "action", "anonymise", "where",
-             "legal_hold", "legal_basis", "description")
+             "legal_hold", "legal_basis", "description", "include_linked")
 _PERIOD = re.compile(r"^\s*(\d+)\s*(d|w|m|y|days?|weeks?|months?|years?)\s*$", re.I)
 _DATE_ALIASES = {"file_time": FILE_TIME, "@file_time": FILE_TIME, "message_date": MESSAGE_DATE,
                  "@message_date": MESSAGE_DATE}
@@ -89,6 +89,7 @@ class RetentionRule:
     legal_hold: str | None = None
     legal_basis: str | None = None
     description: str | None = None
+    include_linked: bool = False
 
     def cutoff(self, run_date: dt.date) -> dt.date:
         """Records dated before this day have expired on `run_date`."""
@@ -213,6 +214,12 @@ def parse_schedule(raw: Any, source: str, stores: Mapping[str, Any] | None = Non
             if v is not None and (not isinstance(v, str) or not v.strip()):
                 raise ConfigError(f"{here}: '{key}' must be a non-empty text")
             texts[key] = v.strip() if isinstance(v, str) else None
+        linked = item.get("include_linked", False)
+        if not isinstance(linked, bool):
+            raise ConfigError(f"{here}: 'include_linked' must be true or false")
+        if linked and action != DELETE:
+            raise ConfigError(f"{here}: 'include_linked' goes with action delete")
         rules.append(RetentionRule(index=i, name=name, store=store, match=tuple(match), date=date, period=period,
-                                   category=category.strip(), action=action, anonymise=ops, where=where_t, **texts))
+                                   category=category.strip(), action=action, anonymise=ops, where=where_t,
+                                   include_linked=linked, **texts))
     return RetentionSchedule(rules, source)

@@ -32,6 +32,9 @@ Semantics (every connector follows them; tests/test_select_*.py check them):
   finding with location {"file": name} (CSV) or {"path": remote} (FTP) and no row, and `record` = None.
   Applying an `ExecAction` of kind `drop` on it removes the file. Without `whole_files` each record is a
   finding with the usual location ({"file", "row"} / {"path", "row"} / {"table", "key"} / {"message_id"}).
+- `follow_links` (SQL): rows that reference a selected row through foreign keys (as `locate` follows
+  them from a subject's rows: children, transitively; shared `reference_tables` never spread) are
+  selected too, with match "linked". Other store kinds have no links and ignore it.
 - Findings carry `record` (the row as a dict, as `locate` gives it) so a plan can fingerprint and
   anonymise it; `entities` = `entity` when given, else [].
 """
@@ -119,6 +122,7 @@ class RecordFilter:
     message_ids: tuple[str, ...] = ()
     whole_files: bool = False
     entity: str | None = None
+    follow_links: bool = False
 
     def __post_init__(self):
         self.containers = tuple(self.containers) or ("*",)
@@ -177,6 +181,7 @@ class RecordFilter:
             "mail_from": len(self.mail_from),
             "message_ids": len(self.message_ids),
             "whole_files": self.whole_files,
+            "follow_links": self.follow_links,
         }
 
 

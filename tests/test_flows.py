@@ -174,6 +174,11 @@ def test_when_children_are_found_by_date_of_birth_then_they_are_purged_and_text_
     f = world.flows
     assert sorted(set(signups) - set(after)) == sorted(f.child_signup_ids)
     assert set(f.teen_signup_ids) <= set(after) and set(f.clue_signup_ids) <= set(after)
+    con = sqlite3.connect(world.crm_path)
+    left = {r[0] for r in con.execute("SELECT attendance_id FROM youth_attendance")}
+    con.close()
+    assert f.child_attendance_ids and not left & set(f.child_attendance_ids)  # linked rows went with them
+    assert len(left) == 2 * (len(signups) - len(f.child_signup_ids))
     assert (drop(world) / "juniors.jsonl").read_text().splitlines() == [
         line for n, line in enumerate(jsonl, 1) if n not in f.child_jsonl_rows]
     assert (world.root / "data" / "exports" / "junior_club.csv").read_text().splitlines() == [

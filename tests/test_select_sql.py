@@ -248,3 +248,32 @@ def test_when_selected_findings_are_deleted_then_exactly_those_rows_are_gone(wor
     assert log_left == ["second"]
     # a second run finds nothing left to select
     assert conn.select(RecordFilter(containers=("intake", "intake_log"), equals={"import_batch": ["B1"]})) == []
+
+
+def test_when_follow_links_is_asked_then_rows_referencing_selected_rows_are_selected_as_linked(any_sql_url, tmp_path):
+    schema = _schema(any_sql_url)
+    engine = sa.create_engine(any_sql_url)
+    if schema:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    md = sa.MetaData(schema=schema)
+    kids = sa.Table("kids", md, sa.Column("kid_id", sa.Integer, primary_key=True, autoincrement=False),
+                    sa.Column("dob", sa.Date))
+    visits = sa.Table("visits", md, sa.Column("visit_id", sa.Integer, primary_key=True, autoincrement=False),
+                      sa.Column("kid_id", sa.Integer, sa.ForeignKey(kids.c.kid_id)))
+    notes = sa.Table("visit_notes", md, sa.Column("note_id", sa.Integer, primary_key=True, autoincrement=False),
+                     sa.Column("visit_id", sa.Integer, sa.ForeignKey(visits.c.visit_id)))
+    md.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(kids.insert(), [{"kid_id": 1, "dob": D(2018, 1, 1)}, {"kid_id": 2, "dob": D(1990, 1, 1)}])
+        conn.execute(visits.insert(), [{"visit_id": 10, "kid_id": 1}, {"visit_id": 20, "kid_id": 2}])
+        conn.execute(notes.insert(), [{"note_id": 100, "visit_id": 10}, {"note_id": 200, "visit_id": 20}])
+    engine.dispose()
+    store = StoreConfig(name="crm", kind="sql", options={"url": any_sql_url}, base_dir=tmp_path)
+    flt = dict(containers=("kids",), date_column="dob", after=D(2013, 1, 1))
+    with SqlConnector(store) as conn:
+        plain = conn.select(RecordFilter(**flt))
+        linked = conn.select(RecordFilter(**flt, follow_links=True))
+    assert [(f.location["table"], f.match) for f in plain] == [("kids", "identifier")]
+    got = sorted((f.location["table"], list(f.location["key"].values())[0], f.match) for f in linked)
+    assert got == [("kids", 1, "identifier"), ("visit_notes", 100, "linked"), ("visits", 10, "linked")]
