@@ -267,7 +267,8 @@ class SqlConnector(Connector):
                 counter = functools.partial(entities_in, build_analyzer(self.analyzer_model))
             forced = [t.split(".")[-1] for t in text_cols
                       if "." not in t or t.rsplit(".", 1)[0] in (info.name, info.container)]
-            info.profiles = cls.classify(columns, samples, entity_counter=counter, text_columns=forced)
+            info.profiles = cls.classify(columns, samples, entity_counter=counter, text_columns=forced,
+                                         container=info.name)
             if self.inventory is not None:
                 self.inventory.put(self.name, info.container, sig, info.profiles)
 

@@ -96,13 +96,32 @@ def _looks_like_phone(v: str, region: str = "GB") -> bool:
     return phonenumbers.is_possible_number(number) and v.strip()[:1] in ("+", "0", "(")
 
 
+def _singular(word: str) -> str:
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+def thing_table(container: str | None) -> bool:
+    """A table named for things, not people (`companies`, `events`, `products`): its bare `name` column
+    names the thing."""
+    if not container:
+        return False
+    ws = words(container.rsplit(".", 1)[-1])
+    return bool(ws) and _singular(ws[-1]) in _NOT_PERSON | {"product", "venue", "company", "organisation"}
+
+
 def classify(columns: Sequence[ColumnInfo], samples: dict[str, list], *,
              entity_counter: Callable[[Iterable[str]], dict[str, int]] | None = None,
-             text_columns: Iterable[str] = ()) -> dict[str, ColumnProfile]:
+             text_columns: Iterable[str] = (), container: str | None = None) -> dict[str, ColumnProfile]:
     """Classify columns from their names and `samples` (column -> sampled values).
 
     `entity_counter` (e.g. `functools.partial(pii.detection.entities_in, analyzer)`) runs Presidio over
     undecided string samples; without it no NER runs. `text_columns` forces columns to free text.
+    `container` (a SQL table's name) lets a bare `name` column of a table of things (`companies`) be
+    classified as the thing's name, not a person's.
     """
     forced = {c.casefold() for c in text_columns}
     out: dict[str, ColumnProfile] = {}
@@ -116,6 +135,8 @@ def classify(columns: Sequence[ColumnInfo], samples: dict[str, list], *,
             out[col.name] = ColumnProfile(OTHER, [], 1.0, n)
             continue
         kind = kind_from_name(col.name)
+        if kind == NAME and words(col.name) in (["name"], ["title"]) and thing_table(container):
+            kind = OTHER  # companies.name, events.title: the thing's name
         entities: list[str] = []
         confidence = 0.9 if kind else 0.0
         if kind in (EMAIL,):

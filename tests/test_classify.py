@@ -55,3 +55,14 @@ def test_when_columns_change_then_signature_changes():
     assert a == signature([ColumnInfo("email"), ColumnInfo("name")])
     assert a != signature([ColumnInfo("email"), ColumnInfo("name", "number")])
     assert a != signature([ColumnInfo("email")])
+
+
+@pytest.mark.parametrize("table, column, kind", [
+    ("companies", "name", "other"), ("events", "name", "other"), ("products", "name", "other"),
+    ("members", "name", "name"), ("event_badges", "name", "name"), ("crm.companies", "name", "other"),
+    ("companies", "contact_name", "name"), (None, "name", "name"),
+])
+def test_when_a_table_names_things_then_its_bare_name_column_is_not_a_person(table, column, kind):
+    from pii.classify import ColumnInfo, classify
+
+    assert classify([ColumnInfo(column)], {}, container=table)[column].kind == kind
