@@ -33,7 +33,8 @@ from plugins.runtime import task_defaults
                                          "store's sample_size, detection: sample_rows, else the connector's)."),
         "reports_dir": Param(None, type=["null", "string"], title="Reports folder",
                              description="Where the data map, records of processing and inventory export go "
-                                         "(default: LETHE_REPORTS_DIR, else reports/ beside stores.yaml)."),
+                                         "(default: LETHE_REPORTS_DIR, else reports/ beside stores.yaml); honoured "
+                                         "only with LETHE_ALLOW_CONFIG_OVERRIDE=1."),
     },
     default_args=task_defaults(2, 5),
     tags=["lethe", "privacy"],

@@ -329,7 +329,14 @@ def sweep_summary(results: Iterable[Mapping[str, Any] | None], context: Mapping[
     with lethe_outcomes():
         params = _params(context)
         config = load_run_config(params)
-        folder = datamap.reports_dir(config, params.get("reports_dir"))
+        requested = params.get("reports_dir")
+        if requested and os.environ.get("LETHE_ALLOW_CONFIG_OVERRIDE") != "1":
+            from pii.errors import ConfigError
+
+            raise ConfigError("the run names its own 'reports_dir', which is only honoured when "
+                              "LETHE_ALLOW_CONFIG_OVERRIDE=1 on the workers (whoever triggers a run must not "
+                              "choose where workers write); leave it empty to use LETHE_REPORTS_DIR")
+        folder = datamap.reports_dir(config, requested)
         schedule = datamap.load_schedule(config)
         rows_map = datamap.data_map(config, schedule=schedule)
         ropa = datamap.records_of_processing(config, schedule=schedule, rows=rows_map)

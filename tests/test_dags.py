@@ -443,3 +443,19 @@ def test_when_db_cleanup_runs_then_old_identifier_runs_are_deleted(world, monkey
     out = xcoms("lethe_db_cleanup", run.run_id)
     assert out[("clean_runs", "return_value", -1)]["dag_ids"][:2] == ["subject_access", "subject_erasure"]
     assert out[("work_folders", "return_value", -1)] == {"removed": 0}
+
+
+def test_when_a_sweep_run_names_its_own_reports_dir_then_it_is_refused_unless_overrides_are_allowed(
+        world, tmp_path, monkeypatch):
+    from plugins import tasks
+
+    monkeypatch.delenv("LETHE_ALLOW_CONFIG_OVERRIDE", raising=False)
+    result = {"store": "crm", "kind": "sql", "containers": 1, "swept": 1, "unchanged": 0, "removed": 0,
+              "columns": 1, "rows_sampled": 1, "seconds": 0.1, "by_kind": {}}
+    context = {"params": {"reports_dir": str(tmp_path / "elsewhere")}}
+    with pytest.raises(Exception, match="LETHE_ALLOW_CONFIG_OVERRIDE"):
+        tasks.sweep_summary([result], context)
+    assert not (tmp_path / "elsewhere").exists()
+    monkeypatch.setenv("LETHE_ALLOW_CONFIG_OVERRIDE", "1")
+    out = tasks.sweep_summary([result], context)
+    assert Path(out["reports"]["data_map"]).parent == tmp_path / "elsewhere"
