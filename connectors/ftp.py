@@ -222,6 +222,19 @@ def _children(node, prefix: str, key: str | None):
             yield f"{prefix}[{i}]", key, node, i, v
 
 
+def split_line(line: str, json_lines: bool) -> tuple[str, object]:
+    """A line's text without its terminator and, in a JSON-lines file, its parsed value (None when the
+    line is not JSON): how every reader of TXT and JSONL lines sees a line."""
+    text = line[:len(line) - len(line_terminator(line))]
+    doc = None
+    if json_lines:
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+    return text, doc
+
+
 class _LocalCopies(CsvConnector):
     """The CSV connector's reading, classification, matching and rewriting, run on downloaded copies:
     ``rel`` is the remote path (locations, containers, inventory keys, messages), `_path` its local copy."""
@@ -645,15 +658,9 @@ class FtpConnector(Connector):
     def _line_records(self, remote: str, json_lines: bool, seen_columns: set[str]):
         """(line number, record, free-text values) of a TXT or JSONL copy; blank lines hold no record."""
         for n, line in self._lines(remote):
-            text = line[:len(line) - len(line_terminator(line))]
+            text, doc = split_line(line, json_lines)
             if not text.strip():
                 continue
-            doc = None
-            if json_lines:
-                try:
-                    doc = json.loads(text)
-                except ValueError:
-                    doc = None
             if isinstance(doc, dict):
                 seen_columns.update(str(k).casefold() for k in doc)
 
@@ -1178,13 +1185,7 @@ class FtpConnector(Connector):
                       ) -> str | None:
         place = f"file {remote}"
         term = line_terminator(line)
-        text = line[:len(line) - len(term)]
-        doc = None
-        if json_lines:
-            try:
-                doc = json.loads(text)
-            except ValueError:
-                doc = None
+        text, doc = split_line(line, json_lines)
         if isinstance(doc, (dict, list)):
             leaves = {leaf.name: leaf for leaf in json_leaves(doc)}
             for key, value in changes.items():

@@ -1,52 +1,19 @@
-"""consent_withdrawal: someone unsubscribed or withdrew consent: remove them from the stores marked as
+"""consent_withdrawal (an Airflow DAG): someone unsubscribed or withdrew consent: remove them from the stores marked as
 marketing lists and keep only a suppression entry so they are never mailed again.
 
-plan -> approval (Human-in-the-loop) -> execute and verify (suppression entry "unsubscribed") -> certificate.
+plan -> needs_approval -> approval (Human-in-the-loop) -> execute and verify (suppression entry
+"unsubscribed") -> certificate. Wiring only: plugins/flow_dag.py, plugins/flow_tasks.py, pii/flows.py.
 """
 from __future__ import annotations
 
-from datetime import datetime
-
-from airflow.sdk import dag, task
-
 from plugins import flow_tasks
-from plugins.approval import ErasureApprovalOperator
+from plugins.flow_dag import planned_flow
 from plugins.flow_params import unsubscribe_params
-from plugins.runtime import task_defaults
 
-
-@dag(
+consent_withdrawal = planned_flow(
     dag_id="consent_withdrawal",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
+    doc=__doc__,
     params=unsubscribe_params(),
-    default_args=task_defaults(2, 2),
-    tags=["lethe", "privacy"],
-    doc_md=__doc__,
+    plan_body=flow_tasks.plan_unsubscribe,
+    approval_subject="Lethe: approve removing a person from the marketing lists",
 )
-def consent_withdrawal():
-    @task(multiple_outputs=True)
-    def plan(**context):
-        return flow_tasks.plan_unsubscribe(context)
-
-    @task.short_circuit
-    def needs_approval(closed):
-        return not closed
-
-    @task
-    def execute(decision: dict, **context):
-        return flow_tasks.execute_plan(decision, context)
-
-    @task
-    def certificate(report: dict, **context):
-        return flow_tasks.certificate(report, context)
-
-    planned = plan()
-    approval = ErasureApprovalOperator(task_id="approval", plan_id=planned["plan_id"], retries=0,
-                                       subject="Lethe: approve removing a person from the marketing lists")
-    needs_approval(planned["closed"]) >> approval
-    certificate(execute(approval.output))
-
-
-consent_withdrawal()

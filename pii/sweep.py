@@ -326,23 +326,17 @@ def _classify_lines(run: _Sweep, conn, remote: str, json_lines: bool) -> tuple[d
     """A TXT file as one free-text ``line`` column; JSON lines by their top-level keys (a nested value as
     the text of its leaves), lines that are not JSON objects as free-text ``line``. From the first
     `run.sample` non-blank lines."""
-    from connectors.ftp import json_leaves, line_terminator
+    from connectors.ftp import json_leaves, split_line
 
     samples: dict[str, list] = {}
     numeric: dict[str, bool] = {}
     lines: list[str] = []
     rows = 0
     for _n, line in conn._lines(remote):
-        text = line[:len(line) - len(line_terminator(line))]
+        text, doc = split_line(line, json_lines)
         if not text.strip():
             continue
         rows += 1
-        doc = None
-        if json_lines:
-            try:
-                doc = json.loads(text)
-            except ValueError:
-                doc = None
         if isinstance(doc, dict):
             for key, value in doc.items():
                 key = str(key)
