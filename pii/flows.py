@@ -344,7 +344,8 @@ def submit_selection(engine, selection: Selection, requester: str, *, received_a
     to_delete = {a["action_id"] for a in plan.actions if a["action"] == DELETE}
     deleted = [f for f in plan.findings if engine.action_id(f.store, f.location) in to_delete]
     harvested = harvest_identifiers(target.records_of(deleted), engine.config) if selection.suppress else {}
-    request_id = engine.ledger.create_request(selection.flow, target.request_subject, requester, received_at)
+    request_id = engine.ledger.create_request(selection.flow, target.request_subject, requester, received_at,
+                                              due_in_days=selection.description.get("due_in_days"))
     engine.ledger.seal_subject(request_id, target.request_subject,
                                extra={"selection": selection.to_dict(), "suppress": harvested})
     expires = dt.datetime.now(dt.timezone.utc) + engine.plan_ttl
@@ -532,12 +533,24 @@ def marketing_scope(config: Config) -> dict[str, list[str]]:
     return scope
 
 
+def unsubscribe_days(config: Config) -> int | None:
+    """`unsubscribe: {within_days: N}`: the period the privacy policy promises for taking someone off the
+    marketing lists (the request's due date); default: one calendar month, as any request."""
+    raw = config.raw.get("unsubscribe") or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("'unsubscribe' must be a mapping (within_days: N)")
+    days = raw.get("within_days")
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 366):
+        raise ConfigError("unsubscribe.within_days must be a whole number of days from 1 to 366")
+    return days
+
+
 def unsubscribe(engine, subject: Subject) -> Selection:
     return Selection(
         flow=UNSUBSCRIBE, lineage=_lineage(UNSUBSCRIBE, "marketing"), scope=marketing_scope(engine.config), action=DELETE,
         reason="consent withdrawn / unsubscribed: removed from the marketing lists",
         suppress="unsubscribed: never mail again", subject=subject.to_dict(),
-        description={"scope": "marketing lists"})
+        description={"scope": "marketing lists", "due_in_days": unsubscribe_days(engine.config)})
 
 
 def run_date_of(value: str | dt.date | None) -> dt.date:

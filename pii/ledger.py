@@ -611,7 +611,7 @@ class Ledger:
 
     # ---- requests
     def create_request(self, kind: str, subject: Subject, requester: str, received_at: date | None = None,
-                       request_id: str | None = None) -> str:
+                       request_id: str | None = None, *, due_in_days: int | None = None) -> str:
         """Register a request; returns its id. Idempotent on `request_id`: a repeat with the same kind and
         identifiers returns the same id and changes nothing; with others it is refused."""
         kind = str(kind).strip().lower()
@@ -634,6 +634,8 @@ class Ledger:
             received = received_at
         else:
             raise LedgerError("received_at must be a date")
+        # one calendar month by default (UK GDPR Art. 12(3)); a flow may promise less (unsubscribe: days)
+        due = received + timedelta(days=due_in_days) if due_in_days else due_date(received)
         now = self._now()
         counts: dict[str, int] = {}
         for k, _ in hashes:
@@ -643,13 +645,13 @@ class Ledger:
             with self.engine.begin() as conn:
                 conn.execute(insert(ledger_requests).values(
                     request_id=request_id, kind=kind, requester_hash=requester_hash, region=subject.region,
-                    received_at=received.isoformat(), due_at=due_date(received).isoformat(), status="open",
+                    received_at=received.isoformat(), due_at=due.isoformat(), status="open",
                     created_at=_iso(now), updated_at=_iso(now)))
                 conn.execute(insert(ledger_request_identifiers),
                              [{"request_id": request_id, "kind": k, "hash": h} for k, h in hashes])
                 self._event(conn, "request_created", request_id=request_id, actor=requester_hash, now=now,
                             details={"kind": kind, "identifiers": counts, "received_at": received.isoformat(),
-                                     "due_at": due_date(received).isoformat()})
+                                     "due_at": due.isoformat()})
         except IntegrityError:
             row = self._request_row(request_id)
             if row["kind"] != kind or self._request_hashes(request_id) != hashes:

@@ -378,3 +378,19 @@ def test_when_a_marketing_list_mentions_the_person_in_another_row_then_only_the_
         "amy.vale@example.test,Amy Vale,referred by [redacted]\n"
         "bo.rand@example.test,Bo Rand,\n")
     assert (folder / "orders.csv").read_text(encoding="utf-8") == "email,total\nzed.quill@example.test,12.00\n"
+
+
+def test_when_the_policy_promises_unsubscribes_within_days_then_the_request_is_due_then(world):
+    world.config_path.write_text(world.config_path.read_text() + "unsubscribe:\n  within_days: 10\n")
+    code, out, err = run(*cfg(world), "unsubscribe", "--email", "alice.smith@example.org")
+    assert code == 3, err
+    from pii.config import load_config
+    from pii.ledger import Ledger
+
+    ledger = Ledger(load_config(world.config_path).state_url)
+    plan_id = out.split("plan ")[-1].split()[0]
+    request = ledger.get_request(ledger.get_plan(plan_id)["request_id"])
+    import datetime as dt
+
+    assert request["kind"] == "unsubscribe"
+    assert dt.date.fromisoformat(request["due_at"]) - dt.date.fromisoformat(request["received_at"]) == dt.timedelta(10)
