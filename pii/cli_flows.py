@@ -80,8 +80,10 @@ def _run(args, engine, selection, *, include_weak: bool = False) -> int:
         return 0
     requester = args.requester or current_user()
     if args.yes:
-        from pii.flows import unfinished_plans
+        from pii.flows import unfinished_plans, withdraw_unapproved
 
+        if withdraw_unapproved(engine, selection, requester):
+            print("an earlier unapproved run of this flow was withdrawn (its sealed data shredded)")
         for plan_id in unfinished_plans(engine, selection):
             print(f"resuming plan {plan_id} (an earlier run did not finish)")
             code = cli._print_report(engine, engine.execute(plan_id), None)

@@ -373,6 +373,30 @@ def unfinished_plans(engine, selection: Selection) -> list[str]:
     return out
 
 
+def withdraw_unapproved(engine, selection: Selection, requester: str) -> int:
+    """Withdraw this requester's earlier requests of the same flow whose plans were never approved (a run
+    killed between planning and approval): their plans expire and their sealed data (a source, the
+    identifiers collected for the suppression list) is shredded. As `ErasureEngine.supersede_unapproved`
+    does for erasure. Returns how many were withdrawn."""
+    from pii.ledger import PLANNED
+
+    withdrawn = 0
+    for request_id in SelectionTarget(engine, selection).lineage():
+        request = engine.ledger.get_request(request_id)
+        if request["status"] != "open" or not engine.ledger.requested_by(request_id, requester):
+            continue
+        plans = engine.ledger.plans_for(request_id)
+        if any(p["state"] not in (PLANNED, "expired") for p in plans):
+            continue
+        for p in plans:
+            if p["state"] == PLANNED:
+                engine.ledger.transition(p["plan_id"], PLANNED, "expired", actor="lethe: superseded by a new run")
+        engine.ledger.shred_subject(request_id, actor=requester)
+        engine.ledger.set_request_status(request_id, "withdrawn", actor=requester)
+        withdrawn += 1
+    return withdrawn
+
+
 def preview_selection(engine, selection: Selection, *, include_weak: bool = False):
     """The plan a selection would get, stored nowhere (dry run)."""
     target = SelectionTarget(engine, selection)

@@ -457,7 +457,7 @@ def check_ledger(facts: LedgerFacts, ref: "Reference | None") -> dict:
         assert facts.suppression == ref.suppression, "the suppression list differs from the reference run's"
     orphans = [r for r in facts.requests if not any(p["request_id"] == r and p["state"] == "verified"
                                                     for p in facts.plans)]
-    return {"groups": facts_by_group, "recovered": recovered, "resumed": resumed, "unapproved": states["planned"],
+    return {"groups": facts_by_group, "recovered": recovered, "resumed": resumed, "unapproved": states["planned"] + states["expired"],
             "orphans": len(orphans), "orphan_secrets": len(set(orphans) & facts.secrets),
             "locks_broken": facts.locks_broken}
 
@@ -625,4 +625,5 @@ def test_when_retention_or_received_in_error_is_killed_at_any_moment_then_runnin
     assert any("executing" in k.phase for k in mid if k.command == RETENTION), "no kill landed in an execution"
     assert totals["recovered"] > 0, "no kill came between a store's change and the ledger's record of it"
     assert totals["unapproved"] > 0, "no kill came between storing a plan and approving it"
+    assert totals["orphan_secrets"] == 0, "a request left unapproved by a kill still holds its sealed data"
     assert any(k.temps for k in kills), "no kill left a CSV temp file behind"
