@@ -334,6 +334,7 @@ def submit_selection(engine, selection: Selection, requester: str, *, received_a
     from pii.erasure import _letters  # noqa: F401 - same fingerprints as erasure
 
     engine.policy.check_environment()
+    lapse_flow_requests(engine)
     target = SelectionTarget(engine, selection)
     target.check_holds()
     earlier = engine._changed_as_planned(target)
@@ -394,6 +395,23 @@ def withdraw_unapproved(engine, selection: Selection, requester: str) -> int:
         engine.ledger.shred_subject(request_id, actor=requester)
         engine.ledger.set_request_status(request_id, "withdrawn", actor=requester)
         withdrawn += 1
+    return withdrawn
+
+
+def lapse_flow_requests(engine, *, actor: str = "lethe: plan expired") -> int:
+    """Plans of the special flows that passed their expiry without being carried out expire; a flow
+    request left with nothing but expired plans is withdrawn and its sealed data shredded (a flow's run
+    is not a person's request: the next scheduled run plans afresh). Returns how many were withdrawn."""
+    from pii.ledger import EXPIRED
+
+    engine.ledger.expire_overdue(actor=actor)
+    withdrawn = 0
+    for request_id in engine.ledger.open_requests(FLOWS):
+        plans = engine.ledger.plans_for(request_id)
+        if plans and all(p["state"] == EXPIRED for p in plans):
+            engine.ledger.shred_subject(request_id, actor=actor)
+            engine.ledger.set_request_status(request_id, "withdrawn", actor=actor)
+            withdrawn += 1
     return withdrawn
 
 

@@ -685,6 +685,13 @@ class Ledger:
                                 .order_by(r.c.created_at, r.c.request_id)).scalars()
             return list(rows)
 
+    def open_requests(self, kinds: Iterable[str]) -> list[str]:
+        """Ids of the open requests of these kinds, oldest first."""
+        r = ledger_requests
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(r.c.request_id).where(r.c.kind.in_(list(kinds)), r.c.status == "open")
+                                     .order_by(r.c.created_at, r.c.request_id)).scalars())
+
     def set_request_status(self, request_id: str, status: str, *, actor: str | None = None) -> None:
         if status not in REQUEST_STATUSES:
             raise LedgerError(f"request status must be one of {', '.join(REQUEST_STATUSES)}")

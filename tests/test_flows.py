@@ -394,3 +394,31 @@ def test_when_the_policy_promises_unsubscribes_within_days_then_the_request_is_d
 
     assert request["kind"] == "unsubscribe"
     assert dt.date.fromisoformat(request["due_at"]) - dt.date.fromisoformat(request["received_at"]) == dt.timedelta(10)
+
+
+def test_when_a_flow_plan_expires_unapproved_then_the_next_run_withdraws_it_and_shreds_its_data(world):
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from pii.config import load_config
+    from pii.ledger import Ledger, ledger_plans, ledger_request_secrets
+
+    code, out, err = run(*cfg(world), "received-in-error", "--store", "exports", "--file", demo_flows.ERROR_EXPORT)
+    assert code == 3, err
+    plan_id = out.split("plan ")[-1].split()[0]
+    ledger = Ledger(load_config(world.config_path).state_url)
+    request_id = ledger.get_plan(plan_id)["request_id"]
+    past = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    with ledger.engine.begin() as conn:
+        conn.execute(sa.update(ledger_plans).where(ledger_plans.c.plan_id == plan_id).values(expires_at=past))
+    code, out, err = run(*cfg(world), "retention", *RUN, "--rule", "visitors", "--dry-run")  # another flow
+    assert code == 0, err
+    code, out, err = run(*cfg(world), "unsubscribe", "--email", "nobody@example.test", "--yes")
+    assert code == 0, err
+    assert ledger.get_plan(plan_id)["state"] == "expired"
+    assert ledger.get_request(request_id)["status"] == "withdrawn"
+    with ledger.engine.connect() as conn:
+        assert conn.execute(sa.select(ledger_request_secrets.c.request_id).where(
+            ledger_request_secrets.c.request_id == request_id)).first() is None
+    assert (world.root / "data" / "exports" / demo_flows.ERROR_EXPORT).exists()  # nothing was carried out
