@@ -357,6 +357,12 @@ def check_due(context: Mapping[str, Any]) -> dict:
     with lethe_outcomes():
         params = _params(context)
         config = load_run_config(params)
+        from pii.erasure import ErasureEngine
+        from pii.flows import lapse_flow_requests
+
+        lapsed = lapse_flow_requests(ErasureEngine(config))  # flow runs whose plans expired unapproved
+        if lapsed:
+            log.info("%d special-flow requests withdrawn: their plans expired unapproved", lapsed)
         report = due_report(_ledger(config), date.today(), int(params.get("within_days") or 7))
         for r in report["overdue"]:
             log.warning("OVERDUE: %s request %s received %s was due %s (%s)", r["kind"], r["request_id"],
