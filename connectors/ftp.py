@@ -1218,13 +1218,7 @@ def _same_line(line: str, expected: dict, json_lines: bool) -> bool:
     """Whether a line still holds the record that was located there: a text line its ``{"line": text}``;
     a JSON line every expected field with the same value, whether the record was given flat (``a.b``,
     ``tags[0]``, as `locate` gives it) or as the parsed object's top-level keys (as `select` gives it)."""
-    text = line[:len(line) - len(line_terminator(line))]
-    doc = None
-    if json_lines:
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            doc = None
+    text, doc = split_line(line, json_lines)
     if not isinstance(doc, (dict, list)):
         return set(expected) == {LINE_KEY} and expected[LINE_KEY] == text
     leaves = {leaf.name: leaf.value for leaf in json_leaves(doc)}

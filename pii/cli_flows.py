@@ -67,17 +67,18 @@ def add_parsers(sub, add_identifier_args) -> None:
 
 
 # ---------------------------------------------------------------------------- shared
-def _run(args, engine, selection, *, include_weak: bool = False) -> int:
+def _run(args, engine, selection, *, include_weak: bool = False) -> tuple[int, object]:
+    """Run a flow as the command's mode says; returns the exit status and the plan it made."""
     from pii import cli
     from pii.erasure import current_user
-    from pii.flows import preview_selection, submit_selection
+    from pii.flows import close_if_empty, preview_selection, submit_selection
 
     if args.dry_run:
         plan = preview_selection(engine, selection, include_weak=include_weak)
         print("dry run: nothing stored, nothing changed")
         _print_plan(plan)
         _write_report(args, plan)
-        return 0
+        return 0, plan
     requester = args.requester or current_user()
     if args.yes:
         from pii.flows import unfinished_plans, withdraw_unapproved
@@ -88,23 +89,21 @@ def _run(args, engine, selection, *, include_weak: bool = False) -> int:
             print(f"resuming plan {plan_id} (an earlier run did not finish)")
             code = cli._print_report(engine, engine.execute(plan_id), None)
             if code:
-                return code
+                return code, None
     plan = submit_selection(engine, selection, requester, received_at=cli._received(args)
                             if getattr(args, "received", None) else None, include_weak=include_weak)
     _print_plan(plan)
     _write_report(args, plan)
-    if not plan.actions:
-        # nothing to carry out: approve and verify at once so the ledger records the run as complete
-        engine.approve(plan.plan_id, current_user())
-        report = engine.execute(plan.plan_id)
-        print(f"plan {plan.plan_id}: nothing to change; {report.state}")
-        return 0
+    closed = close_if_empty(engine, plan)
+    if closed:
+        print(f"plan {plan.plan_id}: nothing to change; {closed}")
+        return 0, plan
     if args.yes:
         engine.approve(plan.plan_id, current_user())
         print(f"plan {plan.plan_id} approved by {current_user()}")
-        return cli._print_report(engine, engine.execute(plan.plan_id), args.certificate)
+        return cli._print_report(engine, engine.execute(plan.plan_id), args.certificate), plan
     print(f"plan {plan.plan_id} stored; awaiting approval: lethe approve {plan.plan_id} --execute")
-    return cli.EXIT_AWAITING_APPROVAL
+    return cli.EXIT_AWAITING_APPROVAL, plan
 
 
 def _print_plan(plan) -> None:
@@ -156,7 +155,7 @@ def cmd_received_in_error(args) -> int:
         raise ConfigError("--table goes with --batch")
     source = Source(store=args.store, file=args.file, sender=args.sender, message_id=args.message_id,
                     column=column, value=value, table=args.table)
-    return _run(args, engine, received_in_error(engine, source, subject))
+    return _run(args, engine, received_in_error(engine, source, subject))[0]
 
 
 def cmd_child_purge(args) -> int:
@@ -168,19 +167,24 @@ def cmd_child_purge(args) -> int:
     run_date = run_date_of(args.date)
     engine.today = run_date
     selection = child_purge(engine, run_date, threshold=args.threshold)
-    code = _run(args, engine, selection, include_weak=args.include_weak)
+    code, plan = _run(args, engine, selection, include_weak=args.include_weak)
     if args.review_out:
-        _write_review(args, engine, selection)
+        # the run's own plan holds the review list; with --include-weak the clues were planned, not
+        # reviewed, so the list comes from a plan without them (as it always lists every clue)
+        if plan is None or args.include_weak:
+            from pii.flows import preview_selection
+
+            plan = preview_selection(engine, selection)
+        _write_review(args, engine, selection, plan)
     return code
 
 
-def _write_review(args, engine, selection) -> None:
+def _write_review(args, engine, selection, plan) -> None:
     """The text-clue review list: where, what kind of clue, the age it states, its score; never the text."""
     import csv
 
-    from pii.flows import preview_selection, review_entries
+    from pii.flows import review_entries
 
-    plan = preview_selection(engine, selection)
     rows = review_entries(engine, plan, threshold=selection.description.get("threshold"))
     out = Path(args.review_out)
     if out.suffix.lower() == ".json":
@@ -224,7 +228,7 @@ def cmd_retention(args) -> int:
         engine.today = run_date
         print(f"== rule {rule.name}")
         try:  # one rule's unreachable store does not stop the others
-            code = _run(args, engine, retention_selection(engine, rule, run_date))
+            code = _run(args, engine, retention_selection(engine, rule, run_date))[0]
         except LetheError as exc:
             print(f"lethe: rule {rule.name}: {exc}", file=sys.stderr)
             code = exc.exit_code
@@ -241,4 +245,4 @@ def cmd_unsubscribe(args) -> int:
 
     config = cli._config(args)
     engine = cli._engine(args, config)
-    return _run(args, engine, unsubscribe(engine, cli._subject(args, config)))
+    return _run(args, engine, unsubscribe(engine, cli._subject(args, config)))[0]

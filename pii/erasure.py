@@ -267,7 +267,11 @@ class ErasureEngine:
         self.check_holds(subject)
         request_id = self.ledger.create_request("erasure", subject, requester, received_at, request_id)
         self.ledger.seal_subject(request_id, subject)
-        plan = self.build_plan(subject, include_weak=include_weak, stores=stores)
+        return self.store_plan(self.build_plan(subject, include_weak=include_weak, stores=stores), request_id,
+                               requester)
+
+    def store_plan(self, plan: Plan, request_id: str, requester: str) -> Plan:
+        """Store a built plan for its request, awaiting approval until the plan's time to live runs out."""
         expires = dt.datetime.now(dt.timezone.utc) + self.plan_ttl
         plan.data["expires_at"] = expires.isoformat(timespec="seconds")
         plan.plan_id = self.ledger.store_plan(request_id, plan.data, expires, actor=requester)
@@ -278,10 +282,14 @@ class ErasureEngine:
         """Withdraw this requester's earlier erasure requests for the subject that never got an approved
         plan (e.g. a run killed while planning): their plans expire and their identifiers are shredded.
         Returns how many requests were withdrawn."""
+        return self.withdraw_unapproved(SubjectTarget(self, subject).lineage(), requester)
+
+    def withdraw_unapproved(self, request_ids: list[str], requester: str) -> int:
+        """Of these requests, withdraw the open ones `requester` made whose plans were never approved:
+        their plans expire and their sealed data is shredded. Returns how many were withdrawn."""
         withdrawn = 0
-        for request_id in self.ledger.find_requests(subject):
-            request = self.ledger.get_request(request_id)
-            if request["kind"] != "erasure" or request["status"] != "open":
+        for request_id in request_ids:
+            if self.ledger.get_request(request_id)["status"] != "open":
                 continue
             if not self.ledger.requested_by(request_id, requester):
                 continue

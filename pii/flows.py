@@ -331,17 +331,11 @@ def harvest_identifiers(findings: list[Finding], config: Config) -> dict:
 def submit_selection(engine, selection: Selection, requester: str, *, received_at: dt.date | None = None,
                      include_weak: bool = False):
     """Plan a selection and store the plan awaiting approval (pii.erasure.Plan with `request_id`)."""
-    from pii.erasure import _letters  # noqa: F401 - same fingerprints as erasure
-
     engine.policy.check_environment()
     lapse_flow_requests(engine)
     target = SelectionTarget(engine, selection)
     target.check_holds()
-    earlier = engine._changed_as_planned(target)
-    plan = engine.plan_target(target, include_weak=include_weak, stores=selection.stores(), skip_prints=earlier)
-    plan.data["selection"] = selection.public()
-    plan.data["selection_report"] = target.report
-    plan.data["flow"] = selection.flow
+    plan = _plan_selection(engine, target, include_weak)
     to_delete = {a["action_id"] for a in plan.actions if a["action"] == DELETE}
     deleted = [f for f in plan.findings if engine.action_id(f.store, f.location) in to_delete]
     harvested = harvest_identifiers(target.records_of(deleted), engine.config) if selection.suppress else {}
@@ -349,11 +343,18 @@ def submit_selection(engine, selection: Selection, requester: str, *, received_a
                                               due_in_days=selection.description.get("due_in_days"))
     engine.ledger.seal_subject(request_id, target.request_subject,
                                extra={"selection": selection.to_dict(), "suppress": harvested})
-    expires = dt.datetime.now(dt.timezone.utc) + engine.plan_ttl
-    plan.data["expires_at"] = expires.isoformat(timespec="seconds")
-    plan.plan_id = engine.ledger.store_plan(request_id, plan.data, expires, actor=requester)
-    plan.request_id = request_id
-    return plan
+    return engine.store_plan(plan, request_id, requester)
+
+
+def close_if_empty(engine, plan) -> str | None:
+    """A stored plan with nothing to carry out is approved and verified at once (nobody need be asked), so
+    the ledger records the run as complete. Returns the state it ended in, or None when it has actions."""
+    from pii.erasure import current_user
+
+    if plan.actions:
+        return None
+    engine.approve(plan.plan_id, current_user())
+    return engine.execute(plan.plan_id).state
 
 
 def unfinished_plans(engine, selection: Selection) -> list[str]:
@@ -377,25 +378,9 @@ def unfinished_plans(engine, selection: Selection) -> list[str]:
 def withdraw_unapproved(engine, selection: Selection, requester: str) -> int:
     """Withdraw this requester's earlier requests of the same flow whose plans were never approved (a run
     killed between planning and approval): their plans expire and their sealed data (a source, the
-    identifiers collected for the suppression list) is shredded. As `ErasureEngine.supersede_unapproved`
-    does for erasure. Returns how many were withdrawn."""
-    from pii.ledger import PLANNED
-
-    withdrawn = 0
-    for request_id in SelectionTarget(engine, selection).lineage():
-        request = engine.ledger.get_request(request_id)
-        if request["status"] != "open" or not engine.ledger.requested_by(request_id, requester):
-            continue
-        plans = engine.ledger.plans_for(request_id)
-        if any(p["state"] not in (PLANNED, "expired") for p in plans):
-            continue
-        for p in plans:
-            if p["state"] == PLANNED:
-                engine.ledger.transition(p["plan_id"], PLANNED, "expired", actor="lethe: superseded by a new run")
-        engine.ledger.shred_subject(request_id, actor=requester)
-        engine.ledger.set_request_status(request_id, "withdrawn", actor=requester)
-        withdrawn += 1
-    return withdrawn
+    identifiers collected for the suppression list) is shredded, as erasure's `supersede_unapproved` does.
+    Returns how many were withdrawn."""
+    return engine.withdraw_unapproved(SelectionTarget(engine, selection).lineage(), requester)
 
 
 def lapse_flow_requests(engine, *, actor: str = "lethe: plan expired") -> int:
@@ -417,7 +402,13 @@ def lapse_flow_requests(engine, *, actor: str = "lethe: plan expired") -> int:
 
 def preview_selection(engine, selection: Selection, *, include_weak: bool = False):
     """The plan a selection would get, stored nowhere (dry run)."""
-    target = SelectionTarget(engine, selection)
+    return _plan_selection(engine, SelectionTarget(engine, selection), include_weak)
+
+
+def _plan_selection(engine, target: SelectionTarget, include_weak: bool):
+    """Find the selection's records and decide each, leaving out those earlier runs of the same flow
+    already changed as planned; the plan records what was selected per store."""
+    selection = target.selection
     earlier = engine._changed_as_planned(target)
     plan = engine.plan_target(target, include_weak=include_weak, stores=selection.stores(), skip_prints=earlier)
     plan.data["selection"] = selection.public()

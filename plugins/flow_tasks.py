@@ -38,8 +38,7 @@ def run_date(params: Mapping[str, Any]) -> date:
 
 def _plan(engine, selection, context, *, include_weak: bool = False) -> dict:
     """Store the plan; write its report (no values) to the output folder; close it at once when empty."""
-    from pii.erasure import current_user
-    from pii.flows import review_entries, submit_selection
+    from pii.flows import close_if_empty, review_entries, submit_selection
 
     params = _params(context)
     plan = submit_selection(engine, selection, requester_of(params, context), include_weak=include_weak)
@@ -55,13 +54,10 @@ def _plan(engine, selection, context, *, include_weak: bool = False) -> dict:
     path = folder / f"{plan.plan_id}.report.json"
     path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     out = {"plan_id": plan.plan_id, "request_id": plan.request_id, "actions": len(plan.actions),
-           "review": len(plan.data["review"]), "held": len(plan.data["held"]), "report": str(path),
-           "closed": None}
-    if not plan.actions:
-        engine.approve(plan.plan_id, current_user())
-        state = engine.execute(plan.plan_id).state
-        log.info("plan %s: nothing to change (%s)", plan.plan_id, state)
-        out["closed"] = state
+           "review": len(plan.data["review"]), "held": len(plan.data["held"]), "report": str(path)}
+    out["closed"] = close_if_empty(engine, plan)
+    if out["closed"]:
+        log.info("plan %s: nothing to change (%s)", plan.plan_id, out["closed"])
     return out
 
 
