@@ -822,11 +822,14 @@ def test_when_a_csv_rewrite_is_killed_then_each_file_is_the_old_or_the_new_one_a
     def child(folder: Path) -> Run:
         return Run([sys.executable, str(REPO / "tests" / "crash_child.py"), str(folder)], tmp_path, "applying")
 
-    ref_folder = fresh("ref")
-    run = child(ref_folder)
-    rc, _, err = run.finish()
-    assert rc == 0 and "applying" in err, err
-    window = next(t for t, line in run.stamps if line.startswith("done")) - run.work_at  # the rewrites
+    windows = []
+    for attempt in range(2):  # the first run pays cold caches: the second gives the window kills aim at
+        ref_folder = fresh(f"ref{attempt}")
+        run = child(ref_folder)
+        rc, _, err = run.finish()
+        assert rc == 0 and "applying" in err, err
+        windows.append(next(t for t, line in run.stamps if line.startswith("done")) - run.work_at)  # the rewrites
+    window = min(windows)
     expected = {f: (ref_folder / f).read_bytes() for f in originals}
     assert all(expected[f] != originals[f] for f in originals)
 
