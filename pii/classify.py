@@ -113,6 +113,52 @@ def thing_table(container: str | None) -> bool:
     return bool(ws) and _singular(ws[-1]) in _NOT_PERSON | {"product", "venue", "company", "organisation"}
 
 
+# --------------------------------------------------------------------------- how values are written
+TRIMMED, LOWER, PHONE_STANDARD = "trimmed", "lower", "phone_standard"
+MIN_FORM_SAMPLE = 10  # fewer sampled values say nothing about how a column is written
+_PHONE_FORMATS = (phonenumbers.PhoneNumberFormat.E164, phonenumbers.PhoneNumberFormat.INTERNATIONAL,
+                  phonenumbers.PhoneNumberFormat.NATIONAL)
+
+
+def phone_forms(e164: str) -> list[str]:
+    """The standard ways one number is written: E.164, international, national, and each without
+    spaces or punctuation (``+447700900456``, ``+44 7700 900456``, ``07700 900456``, ``447700900456``,
+    ``07700900456``, ``7700900456``)."""
+    number = phonenumbers.parse(e164, None)
+    out = [phonenumbers.format_number(number, f) for f in _PHONE_FORMATS]
+    out += ["".join(ch for ch in f if ch.isdigit()) for f in out]
+    out.append(phonenumbers.national_significant_number(number))
+    return list(dict.fromkeys(out))
+
+
+def _standard_phone(value: str, region: str) -> bool:
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return False
+    if not phonenumbers.is_possible_number(number):
+        return False
+    return value in phone_forms(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def column_forms(values: Iterable, *, region: str = "GB") -> list[str]:
+    """How every sampled value of a text column is written: ``trimmed`` (no surrounding spaces),
+    ``lower`` (no upper-case letter), ``phone_standard`` (each is one of `phone_forms` of its number).
+    The search planner may then compare the column's own form through its index (see
+    connectors/sql_search.py); with fewer than MIN_FORM_SAMPLE values nothing is claimed."""
+    present = [str(v) for v in values if v is not None and str(v) != ""]
+    if len(present) < MIN_FORM_SAMPLE:
+        return []
+    forms = []
+    if all(v == v.strip() for v in present):
+        forms.append(TRIMMED)
+    if all(v == v.lower() for v in present):
+        forms.append(LOWER)
+    if all(_standard_phone(v, region) for v in present):
+        forms.append(PHONE_STANDARD)
+    return forms
+
+
 def classify(columns: Sequence[ColumnInfo], samples: dict[str, list], *,
              entity_counter: Callable[[Iterable[str]], dict[str, int]] | None = None,
              text_columns: Iterable[str] = (), container: str | None = None) -> dict[str, ColumnProfile]:
@@ -126,7 +172,8 @@ def classify(columns: Sequence[ColumnInfo], samples: dict[str, list], *,
     forced = {c.casefold() for c in text_columns}
     out: dict[str, ColumnProfile] = {}
     for col in columns:
-        values = [str(v).strip() for v in samples.get(col.name, []) if v is not None and str(v).strip()]
+        raw = samples.get(col.name, [])
+        values = [str(v).strip() for v in raw if v is not None and str(v).strip()]
         n = len(values)
         if col.name.casefold() in forced:
             out[col.name] = ColumnProfile(FREE_TEXT, [], 1.0, n)
@@ -169,5 +216,6 @@ def classify(columns: Sequence[ColumnInfo], samples: dict[str, list], *,
                 counts = entity_counter(values)
                 entities = sorted(set(entities) | {e for e, c in counts.items() if c})
             confidence = max(confidence, 0.5)
-        out[col.name] = ColumnProfile(kind or OTHER, sorted(set(entities)), round(confidence, 3), n)
+        out[col.name] = ColumnProfile(kind or OTHER, sorted(set(entities)), round(confidence, 3), n,
+                                      column_forms(raw))
     return out

@@ -45,6 +45,17 @@ inventory_containers = Table(
     Column("swept_at", String(40), nullable=False),
 )
 
+# How a column's sampled values are written (`pii.classify.column_forms`): lets the search planner compare
+# a column's own form through its index. Kept apart so state databases made before it need no migration.
+inventory_forms = Table(
+    "inventory_forms",
+    metadata,
+    Column("store", String(200), primary_key=True),
+    Column("container", String(500), primary_key=True),
+    Column("column_name", String(200), primary_key=True),
+    Column("forms", Text, nullable=False),
+)
+
 # Column kinds. Identifier kinds are compared whole; free_text is searched inside.
 EMAIL, PHONE, NAME, GIVEN_NAME, FAMILY_NAME, FREE_TEXT, OTHER = (
     "email", "phone", "name", "given_name", "family_name", "free_text", "other")
@@ -57,6 +68,7 @@ class ColumnProfile:
     entities: list[str] = field(default_factory=list)
     confidence: float = 0.0
     sample_size: int = 0
+    forms: list[str] = field(default_factory=list)  # pii.classify.column_forms of the sample
 
 
 class Inventory:
@@ -73,20 +85,28 @@ class Inventory:
                     inventory_columns.c.store == store, inventory_columns.c.container == container
                 )
             ).mappings().all()
+            forms = dict(conn.execute(
+                select(inventory_forms.c.column_name, inventory_forms.c.forms).where(
+                    inventory_forms.c.store == store, inventory_forms.c.container == container)).all())
         if not rows or any(r["signature"] != signature for r in rows):
             self.misses += 1
             return None
         self.hits += 1
         return {
-            r["column_name"]: ColumnProfile(r["kind"], json.loads(r["entities"]), r["confidence"], r["sample_size"])
+            r["column_name"]: ColumnProfile(r["kind"], json.loads(r["entities"]), r["confidence"], r["sample_size"],
+                                            json.loads(forms.get(r["column_name"]) or "[]"))
             for r in rows
         }
 
     def put(self, store: str, container: str, signature: str, profiles: dict[str, ColumnProfile]) -> None:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         with self.engine.begin() as conn:
-            conn.execute(delete(inventory_columns).where(
-                inventory_columns.c.store == store, inventory_columns.c.container == container))
+            for t in (inventory_columns, inventory_forms):
+                conn.execute(delete(t).where(t.c.store == store, t.c.container == container))
+            with_forms = [{"store": store, "container": container, "column_name": col, "forms": json.dumps(p.forms)}
+                          for col, p in profiles.items() if p.forms]
+            if with_forms:
+                conn.execute(inventory_forms.insert(), with_forms)
             if profiles:
                 conn.execute(inventory_columns.insert(), [
                     {"store": store, "container": container, "column_name": col, "signature": signature,
@@ -144,7 +164,7 @@ class Inventory:
         with self.engine.begin() as conn:
             for i in range(0, len(containers), 500):
                 chunk = containers[i:i + 500]
-                for t in (inventory_columns, inventory_containers):
+                for t in (inventory_columns, inventory_containers, inventory_forms):
                     conn.execute(delete(t).where(t.c.store == store, t.c.container.in_(chunk)))
         return len(containers)
 
