@@ -22,9 +22,12 @@ import base64
 import datetime as dt
 import decimal
 import functools
+import json
 import re
+import time
 import unicodedata
 import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -33,13 +36,17 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 from sqlalchemy.sql import sqltypes
 
+from connectors import sql_search as search
 from connectors.base import DELETE, UPDATE, Connector, Done, ExecAction
+from connectors.sql_search import MAX_DISTINCT, Planner, reflect_facts
+from pii.coverage import Coverage
 from pii import classify as cls
 from pii.config import resolve_sqlite_url
 from pii.errors import ConfigError, StoreError, StoreUnreachable
 from pii.findings import STRONG, WEAK, Finding, merge
 from pii.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE, ColumnProfile
 from pii.policy import container_matches
+from pii.printable import PlaceNames
 from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
 from pii.subject import (
     ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of, fold,
@@ -50,6 +57,7 @@ IN_CHUNK = 500
 _STRIPPED = "anonymised in place instead of deleted: rows that stay still reference it"
 MAX_LINK_DEPTH = 12
 SAMPLE_SIZE = 30
+DEFAULT_SEARCH_WORKERS = 4
 _PHONE_PUNCT = (" ", "-", "(", ")", ".", "+", "/", "\t")
 
 
@@ -147,6 +155,8 @@ class SqlConnector(Connector):
         super().__init__(store, **kwargs)
         self._engine: Engine | None = None
         self._tables: list[TableInfo] | None = None
+        self._facts: dict | None = None
+        self._excluded: list[str] = []
         self.sample_size = int(store.get("sample_size", SAMPLE_SIZE))
 
     # ------------------------------------------------------------------ connection
@@ -223,6 +233,7 @@ class SqlConnector(Connector):
         default_schema = "public" if self.dialect == "postgresql" else None
         md = sa.MetaData()
         infos: list[TableInfo] = []
+        excluded: list[str] = []
         try:
             for schema in self.schemas():
                 md.reflect(bind=self.engine, schema=schema, resolve_fks=False)
@@ -230,11 +241,13 @@ class SqlConnector(Connector):
                 shown = table.schema if table.schema and table.schema != default_schema else None
                 qualified = f"{shown}.{table.name}" if shown else table.name
                 if table.name.casefold() in skip or qualified.casefold() in skip:
+                    excluded.append(qualified)
                     continue
                 infos.append(TableInfo(table, shown, [c.name for c in table.primary_key.columns]))
         except SQLAlchemyError as exc:
             raise StoreError(self.name, "schema reflection", _short_reason(exc)) from None
         self._tables = infos
+        self._excluded = excluded
         return infos
 
     def _table_key(self, schema: str | None, name: str) -> tuple[str | None, str]:
@@ -257,9 +270,13 @@ class SqlConnector(Connector):
                 continue
             string_cols = [c for c in info.table.columns if _column_type(c) == cls.STRING]
             samples: dict[str, list] = {}
+            unreadable = False
             if string_cols:
-                with self.engine.connect() as conn:
-                    rows = conn.execute(sa.select(*string_cols).limit(self.sample_size)).all()
+                try:
+                    with self.engine.connect() as conn:
+                        rows = conn.execute(sa.select(*string_cols).limit(self.sample_size)).all()
+                except SQLAlchemyError:  # e.g. no SELECT permission: classified by names; the search reports it
+                    rows, unreadable = [], True
                 for i, c in enumerate(string_cols):
                     samples[c.name] = [r[i] for r in rows]
             if counter is None and self.analyzer_model:
@@ -269,25 +286,65 @@ class SqlConnector(Connector):
                       if "." not in t or t.rsplit(".", 1)[0] in (info.name, info.container)]
             info.profiles = cls.classify(columns, samples, entity_counter=counter, text_columns=forced,
                                          container=info.name)
-            if self.inventory is not None:
+            if self.inventory is not None and not unreadable:
                 self.inventory.put(self.name, info.container, sig, info.profiles)
 
     # ------------------------------------------------------------------ locate
     def locate(self, matcher: SubjectMatcher) -> list[Finding]:
+        """Every row about the subject: each table searched with the planner's predicates
+        (connectors/sql_search.py), tables concurrently (``search_workers``, default 4), candidates confirmed
+        in Python, then foreign keys followed. `self.coverage` says what was searched and how."""
         self.check()
+        shown = PlaceNames(matcher, "table")
+        self.coverage = Coverage(self.name, self.kind)
         tables = self.tables()
+        for place in self._excluded:  # filled by tables()
+            self.coverage.add_excluded(shown(place), "listed under skip_tables")
         self.say(f"{len(tables)} tables")
         self.classify_tables()
-        hits: list[_Hit] = []
+        strict = bool((self.store.get("search") or {}).get("strict", False)) if isinstance(
+            self.store.get("search"), dict) else False
+        planner = Planner(self.dialect, matcher, strict=strict)
         try:
+            facts = self.column_facts()
+        except SQLAlchemyError as exc:
+            raise StoreError(self.name, "index reflection", _safe_reason(exc)) from None
+        hits: list[_Hit] = []
+        started = time.perf_counter()
+        workers = max(1, min(self.search_workers, len(tables) or 1))
+        outcomes: dict[str, tuple[list[_Hit], dict] | BaseException] = {}
+        if workers == 1:
             for info in tables:
-                found = self._search_table(info, matcher)
-                if found:
-                    self.say(f"{info.container}: {len(found)} matching rows")
-                hits.extend(found)
+                outcomes[info.container] = self._search_guarded(info, planner, facts[info.container], matcher)
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lethe-sql") as pool:
+                futures = {pool.submit(self._search_guarded, info, planner, facts[info.container], matcher): info
+                           for info in tables}
+                for fut in as_completed(futures):
+                    outcomes[futures[fut].container] = fut.result()
+        for info in tables:  # in table order, so findings and coverage read the same on every run
+            out = outcomes[info.container]
+            if isinstance(out, StoreUnreachable):
+                raise out
+            if isinstance(out, _TableFailed):
+                self.coverage.add_skipped(shown(info.container), out.reason)
+                self.say(f"{shown(info.container)}: not searched ({out.reason})")
+                continue
+            found, stats = out
+            self.coverage.add_searched(shown(info.container), how=stats["how"], **({"assumes": stats["assumes"]}
+                                                                               if stats["assumes"] else {}))
+            for col, reason in stats["skipped"].items():
+                self.coverage.add_skipped(f"{shown(info.container)}.{col}", reason)
+            if found or stats["candidates"]:
+                self.say(f"{shown(info.container)}: {len(found)} matching rows of {stats['candidates']} candidates "
+                         f"({_how_text(stats['how'])})")
+            hits.extend(found)
+        self.say(f"{len(tables)} tables searched in {time.perf_counter() - started:.2f}s "
+                 f"({_how_text(self.coverage.methods())})")
+        try:
             linked = self._follow_links(hits)
         except SQLAlchemyError as exc:
-            raise StoreError(self.name, "subject search", _short_reason(exc)) from None
+            raise StoreError(self.name, "subject search (foreign keys)", _safe_reason(exc)) from None
         if linked:
             self.say(f"{len(linked)} rows linked through foreign keys")
         reference = {t.casefold() for t in self.store.string_list("reference_tables")}
@@ -307,123 +364,152 @@ class SqlConnector(Connector):
             ))
         return merge(findings)
 
-    # ---- SQL expressions per dialect
-    def _fold(self, col):
-        """Accent-free, lower-case, apostrophes dropped: how name tokens are written (see pii.subject)."""
-        if self.dialect == "sqlite":
-            return sa.func.lethe_fold(col)
-        if self.dialect == "postgresql":  # translate() deletes characters with no counterpart
-            return sa.func.lower(sa.func.translate(col, _ACCENTED + _APOSTROPHES, _PLAIN))
-        expr = sa.func.lower(col)  # MariaDB/MySQL: the default collations already ignore accents
-        for ch in _APOSTROPHES:
-            expr = sa.func.replace(expr, ch, "")
-        return expr
+    @property
+    def search_workers(self) -> int:
+        value = self.store.get("search_workers", DEFAULT_SEARCH_WORKERS)
+        if isinstance(value, bool) or not str(value).strip().isdigit() or not 1 <= int(value) <= 64:
+            raise ConfigError(f"store '{self.name}': search_workers must be a whole number from 1 to 64")
+        return int(value)
 
-    @staticmethod
-    def _digits(col):
-        expr = col
-        for ch in _PHONE_PUNCT:
-            expr = sa.func.replace(expr, ch, "")
-        return expr
+    def column_facts(self) -> dict[str, dict]:
+        """Per table, per column: type, declared length and values, collation and usable indexes."""
+        if self._facts is None:
+            with self.engine.connect() as conn:
+                self._facts = reflect_facts(conn, self.dialect, self.tables())
+        return self._facts
 
-    def _conditions(self, info: TableInfo, matcher: SubjectMatcher) -> list:
-        t = info.table
-        conds = []
-        for c in info.columns_of(EMAIL):
-            if matcher.email_tokens:
-                conds.append(sa.func.lower(sa.func.trim(t.c[c])).in_(matcher.email_tokens))
-        for c in info.columns_of(PHONE):
-            for d in matcher.phone_digit_tokens:
-                conds.append(self._digits(t.c[c]).contains(d, autoescape=True))
-        name_sets = [toks for toks in matcher.name_token_sets if toks]
-        for c in info.columns_of(NAME):
-            for toks in name_sets:
-                conds.append(sa.and_(*[self._fold(t.c[c]).contains(tok, autoescape=True) for tok in toks]))
-        given, family = info.columns_of(GIVEN_NAME), info.columns_of(FAMILY_NAME)
-        if given and family:
-            parts = [t.c[c] for c in given[:1] + family[:1]]
-            for toks in name_sets:
-                conds.append(sa.and_(*[
-                    sa.or_(*[self._fold(p).contains(tok, autoescape=True) for p in parts]) for tok in toks]))
-        for key in matcher.id_keys:
-            for col in t.columns:
-                if col.name.casefold() == key:
-                    conds.append(self._id_condition(col, matcher.id_values(key)))
-        for c in info.columns_of(FREE_TEXT):
-            col = t.c[c]
-            text_conds = [sa.func.lower(col).contains(e, autoescape=True) for e in matcher.email_tokens]
-            text_conds += [self._digits(col).contains(d, autoescape=True) for d in matcher.phone_digit_tokens]
-            text_conds += [sa.and_(*[self._fold(col).contains(tok, autoescape=True) for tok in toks])
-                           for toks in name_sets]
-            text_conds += [self._fold(col).contains(fold(v).replace("'", ""), autoescape=True)
-                           for v in matcher.text_id_values]
-            conds.extend(text_conds)
-        return conds
-
-    def _id_condition(self, col, values: Iterable[str]):
-        values = list(values)
-        if _column_type(col) == cls.NUMBER:
-            nums = []
-            for v in values:
-                try:
-                    nums.append(int(v) if re.fullmatch(r"[+-]?\d+", v) else float(v))
-                except ValueError:
-                    pass
-            return col.in_(nums) if nums else sa.false()
-        # folded in SQL (broader than exact); Python's id_matches then confirms the exact value
-        return self._fold(sa.func.trim(sa.cast(col, sa.String))).in_(
-            sorted({fold(v).replace("'", "") for v in values}))
-
-    def _search_table(self, info: TableInfo, matcher: SubjectMatcher) -> list[_Hit]:
-        conds = self._conditions(info, matcher)
-        if not conds:
-            return []
-        hits = []
+    def search_plan(self, info: TableInfo, matcher: SubjectMatcher, *, strict: bool = False):
+        """The planner's search of one table (for EXPLAIN checks and `lethe locate --explain`)."""
+        self.classify_tables([info])
+        facts = self.column_facts()[info.container]
+        planner = Planner(self.dialect, matcher, strict=strict)
         with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True).execute(sa.select(info.table).where(sa.or_(*conds)))
-            for row in result.mappings():
-                hit = self._confirm(info, dict(row), matcher)
-                if hit is not None:
-                    hits.append(hit)
-        return hits
+            return planner.plan(info.table, info.profiles, facts,
+                                distinct=lambda col: self._distinct_values(conn, info, col))
 
-    def _confirm(self, info: TableInfo, row: dict, matcher: SubjectMatcher) -> _Hit | None:
-        """Python's exact check of a candidate row returned by the database's prefilter."""
+    def _search_guarded(self, info, planner, facts, matcher):
+        try:
+            return self._search_table(info, planner, facts, matcher)
+        except SQLAlchemyError as exc:
+            if not self._still_reachable():
+                return StoreUnreachable(self.name, f"connection to {self._safe_url()} lost ({_safe_reason(exc)})")
+            return _TableFailed(f"cannot be read ({_safe_reason(exc)})")
+
+    def _still_reachable(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return True
+        except SQLAlchemyError:
+            return False
+
+    def _search_table(self, info: TableInfo, planner: Planner, facts, matcher: SubjectMatcher
+                      ) -> tuple[list[_Hit], dict]:
+        hits: list[_Hit] = []
+        seen: set = set()
+        candidates = 0
+        with self.engine.connect() as conn:
+            ts = planner.plan(info.table, info.profiles, facts,
+                              distinct=lambda col: self._distinct_values(conn, info, col))
+            for q in ts.queries:
+                result = conn.execution_options(stream_results=True, yield_per=IN_CHUNK).execute(
+                    sa.select(info.table).where(q.where))
+                for row in result.mappings():
+                    row = dict(row)
+                    rid = _row_identity(info, row)
+                    if rid in seen:
+                        continue
+                    seen.add(rid)
+                    candidates += 1
+                    hit = self._confirm(info, row, matcher, facts)
+                    if hit is not None:
+                        hits.append(hit)
+        how: dict[str, int] = {}
+        for method in ts.methods.values():
+            how[method] = how.get(method, 0) + 1
+        return hits, {"how": how, "assumes": dict(ts.assumes), "skipped": dict(ts.skipped),
+                      "candidates": candidates, "queries": len(ts.queries)}
+
+    def _distinct_values(self, conn, info: TableInfo, column: str) -> list | None:
+        """Every distinct value of an indexed column, read through its index (a loose index scan: one index
+        probe per value), or None when there are more than MAX_DISTINCT."""
+        t = info.table
+        col = t.c[column]
+        if self.dialect in ("mysql", "mariadb"):
+            q = sa.select(col).distinct().where(col.is_not(None)).limit(MAX_DISTINCT + 1)
+            values = list(conn.execute(q).scalars())
+        else:
+            name = _quote(self.engine, column)
+            table = _quoted_table(self.engine, t)
+            q = sa.text(
+                f"WITH RECURSIVE d(v) AS (SELECT min({name}) FROM {table} UNION ALL "
+                f"SELECT (SELECT min({name}) FROM {table} WHERE {name} > d.v) FROM d WHERE d.v IS NOT NULL) "
+                f"SELECT v FROM d WHERE v IS NOT NULL LIMIT {MAX_DISTINCT + 1}")
+            values = list(conn.execute(q).scalars())
+        return None if len(values) > MAX_DISTINCT else values
+
+    def _confirm(self, info: TableInfo, row: dict, matcher: SubjectMatcher, facts: dict | None = None
+                 ) -> _Hit | None:
+        """Python's exact check of a candidate row: identifier columns compared whole, every other text
+        column (free text, codes, JSON, unclassified) searched inside."""
+        facts = facts or {}
         ident: set[str] = set()
-        for c in info.columns_of(EMAIL):
-            if matcher.email_matches(row[c]):
-                ident.add(ENTITY_EMAIL)
-        for c in info.columns_of(PHONE):
-            if matcher.phone_matches(row[c]):
-                ident.add(ENTITY_PHONE)
-        for c in info.columns_of(NAME):
-            if matcher.name_matches(row[c]):
-                ident.add(ENTITY_PERSON)
-        given, family = info.columns_of(GIVEN_NAME), info.columns_of(FAMILY_NAME)
-        if given and family and row[given[0]] and row[family[0]]:
-            if matcher.name_matches(f"{row[given[0]]} {row[family[0]]}"):
-                ident.add(ENTITY_PERSON)
-        for key in matcher.id_keys:
-            for col in info.table.columns:
-                if col.name.casefold() == key and matcher.id_matches(key, jsonable(row[col.name])):
-                    ident.add(ENTITY_ID)
         text_ents: set[str] = set()
         text_cols: list[str] = []
-        for c in info.columns_of(FREE_TEXT):
-            value = row[c]
+        id_keys = set(matcher.id_keys)
+        for col in info.table.columns:
+            c = col.name
+            value = row.get(c)
             if value is None:
                 continue
-            spans = matcher.find_in_text(str(value))
-            if spans:
-                text_cols.append(c)
-                text_ents.update(entities_of(spans))
+            if c.casefold() in id_keys:
+                if matcher.id_matches(c, jsonable(value)):
+                    ident.add(ENTITY_ID)
+                continue
+            f = facts.get(c)
+            tclass = f.type_class if f is not None else search.type_class(col, self.dialect)
+            if tclass in (search.BINARY, search.NONTEXT):
+                continue
+            kind = info.profiles.get(c, ColumnProfile()).kind
+            if tclass == search.JSON or not isinstance(value, str) and isinstance(value, (dict, list)):
+                found = _text_entities(matcher, _json_texts(value))
+                if found:
+                    text_ents |= found
+                    text_cols.append(c)
+                continue
+            text = value if isinstance(value, str) else str(jsonable(value))
+            if kind == EMAIL:
+                if matcher.email_matches(text):
+                    ident.add(ENTITY_EMAIL)
+            elif kind == PHONE:
+                if matcher.phone_matches(text):
+                    ident.add(ENTITY_PHONE)
+            elif kind == NAME:
+                if matcher.name_matches(text):
+                    ident.add(ENTITY_PERSON)
+            elif kind in (GIVEN_NAME, FAMILY_NAME):
+                pass
+            else:
+                if kind != FREE_TEXT and matcher.email_matches(text):
+                    ident.add(ENTITY_EMAIL)  # a code-like column holding exactly the address
+                    continue
+                found = _text_entities(matcher, _maybe_json_texts(text))
+                if found:
+                    text_ents |= found
+                    text_cols.append(c)
+        given, family = info.columns_of(GIVEN_NAME), info.columns_of(FAMILY_NAME)
+        if given and family and row.get(given[0]) and row.get(family[0]):
+            if matcher.name_matches(f"{row[given[0]]} {row[family[0]]}"):
+                ident.add(ENTITY_PERSON)
+        for c in given[1:] + family[1:] + (given[:1] if not family else []) + (family[:1] if not given else []):
+            if row.get(c) and matcher.name_matches(str(row[c])):
+                ident.add(ENTITY_PERSON)
         if ident:
             entities = ident | text_ents
             return _Hit(info, row, "identifier", entities, bool(entities - {ENTITY_PERSON}), text_cols)
         if text_ents:
             return _Hit(info, row, "text", text_ents, bool(text_ents - {ENTITY_PERSON}), text_cols)
         return None
-
     # ---- foreign keys
     def _follow_links(self, seeds: list[_Hit]) -> list[_Hit]:
         tables = self.tables()
@@ -463,7 +549,9 @@ class SqlConnector(Connector):
                 by_rid[rid].strong = by_rid[rid].strong or h.strong
             else:
                 by_rid[rid] = h
-        frontier = [(h.info, h.row, h.strong) for h in seeds]
+        # only rows that are the subject's (an identifier matched) spread linkage: a row that merely mentions
+        # them in text belongs to someone else, and so do the rows that reference it
+        frontier = [(h.info, h.row, h.strong) for h in seeds if h.match == "identifier"]
         linked: list[_Hit] = []
         for _depth in range(MAX_LINK_DEPTH):
             if not frontier:
@@ -954,3 +1042,91 @@ def _short_reason(exc: Exception) -> str:
     text = re.sub(r"\[parameters:.*", "", text)
     text = re.sub(r"'[^']*@[^']*'", "'…'", text)
     return f"{exc.__class__.__name__}: {text[:200]}" if text else exc.__class__.__name__
+
+
+
+class _TableFailed:
+    """A table the search could not read (its reason names no value)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _row_identity(info: TableInfo, row: dict):
+    if info.pk:
+        return tuple(repr(row[c]) for c in info.pk)
+    return repr(sorted((k, repr(v)) for k, v in row.items()))
+
+
+def _how_text(how: dict[str, int]) -> str:
+    return ", ".join(f"{n} {m}" for m, n in sorted(how.items())) or "nothing to compare"
+
+
+def _safe_reason(exc: Exception) -> str:
+    """An error named by class and code only: a driver's message can echo row values (a trigger's text,
+    a duplicate key), so it is never shown."""
+    orig = getattr(exc, "orig", None)
+    code = None
+    if orig is not None:
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if code is None and getattr(orig, "args", None) and isinstance(orig.args[0], int):
+            code = orig.args[0]  # PyMySQL: (errno, message)
+        if code is None and getattr(orig, "sqlite_errorname", None):
+            code = orig.sqlite_errorname
+    name = (orig or exc).__class__.__name__
+    return f"{name} {code}" if code is not None else name
+
+
+def _quote(engine: Engine, name: str) -> str:
+    return engine.dialect.identifier_preparer.quote(name)
+
+
+def _quoted_table(engine: Engine, table: sa.Table) -> str:
+    return engine.dialect.identifier_preparer.format_table(table)
+
+
+def _json_texts(value) -> list[str]:
+    """Every scalar inside a JSON value (parsed or as text), as text."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return [value]
+    out: list[str] = []
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.values())
+            out.extend(str(k) for k in v if isinstance(k, str) and ("@" in k or any(ch.isdigit() for ch in k)))
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif v is not None and not isinstance(v, bool):
+            out.append(str(v))
+    return out
+
+
+def _maybe_json_texts(text: str) -> list[str]:
+    """A text value, and when it holds a JSON document, also its scalars (escapes such as \\u00e9 decoded)."""
+    stripped = text.lstrip()
+    if stripped[:1] in ("{", "[") and "\\" in text:
+        try:
+            return [text] + _json_texts(json.loads(text))
+        except ValueError:
+            pass
+    return [text]
+
+
+def _text_entities(matcher: SubjectMatcher, texts: list[str]) -> set[str]:
+    found: set[str] = set()
+    for t in texts:
+        if not t:
+            continue
+        spans = matcher.find_in_text(t)
+        if spans:
+            found.update(entities_of(spans))
+        elif matcher.email_matches(t):
+            found.add(ENTITY_EMAIL)
+        elif matcher.phone_matches(t):
+            found.add(ENTITY_PHONE)
+    return found
