@@ -44,16 +44,20 @@ from typing import ClassVar, Iterator
 
 import phonenumbers
 
+from connectors import csvscan
 from connectors.base import DELETE, DROP, Connector, Done, ExecAction
 from pii import classify as classify_mod
 from pii.classify import NUMBER, STRING, ColumnInfo
+from pii.coverage import Coverage
 from pii.errors import ConfigError, StoreError, StoreUnreachable
 from pii.findings import STRONG, WEAK, Finding
 from pii.inventory import (
     EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, OTHER, PHONE, ColumnProfile,
 )
 from pii.policy import container_matches
+from pii.printable import PlaceNames
 from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
+from pii.subject import _EMAIL_FULL_RE  # noqa: E402  (the one email syntax)
 from pii.subject import (
     ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of, fold,
 )
@@ -90,6 +94,10 @@ _ACTIVE_TMPS: set[str] = set()  # temp files this process is writing right now (
 
 
 # --------------------------------------------------------------------------- reading one file
+class _LoneCR(Exception):
+    """A file whose lines end in CR alone: read record by record instead of in blocks."""
+
+
 @dataclass(frozen=True)
 class Layout:
     """How to read one file: its text encoding and CSV dialect."""
@@ -118,6 +126,28 @@ def unique_columns(header: list[str]) -> list[str]:
         seen.add(name.casefold())
         out.append(name)
     return out
+
+
+_PHONE_LIKE = re.compile(r"^\+?[\d\s().\-/]+$")
+
+
+def looks_like_data(row: list[str]) -> bool:
+    """Whether a file's first record is data rather than a header: it holds an email address or a phone-like
+    number (seven digits or more), which no column name is."""
+    for cell in row:
+        v = cell.strip()
+        if not v:
+            continue
+        if _EMAIL_FULL_RE.match(v):
+            return True
+        if _PHONE_LIKE.match(v) and sum(c.isdigit() for c in v) >= 7:
+            return True
+    return False
+
+
+def positional_columns(width: int) -> list[str]:
+    """Column names of a file without a header row: ``col_1`` .. ``col_n``."""
+    return [f"col_{i}" for i in range(1, width + 1)]
 
 
 def _extra_key(columns: list[str]) -> str:
@@ -279,10 +309,16 @@ def match_row(matcher: SubjectMatcher, plan: FilePlan, row: list[str]) -> tuple[
         if matcher.email_matches(row[i]):
             entities.add(ENTITY_EMAIL)
             identifier = True
-    for i in plan.others:
+    others_text: list[int] = []
+    for i in plan.others:  # unclassified columns (codes, references, ...): a whole identifier, or inside
         if "@" in row[i] and matcher.email_matches(row[i]):
             entities.add(ENTITY_EMAIL)
             identifier = True
+        elif row[i].strip() and matcher.phone_matches(row[i]) and sum(c.isdigit() for c in row[i]) >= 7:
+            entities.add(ENTITY_PHONE)
+            identifier = True
+        elif matcher.could_mention(row[i]):
+            others_text.append(i)
     for i in plan.phones:
         if row[i].strip() and matcher.phone_matches(row[i]):
             entities.add(ENTITY_PHONE)
@@ -297,7 +333,7 @@ def match_row(matcher: SubjectMatcher, plan: FilePlan, row: list[str]) -> tuple[
             entities.add(ENTITY_ID)
             identifier = True
     texts: list[int] = []
-    for i in plan.texts + list(range(len(plan.columns), len(row))):
+    for i in plan.texts + others_text + list(range(len(plan.columns), len(row))):
         found = matcher.find_in_text(row[i])
         if found:
             entities.update(entities_of(found))
@@ -402,6 +438,7 @@ class CsvConnector(Connector):
         super().__init__(store, **kwargs)
         self._entity_counter = None
         self._layouts: dict[tuple, Layout] = {}  # per (file, mtime, size): files may change
+        self.shown = PlaceNames(None, "file")  # place names as printed: set per subject by locate/apply
 
     # ---- configuration
     @property
@@ -460,11 +497,36 @@ class CsvConnector(Connector):
         return sorted(found)
 
     def locate(self, matcher: SubjectMatcher) -> list[Finding]:
+        """Every record about the subject in every file. A file that cannot be read or decoded is listed in
+        `self.coverage` as not searched (with why) and the search goes on; files left out by ``skip_files``
+        are listed as excluded. Names that name the subject are withheld in progress and coverage."""
         findings: list[Finding] = []
+        self.coverage = Coverage(self.name, self.kind)
+        self.shown = PlaceNames(matcher, "file")
         self.remove_stray_temps()
+        for rel in self.excluded_files():
+            self.coverage.add_excluded(self.shown(rel), "listed under skip_files")
         for rel in self.files():
-            findings.extend(self._scan_file(rel, matcher))
+            try:
+                findings.extend(self._scan_file(rel, matcher))
+            except StoreError as exc:
+                self.coverage.add_skipped(self.shown(rel), exc.reason)
+                self.say(f"{self.shown(rel)}: not searched ({exc.reason})")
         return findings
+
+    def excluded_files(self) -> list[str]:
+        """Files the patterns match but ``skip_files`` leaves out (relative paths, sorted)."""
+        if not self.store.string_list("skip_files"):
+            return []
+        kept = set(self.files())
+        folder = self.folder
+        out: set[str] = set()
+        for pattern in self._patterns():
+            for path in folder.glob(_case_insensitive(pattern)):
+                rel = path.relative_to(folder).as_posix()
+                if path.is_file() and not is_temp_name(path.name) and rel not in kept:
+                    out.add(rel)
+        return sorted(out)
 
     def iter_records(self, relpath: str) -> Iterator[tuple[int, dict]]:
         """(row number, {column: value}) for every record of one file, numbered as `locate` numbers them."""
@@ -578,6 +640,7 @@ class CsvConnector(Connector):
         A `drop` action (location {"file": rel}, no row) removes the whole file instead; a file already
         gone counts as done with 0 rows."""
         self.check()
+        self.shown = PlaceNames(matcher, "file")
         self.remove_stray_temps()
         by_file: dict[str, list[ExecAction]] = {}
         for a in actions:
@@ -592,8 +655,32 @@ class CsvConnector(Connector):
                 done([a.action_id for a in file_actions], dropped, None)
                 continue
             deleted, updated = self._rewrite(rel, _FilePlanOfActions(self.name, rel, file_actions))
-            self.say(f"{rel}: {deleted} rows deleted, {updated} rows updated")
+            self.say(f"{self.shown(rel)}: {deleted} rows deleted, {updated} rows updated")
+            if self.shown.personal(rel):
+                self._unname(rel)
             done([a.action_id for a in file_actions], deleted + updated, None)
+
+    def _unname(self, rel: str) -> None:
+        """A file named after the subject: its name is personal data too. Removed when no record is left in
+        it, else renamed (``renamed-<hash>.csv`` in the same folder, atomically) so other people's records
+        stay where they were."""
+        path = self._path(rel)
+        if not path.exists():
+            return
+        if not any(True for _ in self.iter_records(rel)):
+            path.unlink()
+            _fsync_dir(path.parent)
+            self.say(f"{self.shown(rel)}: no record left, file removed (its name named the subject)")
+            return
+        import hashlib
+
+        stem = "renamed-" + hashlib.sha256(rel.encode("utf-8")).hexdigest()[:12]
+        target, n = path.with_name(stem + path.suffix), 2
+        while target.exists():
+            target, n = path.with_name(f"{stem}-{n}{path.suffix}"), n + 1
+        os.rename(path, target)
+        _fsync_dir(path.parent)
+        self.say(f"{self.shown(rel)}: renamed to {target.name} (its name named the subject)")
 
     def _drop(self, rel: str, actions: list[ExecAction]) -> int:
         """Remove one whole file; returns its record count (at least 1), or 0 when it is gone already.
@@ -705,19 +792,28 @@ class CsvConnector(Connector):
                 reader = layout.reader(tapped())
                 with self._read_errors(rel, reader):
                     header = next((r for r in reader if r), [])
-                columns = unique_columns(header)
+                no_header = self.headerless(header)
+                columns = positional_columns(len(header)) if no_header else unique_columns(header)
                 targets = self._resolve_updates(rel, columns, todo.updates)
                 _ACTIVE_TMPS.add(str(tmp))
                 with open(tmp, "x", encoding=codec, errors="strict", newline="") as out:
                     if bom:
                         out.write("\ufeff")
-                    out.write("".join(lines))  # blank lines before the header, then the header
+                    first = [(header, "".join(lines))] if no_header else []
+                    if not no_header:
+                        out.write("".join(lines))  # blank lines before the header, then the header
                     lines.clear()
                     n = 0
-                    with self._read_errors(rel, reader):
+
+                    def records():
+                        yield from first  # a file without a header: its first line is record 1
                         for row in reader:
                             raw = lines[0] if len(lines) == 1 else "".join(lines)
                             lines.clear()
+                            yield row, raw
+
+                    with self._read_errors(rel, reader):
+                        for row, raw in records():
                             if row:
                                 n += 1
                                 if n in todo.expected and not _same_record(columns, row, todo.expected[n]):
@@ -820,26 +916,134 @@ class CsvConnector(Connector):
 
     # ---- scanning
     def _scan_file(self, rel: str, matcher: SubjectMatcher) -> list[Finding]:
+        """One file's records about the subject, through the raw-bytes prefilter of connectors/csvscan.py:
+        only blocks holding one of the subject's tokens are parsed. Records the file's coverage (read in part
+        from an unterminated quote on)."""
+        csv.field_size_limit(max(csv.field_size_limit(), FIELD_SIZE_LIMIT))
+        layout = self.layout(rel)
+        path = self._path(rel)
+        shown = self.shown(rel)
+        utf8 = layout.encoding in ("utf-8", "utf-8-sig")
+        try:
+            fh = open(path, "rb") if utf8 else open(path, encoding=layout.encoding, newline="")
+        except OSError as exc:
+            raise StoreError(self.name, f"file {shown}", f"cannot be read ({exc.strerror})") from None
+        with fh:
+            if utf8:
+                if fh.read(3) != codecs.BOM_UTF8:
+                    fh.seek(0)
+                source = fh
+            else:
+                source = csvscan.Utf8Reader(fh)
+            try:
+                findings, n, unterminated = self._scan_blocks(rel, layout, source, matcher)
+            except _LoneCR:
+                findings, n, unterminated = self._scan_records(rel, matcher), None, None
+        if unterminated is not None:
+            reason = (f"a quoted field opened at line {unterminated.line} never closes: from there each line "
+                      f"was read as one record (rows from {unterminated.row}); fix the file and search again")
+            self.coverage.add_partial(shown, reason, from_line=unterminated.line)
+            self.say(f"{shown}: {reason}")
+        elif n is not None:
+            self.coverage.add_searched(shown, rows=n)
+            self.say(f"{shown}: {n} rows scanned, {len(findings)} matched")
+        return findings
+
+    def _scan_blocks(self, rel: str, layout: Layout, source, matcher: SubjectMatcher
+                     ) -> tuple[list[Finding], int, "csvscan.Unterminated | None"]:
+        shown = self.shown(rel)
+        findings: list[Finding] = []
+        n = lines = width = 0
+        plan = candidate = needles = None
+        unterminated = None
+        delimiter, skip = layout.delimiter, layout.skipinitialspace
+
+        def test(row: list[str]) -> None:
+            if len(row) < width:
+                row += [""] * (width - len(row))
+            if candidate(row):
+                finding = self._finding(rel, n, row, plan, matcher)
+                if finding is not None:
+                    findings.append(finding)
+
+        try:
+            blocks = csvscan.BlockReader(source, delimiter, skip)
+            for block, deq, open_at_end in blocks.blocks():
+                tail = b""
+                if open_at_end:  # a quoted field never closes: the rest is read line by line
+                    cut = blocks.open_field_start(block)
+                    block, tail = block[:cut], block[cut:]
+                    deq = blocks.dequoted(block)[0]
+                if plan is None:  # the first block: header, sample, plan; every record tested
+                    if csvscan.lone_cr(block):
+                        raise _LoneCR()
+                    text = block.decode("utf-8")
+                    data = [r for r in csvscan.parse_rows(text, delimiter, skip) if r]
+                    if not data and not tail:
+                        lines += csvscan.physical_lines(block)
+                        continue
+                    header = data[0] if data else next(
+                        (r for r in csvscan.line_rows(tail.decode("utf-8"), delimiter, skip) if r), [])
+                    if self.headerless(header):
+                        columns = positional_columns(len(header))
+                    else:
+                        columns = unique_columns(header)
+                        data = data[1:]
+                        if not data and tail:  # the header is the line where the open quote is
+                            tail = tail.split(b"\n", 1)[1] if b"\n" in tail else b""
+                            lines += 1
+                    width = len(columns)
+                    sample = [r + [""] * (width - len(r)) for r in data[:SAMPLE_ROWS]]
+                    profiles = self._profiles(rel, columns, sample)
+                    plan = FilePlan.build(columns, profiles, matcher, _extra_key(columns))
+                    candidate = RowFilter(matcher, plan)
+                    needles = csvscan.RawNeedles(matcher, [v for _i, vals in plan.ids for v in vals])
+                    for row in data:
+                        n += 1
+                        test(row)
+                elif needles and needles.hit(block):
+                    for row in csvscan.parse_rows(block.decode("utf-8"), delimiter, skip):
+                        if row:
+                            n += 1
+                            test(row)
+                elif (records := csvscan.count_records(deq)) is not None:
+                    n += records  # nothing of the subject in this block: count its records, parse nothing
+                else:
+                    n += sum(1 for row in csvscan.parse_rows(block.decode("utf-8"), delimiter, skip) if row)
+                lines += csvscan.physical_lines(block)
+                if tail:
+                    unterminated = csvscan.Unterminated(lines + 1, n + 1)
+                    for row in csvscan.line_rows(tail.decode("utf-8"), delimiter, skip):
+                        if row:
+                            n += 1
+                            test(row)
+                    lines += csvscan.physical_lines(tail)
+        except csv.Error:
+            raise StoreError(self.name, f"file {shown}", f"is not valid CSV near line {lines + 1}") from None
+        except UnicodeDecodeError:
+            raise StoreError(self.name, f"file {shown}", f"cannot be decoded near line {lines + 1}") from None
+        except OSError as exc:
+            raise StoreError(self.name, f"file {shown}", f"cannot be read ({exc.strerror})") from None
+        return findings, n, unterminated
+
+    def _scan_records(self, rel: str, matcher: SubjectMatcher) -> list[Finding]:
+        """Record by record through the csv module (files whose lines end in CR alone)."""
         findings: list[Finding] = []
         scanned = 0
         with self._open(rel) as (columns, extra_key, rows):
-            sample: list[tuple[int, list[str]]] = []
-            for item in rows:
-                sample.append(item)
-                if len(sample) >= SAMPLE_ROWS:
-                    break
+            sample: list[tuple[int, list[str]]] = list(itertools.islice(rows, SAMPLE_ROWS))
             profiles = self._profiles(rel, columns, [r for _, r in sample])
             plan = FilePlan.build(columns, profiles, matcher, extra_key)
             candidate = RowFilter(matcher, plan)
             for source in (sample, rows):
                 for n, row in source:
                     scanned = n
-                    if not candidate(row):
-                        continue
-                    finding = self._finding(rel, n, row, plan, matcher)
-                    if finding is not None:
-                        findings.append(finding)
-        self.say(f"{rel}: {scanned} rows scanned, {len(findings)} matched")
+                    if candidate(row):
+                        finding = self._finding(rel, n, row, plan, matcher)
+                        if finding is not None:
+                            findings.append(finding)
+        self.coverage.add_searched(self.shown(rel), rows=scanned)
+        self.say(f"{self.shown(rel)}: {scanned} rows scanned, {len(findings)} matched")
         return findings
 
     def _finding(self, rel: str, n: int, row: list[str], plan: FilePlan, matcher: SubjectMatcher
@@ -978,11 +1182,30 @@ class CsvConnector(Connector):
             raise StoreError(self.name, f"file {rel}", f"cannot be read ({exc.strerror})") from None
         with fh:
             reader = layout.reader(fh)
-            columns = unique_columns(self._header(reader, rel))
-            yield columns, _extra_key(columns), self._rows(reader, rel, len(columns))
+            header = self._header(reader, rel)
+            if self.headerless(header):
+                columns = positional_columns(len(header))
+                rows = itertools.chain([(1, list(header))], self._rows(reader, rel, len(columns), start=1))
+                yield columns, _extra_key(columns), rows
+            else:
+                columns = unique_columns(header)
+                yield columns, _extra_key(columns), self._rows(reader, rel, len(columns))
 
-    def _rows(self, reader, rel: str, width: int) -> Iterator[tuple[int, list[str]]]:
-        n = 0
+    def headerless(self, first: list[str]) -> bool:
+        """Whether a file's first record is data: the store's ``header`` option (``auto``, the default:
+        an email or phone number in the first record means there is no header; ``false``: never a header;
+        ``true``: always one)."""
+        mode = self.store.get("header", "auto")
+        if mode in (True, "true", "yes"):
+            return False
+        if mode in (False, "false", "no"):
+            return bool(first)
+        if mode != "auto":
+            raise ConfigError(f"store '{self.name}': 'header' must be auto, true or false")
+        return looks_like_data(first)
+
+    def _rows(self, reader, rel: str, width: int, start: int = 0) -> Iterator[tuple[int, list[str]]]:
+        n = start
         with self._read_errors(rel, reader):
             for row in reader:
                 if not row:  # a blank line holds no record

@@ -81,13 +81,14 @@ def test_when_a_file_is_not_utf8_then_it_is_read_as_cp1252_and_noted(tmp_path, c
     assert "legacy.csv: not valid UTF-8, read as cp1252" in messages
 
 
-def test_when_a_file_decodes_in_no_known_encoding_then_store_error_names_the_file_not_values(tmp_path):
+def test_when_a_file_decodes_in_no_known_encoding_then_it_is_listed_not_searched_without_values(tmp_path):
     # 0x81 is invalid in UTF-8 and undefined in cp1252
-    conn, _ = make_store(tmp_path, {"bad.csv": b"email\nalice.smith\x81@x.org\n"})
-    with pytest.raises(StoreError) as err:
-        locate(conn, emails=["alice.smith@x.org"])
-    assert "bad.csv" in str(err.value) and "exports" in str(err.value)
-    assert "alice" not in str(err.value)
+    conn, messages = make_store(tmp_path, {"bad.csv": b"email\nalice.smith\x81@x.org\n"})
+    assert locate(conn, emails=["alice.smith@x.org"]) == []
+    (skipped,) = conn.coverage.skipped
+    assert skipped["place"] == "bad.csv" and "neither UTF-8 nor" in skipped["reason"]
+    assert not conn.coverage.complete
+    assert "alice" not in str(conn.coverage.to_dict()) and not any("alice" in m for m in messages)
 
 
 @pytest.mark.parametrize("sample, expected", [
@@ -207,11 +208,12 @@ def test_when_a_row_matches_by_identifier_and_text_then_one_identifier_finding_m
     assert findings[0].record == {"email": "alice.smith@x.org", "notes": "Alice Smith called from 020 7946 0123"}
 
 
-@pytest.mark.parametrize("options, found", [({}, False), ({"text_columns": ["misc"]}, True)])
-def test_when_a_column_is_listed_in_text_columns_then_it_is_searched_as_free_text(tmp_path, options, found):
+@pytest.mark.parametrize("options", [{}, {"text_columns": ["misc"]}])
+def test_when_a_column_is_unclassified_or_listed_in_text_columns_then_it_is_searched_inside(tmp_path, options):
+    # every cell is searched (issue 10): text_columns only fixes the column's kind in the inventory
     conn, _ = make_store(tmp_path, {"a.csv": "email,misc\nbob@x.org,met Alice Smith\n"}, **options)
     findings = locate(conn, names=["Alice Smith"])
-    assert summary(findings) == ([("a.csv", 1, "text", [PERSON_E], "weak")] if found else [])
+    assert summary(findings) == [("a.csv", 1, "text", [PERSON_E], "weak")]
 
 
 # --------------------------------------------------------------------------- odd shapes
