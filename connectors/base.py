@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import Callable, ClassVar
 
 from pii.config import Config, StoreConfig
+from pii.coverage import Coverage
 from pii.findings import Finding
 from pii.selection import RecordFilter
 from pii.subject import SubjectMatcher
@@ -39,6 +40,7 @@ class Connector(ABC):
         self.analyzer_model = analyzer_model
         self.skipped: list[tuple[str, str]] = []  # select(): containers left out, and why (no values)
         self.undated = 0  # select(): records whose date could not be read
+        self.coverage = Coverage(store.name, getattr(self, "kind", ""))  # locate(): what was searched, skipped, partly read
 
     @property
     def name(self) -> str:
@@ -53,7 +55,8 @@ class Connector(ABC):
 
     @abstractmethod
     def locate(self, matcher: SubjectMatcher) -> list[Finding]:
-        """Every location in this store holding data about the matcher's subject."""
+        """Every location in this store holding data about the matcher's subject. Fills `self.coverage`
+        (pii/coverage.py) afresh: every place searched, and every place that could not be, with why."""
 
     def select(self, flt: "RecordFilter") -> list[Finding]:
         """Every record (or, with `flt.whole_files`, every file) the filter selects: see pii/selection.py

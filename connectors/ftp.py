@@ -79,10 +79,12 @@ from connectors.csvfiles import (
     is_temp_name, line_terminator, write_codec,
 )
 from pii.classify import kind_from_name
+from pii.coverage import Coverage
 from pii.errors import ConfigError, LetheError, StoreError, StoreUnreachable
 from pii.findings import STRONG, WEAK, Finding
 from pii.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE
 from pii.policy import container_matches
+from pii.printable import PlaceNames
 from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter, _get
 from pii.subject import ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of
 
@@ -447,19 +449,26 @@ class FtpConnector(Connector):
         self._root_path()
 
     def locate(self, matcher: SubjectMatcher) -> list[Finding]:
+        shown = self._csv.shown = PlaceNames(matcher, "file")
         root = self._root_path()
         files, temps = self._listing(root)
         if self._clean_temps(temps):  # an original was put back: list again so that it is scanned
             files = self._listing(root)[0]
-        self.not_scanned = list(self._unlisted)
+        self.coverage = Coverage(self.name, self.kind)
+        self._csv.coverage = self.coverage  # CSV files are searched by the CSV connector: one report
+        self.not_scanned = [(shown(p), r) for p, r in self._unlisted]
         wanted = self._select(root, files)
         scan = [f for f in wanted if file_kind(f.path)]
         for f in wanted:
             if not file_kind(f.path):
                 suffix = posixpath.splitext(f.path)[1]
+                if suffix and not suffix.isprintable():
+                    suffix = ""
                 reason = f"unsupported file type ({suffix})" if suffix else "unsupported file type (no extension)"
-                self.not_scanned.append((f.path, reason))
-                self.say(f"{f.path}: not scanned, {reason}")
+                self.not_scanned.append((shown(f.path), reason))
+                self.say(f"{shown(f.path)}: not scanned, {reason}")
+        for place, reason in self.not_scanned:
+            self.coverage.add_skipped(place, reason)
         self.say(f"{len(files)} files under {root}: {len(scan)} to scan, {len(self.not_scanned)} not scanned")
         findings: list[Finding] = []
         with self._workspace() as work:
@@ -467,11 +476,13 @@ class FtpConnector(Connector):
                 try:
                     with self._copy(f.path, work):
                         findings.extend(self._scan(f.path, matcher))
-                except StoreError:
-                    with self._remote(f"file {f.path}", "reading"):
+                except StoreError as exc:
+                    with self._remote(f"file {shown(f.path)}", "reading"):
                         if self._stat(f.path) is not None:
-                            raise
-                    self.say(f"{f.path}: deleted on the server while the folder was scanned, skipped")
+                            self.coverage.add_skipped(shown(f.path), exc.reason)
+                            self.say(f"{shown(f.path)}: not searched ({exc.reason})")
+                            continue
+                    self.say(f"{shown(f.path)}: deleted on the server while the folder was scanned, skipped")
         return findings
 
     def files(self) -> list[str]:
@@ -717,7 +728,7 @@ class FtpConnector(Connector):
         if self._mlsd is not False:
             with self._remote(place, "listing"):
                 try:
-                    entries = list(ftp.mlsd(folder))
+                    entries = self._mlsd_entries(ftp, folder)
                 except ftplib.error_perm as exc:
                     if _reply_code(exc) not in _NOT_SUPPORTED:
                         raise
@@ -725,9 +736,16 @@ class FtpConnector(Connector):
                 else:
                     self._mlsd = True
                     out = []
-                    for name, facts in entries:
+                    for name, facts, broken in entries:
                         kind = facts.get("type", "").casefold()
                         name = posixpath.basename(name.rstrip("/"))
+                        if broken and kind == "file":
+                            shown = self._csv.shown(posixpath.join(folder, name))
+                            reason = ("its name holds a line break, which an FTP listing cannot carry: not "
+                                      "searched (rename it on the server)")
+                            self._unlisted.append((shown + "\u2026", reason))
+                            self.say(f"{shown}\u2026: not scanned, {reason}")
+                            continue
                         if kind in ("file", "dir") and name not in (".", "..", ""):
                             out.append((name, kind == "dir", facts))  # cdir/pdir/links are not followed
                     return out
@@ -753,6 +771,29 @@ class FtpConnector(Connector):
                     is_dir = False
                 out.append((name, is_dir, {}))
             return out
+
+    @staticmethod
+    def _mlsd_entries(ftp: ftplib.FTP, folder: str) -> list[tuple[str, dict, bool]]:
+        """(name, facts, name broken by a line break) per MLSD entry. A name holding a line break arrives as
+        two lines; the second has no facts and marks the entry before it as broken (ftplib's own `mlsd`
+        would read it as a garbled entry). Names that are not UTF-8 are decoded with replacement marks."""
+        raw: list[bytes] = []
+        ftp.retrbinary(f"MLSD {folder}", raw.append)
+        entries: list[tuple[str, dict, bool]] = []
+        for line in b"".join(raw).decode(ftp.encoding or "utf-8", "replace").replace("\r\n", "\n").split("\n"):
+            if not line:
+                continue
+            facts_text, sep, name = line.partition(" ")
+            if not sep or not facts_text.endswith(";") or "=" not in facts_text:
+                if entries:
+                    entries[-1] = (entries[-1][0], entries[-1][1], True)
+                continue
+            facts = {}
+            for fact in facts_text[:-1].split(";"):
+                key, _, value = fact.partition("=")
+                facts[key.lower()] = value
+            entries.append((name, facts, False))
+        return entries
 
     def _select(self, root: str, files: list[RemoteFile]) -> list[RemoteFile]:
         patterns = [glob_regex(p) for p in (self.store.string_list("pattern") or DEFAULT_PATTERNS)]
@@ -807,14 +848,15 @@ class FtpConnector(Connector):
         """(line number, line with its ending) of a downloaded copy, decoded as the CSV connector would."""
         encoding, fallback = self._csv.text_encoding(remote)
         if fallback:
-            self.say(f"{remote}: not valid UTF-8, read as {encoding}")
+            self.say(f"{self._csv.shown(remote)}: not valid UTF-8, read as {encoding}")
         with open(self._csv.copies[remote], encoding=encoding, newline="") as fh:
             n = 0
             try:
                 for n, line in enumerate(fh, 1):
                     yield n, line
             except UnicodeDecodeError:
-                raise StoreError(self.name, f"file {remote}", f"cannot be decoded near line {n + 1}") from None
+                raise StoreError(self.name, f"file {self._csv.shown(remote)}",
+                                 f"cannot be decoded near line {n + 1}") from None
 
     def _scan_lines(self, remote: str, matcher: SubjectMatcher, json_lines: bool) -> list[Finding]:
         candidate = RowFilter(matcher, FilePlan([LINE_KEY], "_extra"))
@@ -836,7 +878,8 @@ class FtpConnector(Connector):
                 finding = self._text_finding(remote, n, text, matcher)
             if finding is not None:
                 findings.append(finding)
-        self.say(f"{remote}: {n} lines scanned, {len(findings)} matched")
+        self.coverage.add_searched(self._csv.shown(remote), lines=n)
+        self.say(f"{self._csv.shown(remote)}: {n} lines scanned, {len(findings)} matched")
         return findings
 
     def _finding(self, remote: str, n: int, entities: set[str], identifier: bool, record: dict) -> Finding:
@@ -998,6 +1041,7 @@ class FtpConnector(Connector):
         record (`ExecAction.expected`) is no longer there is left alone too. A `drop` action (location
         ``{"path": remote}``, no row) deletes the whole file (DELE); a file already gone counts as done."""
         root = self._root_path()
+        shown = self._csv.shown = PlaceNames(matcher, "file")
         by_file: dict[str, list[ExecAction]] = {}
         for a in actions:
             remote = a.container or (a.location.get("path") if isinstance(a.location, dict) else None)
@@ -1020,13 +1064,30 @@ class FtpConnector(Connector):
                 file_actions = by_file[remote]
                 if any(a.kind == DROP for a in file_actions):  # the file goes: its row actions go with it
                     removed = self._drop_file(remote)
-                    self.say(f"{remote}: file removed" if removed else f"{remote}: already gone, nothing to remove")
+                    self.say(f"{shown(remote)}: file removed" if removed
+                             else f"{shown(remote)}: already gone, nothing to remove")
                     done([a.action_id for a in file_actions], 1 if removed else 0, None)
                     continue
                 todo = _FilePlanOfActions(self.name, remote, file_actions)
                 deleted, updated = self._erase_file(remote, todo, work)
-                self.say(f"{remote}: {deleted} rows deleted, {updated} rows updated")
+                self.say(f"{shown(remote)}: {deleted} rows deleted, {updated} rows updated")
+                if shown.personal(remote):
+                    self._unname(remote, shown)
                 done([a.action_id for a in file_actions], deleted + updated, None)
+
+    def _unname(self, remote: str, shown: PlaceNames) -> None:
+        """A remote file named after the subject: renamed on the server (``renamed-<hash>`` with the same
+        extension, in the same folder), so its name no longer names them and other people's records stay."""
+        import hashlib
+
+        folder, name = posixpath.split(remote)
+        suffix = posixpath.splitext(name)[1]
+        target = posixpath.join(folder, "renamed-" + hashlib.sha256(remote.encode("utf-8")).hexdigest()[:12] + suffix)
+        with self._remote(f"file {shown(remote)}", "renaming"):
+            if self._stat(remote) is None:
+                return
+            self._session().rename(remote, target)
+        self.say(f"{shown(remote)}: renamed to {posixpath.basename(target)} (its name named the subject)")
 
     def _drop_file(self, remote: str) -> bool:
         """Delete one remote file (DELE); False when it is gone already (idempotent)."""

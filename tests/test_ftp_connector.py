@@ -446,3 +446,29 @@ def test_when_a_file_of_several_megabytes_is_scanned_then_it_streams_in_flat_mem
     with capsys.disabled():
         print(f"\n[ftp scan] {csv_mb + jsonl_mb:.1f} MB (CSV {csv_mb:.1f}, JSONL {jsonl_mb:.1f}) in {seconds:.2f} s: "
               f"{(csv_mb + jsonl_mb) / seconds:.1f} MB/s, peak traced memory {peak / 1e6:.2f} MB")
+
+
+def test_when_a_remote_name_holds_a_line_break_then_it_is_reported_not_searched_and_the_rest_is(server, tmp_path):
+    server.put("/incoming/leads.csv", LEADS)
+    (server.home / "incoming" / "odd\nname.csv").write_bytes(b"email\nalice.smith@x.org\n")
+    messages: list[str] = []
+    with connect(server, tmp_path, messages) as conn:
+        found = conn.locate(MATCHER)
+        assert {f.container for f in found} == {"/incoming/leads.csv"}
+        (gap,) = conn.coverage.skipped
+        assert gap["place"].startswith("/incoming/odd") and "line break" in gap["reason"]
+        assert not conn.coverage.complete
+
+
+def test_when_a_remote_file_is_named_after_the_subject_then_its_name_is_withheld(server, tmp_path):
+    server.put("/incoming/alice.smith@x.org.csv", b"email\nalice.smith@x.org\n")
+    messages: list[str] = []
+    with connect(server, tmp_path, messages) as conn:
+        found = conn.locate(MATCHER)
+        assert len(found) == 1
+        assert not any("alice" in m.lower() for m in messages)
+        assert "alice" not in json.dumps(conn.coverage.to_dict()).lower()
+        apply(conn, plan(found))  # erased: the record goes, and the file no longer bears the name
+        assert not any("alice" in m.lower() for m in messages)
+    names = [p for p in server.files() if p.startswith("incoming/") or p.startswith("/incoming/")]
+    assert names and all("alice" not in p for p in names) and any("renamed-" in p for p in names), names
