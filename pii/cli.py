@@ -1,7 +1,8 @@
 """`lethe`: the command line. A thin layer over the library: every rule lives in pii/ and connectors/.
 
 Nothing personal is printed: counts and locations only. Errors are one line on stderr and a non-zero
-exit status (2 config or identifier, 4 unreachable store, 5 store operation failed, 6 package).
+exit status (2 config or identifier, 4 unreachable store, 5 store operation failed, 6 package, 8 done but
+some places could not be fully searched: listed on standard output and in the manifest).
 """
 from __future__ import annotations
 
@@ -250,18 +251,35 @@ def cmd_access(args) -> int:
     if not_scanned:
         request = {**(request or {}), "not_scanned": not_scanned}
     pkg = write_access_package(Path(args.out), subject, findings, stores_metadata=metadata,
-                               redact=not args.no_redact, request=request)
+                               redact=not args.no_redact, request=request,
+                               coverage=[c.detailed() for c in result.coverages()])
     elapsed = time.perf_counter() - started
     print(_summary_line(findings))
     for store in result.stores:
         print(f"  {store.store} ({store.kind}): {len(store.findings)} locations, {store.seconds:.2f}s")
     if received:
         print(f"request received {request['received_at']}, answer due by {request['due_by']}")
-    if not_scanned:
-        print(f"note: {len(not_scanned)} files could not be scanned (listed in the manifest under request)")
     state = "encrypted " if pkg.encrypted else ""
     print(f"{state}access package: {pkg.out_dir} ({len(pkg.files)} files) in {elapsed:.1f}s")
-    return 0
+    return _coverage_status(result)
+
+
+def _coverage_status(result) -> int:
+    """Print what could not be searched; EXIT_NOT_FULLY_SEARCHED when anything could not (the answer is
+    written, but it does not cover those places)."""
+    from pii.coverage import summary_lines
+
+    lines = summary_lines([c.to_dict() for c in result.coverages()])
+    if lines:
+        print("coverage:")
+        for line in lines:
+            print(line)
+    if result.complete:
+        return 0
+    gaps = result.not_scanned()
+    print(f"note: {len(gaps)} place(s) could not be fully searched (listed above and in the manifest); "
+          f"exit status {EXIT_NOT_FULLY_SEARCHED}", file=sys.stderr)
+    return EXIT_NOT_FULLY_SEARCHED
 
 
 def cmd_locate(args) -> int:
@@ -269,16 +287,21 @@ def cmd_locate(args) -> int:
 
     config = _config(args)
     subject = _subject(args, config)
-    findings = _locate(args, config, subject).findings
+    result = _locate(args, config, subject)
+    findings = result.findings
     shown = [_printable(f.to_manifest()) for f in findings]
     if args.json:
         print(json.dumps(shown, indent=2, default=str))
-    else:
-        for f in shown:
-            print(f"{f['store']}\t{f['match']}\t{f['strength']}\t{json_location(f['location'])}\t"
-                  f"{','.join(f['entities'])}")
-        print(_summary_line(findings))
-    return 0
+        if not result.complete:
+            print(f"note: {len(result.not_scanned())} place(s) could not be fully searched; exit status "
+                  f"{EXIT_NOT_FULLY_SEARCHED}", file=sys.stderr)
+            return EXIT_NOT_FULLY_SEARCHED
+        return 0
+    for f in shown:
+        print(f"{f['store']}\t{f['match']}\t{f['strength']}\t{json_location(f['location'])}\t"
+              f"{','.join(f['entities'])}")
+    print(_summary_line(findings))
+    return _coverage_status(result)
 
 
 def _printable(finding: dict) -> dict:
@@ -351,6 +374,7 @@ def cmd_demo(args) -> int:
 # ---------------------------------------------------------------------------- erasure
 EXIT_AWAITING_APPROVAL = 3
 EXIT_INCOMPLETE = 7
+EXIT_NOT_FULLY_SEARCHED = 8  # done, but some places could not be (fully) searched: listed, never certified
 
 
 def _engine(args, config):
@@ -391,6 +415,12 @@ def certificate_lines(cert: dict, report=None) -> list[str]:
                      + ("; identifiers added to the suppression list" if cert["verified"] else ""))
     for s in cert["out_of_scope"]:
         lines.append(f"  not reachable by Lethe: {s['name']}: {s.get('route') or 'no erasure route given'}")
+    gaps = cert.get("not_verified") or []
+    if gaps:
+        lines.append(f"NOT VERIFIED: {len(gaps)} place(s) could not be fully searched, so nothing can be said "
+                     "about them:")
+        for g in gaps:
+            lines.append(f"  {g['store']}: {g['place']}: {g['reason']}")
     return lines
 
 
@@ -409,6 +439,10 @@ def _print_report(engine, report, certificate_path: str | None) -> int:
         text.write_text("\n".join(lines) + "\n", encoding="utf-8")
         print(f"certificate: {path} (and {text.name})")
     if report.state == "verified":
+        if cert.get("not_verified"):
+            print(f"lethe: erasure done where Lethe could search; {len(cert['not_verified'])} place(s) could not "
+                  f"be searched and are not verified (exit status {EXIT_NOT_FULLY_SEARCHED})", file=sys.stderr)
+            return EXIT_NOT_FULLY_SEARCHED
         return 0
     print(f"lethe: erasure incomplete (plan {report.plan_id} is {report.state}): "
           f"see `lethe show-plan {report.plan_id}`", file=sys.stderr)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from connectors import open_connector
 from connectors.base import Progress, null_progress
 from pii.config import Config, StoreConfig
+from pii.coverage import Coverage
 from pii.detection import model_name
 from pii.findings import Finding, merge, summarise
 from pii.inventory import Inventory
@@ -20,7 +21,7 @@ class StoreResult:
     kind: str
     findings: list[Finding]
     seconds: float
-    not_scanned: list[tuple[str, str]] = field(default_factory=list)  # (place, reason): files Lethe cannot read
+    coverage: Coverage | None = None  # what the search read, skipped or read in part (pii/coverage.py)
 
 
 @dataclass
@@ -37,10 +38,18 @@ class LocateResult:
     def summary(self) -> dict:
         return summarise(self.findings)
 
+    def coverages(self) -> list[Coverage]:
+        return [s.coverage or Coverage(s.store, s.kind) for s in self.stores]
+
+    @property
+    def complete(self) -> bool:
+        """Every place of every searched store was searched whole."""
+        return all(c.complete for c in self.coverages())
+
     def not_scanned(self) -> list[dict]:
-        """Places in the searched stores that could not be read (e.g. a PDF in an FTP drop), with why."""
-        return [{"store": s.store, "place": place, "reason": reason}
-                for s in self.stores for place, reason in s.not_scanned]
+        """Places in the searched stores that could not be (fully) searched (e.g. a PDF in an FTP drop, a
+        binary column, a CSV malformed from some line on), with why: {"store", "place", "reason", "state"}."""
+        return [g for c in self.coverages() for g in c.gaps()]
 
 
 def locate_in_store(config: Config, store: StoreConfig, subject: Subject, *, progress: Progress = null_progress,
@@ -49,8 +58,8 @@ def locate_in_store(config: Config, store: StoreConfig, subject: Subject, *, pro
     with open_connector(store, config=config, progress=progress, inventory=inventory,
                         analyzer_model=model_name(config.detection)) as conn:
         findings = conn.locate(SubjectMatcher(subject))
-        not_scanned = list(getattr(conn, "not_scanned", []) or [])
-    return StoreResult(store.name, store.kind, findings, time.perf_counter() - started, not_scanned)
+        coverage = conn.coverage
+    return StoreResult(store.name, store.kind, findings, time.perf_counter() - started, coverage)
 
 
 def locate_subject(config: Config, subject: Subject, *, stores: list[str] | None = None,

@@ -31,6 +31,8 @@ from connectors import open_connector
 from connectors.base import DELETE as X_DELETE, DROP as X_DROP, UPDATE as X_UPDATE, ExecAction, Progress, null_progress
 from pii.config import Config
 from pii.detection import model_name
+from pii.coverage import coverage_gaps, summary_lines
+from pii.printable import names_subject
 from pii.discover import locate_subject
 from pii.errors import LedgerError, LetheError
 from pii.findings import WEAK, Finding
@@ -62,6 +64,13 @@ def current_user() -> str:
     return f"{user} on {socket.gethostname()}"
 
 
+def shown_container(container: str) -> str:
+    """How a stored container prints: one named after the subject is kept as a keyed hash, shown withheld."""
+    if isinstance(container, str) and container.startswith("hmac:"):
+        return f"<named after the subject, withheld: {container[5:13]}>"
+    return container
+
+
 @dataclass
 class Plan:
     """A plan as stored in the ledger (JSON, no personal values) plus, in memory only, the findings."""
@@ -79,7 +88,7 @@ class Plan:
         """store/container -> action -> locations."""
         out: dict[str, dict[str, int]] = {}
         for a in self.actions + self.data["review"] + self.data["held"]:
-            per = out.setdefault(f"{a['store']}/{a['container']}", {})
+            per = out.setdefault(f"{a['store']}/{shown_container(a['container'])}", {})
             per[a["action"]] = per.get(a["action"], 0) + 1
         return out
 
@@ -103,7 +112,7 @@ class Plan:
             extra = f"; legal basis: {basis}" if basis else ""
             extra += f"; until {until}" if until else ""
             extra += f"; fields anonymised: {fields}" if fields else ""
-            out.append(f"  {action} {n} in {store}/{container}: {reason}{extra}")
+            out.append(f"  {action} {n} in {store}/{shown_container(container)}: {reason}{extra}")
         if self.data["review"]:
             what = ("locations where only free text suggests it (no date of birth)" if self.data.get("flow")
                     else "weak (name-only) locations")
@@ -111,6 +120,11 @@ class Plan:
                        "not erased unless included (--include-weak)")
         for s in self.data.get("out_of_scope", []):
             out.append(f"  out of scope: {s['name']}: {s.get('route') or 'no erasure route given'}")
+        gaps = coverage_gaps(self.data.get("coverage"))
+        if gaps:
+            out.append(f"  WARNING: {len(gaps)} place(s) could not be fully searched: what they hold is not in "
+                       "this plan, and the certificate will not call those stores verified")
+        out.extend(summary_lines(self.data.get("coverage") or [], indent="  "))
         return out
 
 
@@ -125,6 +139,7 @@ class ExecutionReport:
     new_locations: int = 0
     remaining: int | None = None
     details: list[str] = field(default_factory=list)
+    not_verified: list[dict] = field(default_factory=list)  # places the verifying search could not read
 
 
 class SubjectTarget:
@@ -140,9 +155,13 @@ class SubjectTarget:
         self.engine = engine
         self.subject = subject
         self.matcher = SubjectMatcher(subject)
+        self.coverage: list[dict] | None = None  # per store, what the last `locate` searched
 
     def locate(self, stores: list[str] | None) -> list[Finding]:
-        return locate_subject(self.engine.config, self.subject, stores=stores, progress=self.engine.progress).findings
+        """Every finding; `self.coverage` then holds what that search read (pii/coverage.py, per store)."""
+        result = locate_subject(self.engine.config, self.subject, stores=stores, progress=self.engine.progress)
+        self.coverage = [c.to_dict() for c in result.coverages()]
+        return result.findings
 
     def decide(self, f: Finding, today: dt.date, include_weak: bool) -> Decision:
         return self.engine._feasible(self.engine.policy.decide(f, today, include_weak=include_weak), f)
@@ -183,6 +202,13 @@ class ErasureEngine:
     def fingerprint(self, finding: Finding) -> str:
         return self.ledger.protect_value({"record": finding.record})[5:]
 
+    def _stored_container(self, container: str, matcher: SubjectMatcher) -> str:
+        """A container as a plan stores it: a file or table named after the subject is a keyed hash."""
+        if isinstance(container, str) and (names_subject(container.rsplit("/", 1)[-1], matcher)
+                                           or _looks_personal(container.replace("_", " "), matcher)):
+            return self.ledger.protect_value(container)
+        return container
+
     def _stored_location(self, finding: Finding, matcher: SubjectMatcher) -> dict:
         """The location as the ledger may keep it: keys of key-less rows, keys that look personal and file
         names that mention the subject become keyed hashes."""
@@ -219,7 +245,7 @@ class ErasureEngine:
             entry = {
                 "action_id": self.action_id(f.store, f.location),
                 "store": f.store,
-                "container": f.container,
+                "container": self._stored_container(f.container, matcher),
                 "location": self._stored_location(f, matcher),
                 "match": f.match,
                 "strength": f.strength,
@@ -244,6 +270,9 @@ class ErasureEngine:
             "held": held,
             "out_of_scope": _out_of_scope(self.config),
         }
+        coverage = getattr(target, "coverage", None)
+        if coverage is not None:
+            data["coverage"] = coverage
         return Plan(data, findings)
 
     def _feasible(self, decision: Decision, f: Finding) -> Decision:
@@ -426,7 +455,8 @@ class ErasureEngine:
         by_id = {self.action_id(f.store, f.location): f for f in current}
         by_print: dict[tuple, list[Finding]] = {}
         for f in current:
-            by_print.setdefault((f.store, f.container, self.fingerprint(f)), []).append(f)
+            by_print.setdefault((f.store, self._stored_container(f.container, target.matcher), self.fingerprint(f)),
+                                []).append(f)
         planned_ids = {a["action_id"] for a in plan["actions"]}
         report.new_locations = sum(1 for aid, f in by_id.items()
                                    if aid not in planned_ids and f.strength != WEAK)
@@ -523,6 +553,8 @@ class ErasureEngine:
         """Locate again: what remains must be retained, held or weak-for-review; anything else counts."""
         report = ExecutionReport(plan_id, EXECUTED)
         current = target.locate(plan.get("stores"))
+        gaps = coverage_gaps(getattr(target, "coverage", None))
+        report.not_verified = gaps
         today = self.today or dt.date.today()
         kept = {a["fingerprint"] for a in plan["actions"] if a["action"] == RETAIN}
         kept |= {a["fingerprint"] for a in plan["held"]}
@@ -537,7 +569,7 @@ class ErasureEngine:
         report.remaining = remaining
         state = self.ledger.plan_state(plan_id)
         if state == EXECUTED:
-            state = self.ledger.record_verification(plan_id, actor, remaining)
+            state = self.ledger.record_verification(plan_id, actor, remaining, gaps)
         report.state = state
         if state == VERIFIED:
             request_id = self.ledger.get_plan(plan_id)["request_id"]
@@ -571,6 +603,11 @@ class ErasureEngine:
             rows += a["rows"] or 0
         verification = [e for e in self.ledger.audit_events(plan_id=plan_id)
                         if e["event"] in ("plan_verified", "verification_failed")]
+        last = (json.loads(verification[-1]["details"]) if isinstance(verification[-1]["details"], str)
+                else verification[-1]["details"]) if verification else {}
+        # the last verifying search's gaps; before any verification, the planning search's
+        not_verified = list((last or {}).get("not_verified") or ([] if verification else
+                                                                  coverage_gaps(plan.get("coverage"))))
         return {
             "certificate": "Lethe erasure certificate",
             "flow": plan.get("flow") or "erasure",
@@ -590,7 +627,11 @@ class ErasureEngine:
                          for a in plan["actions"] if a["action"] == RETAIN],
             "held": [{k: a.get(k) for k in ("store", "container", "reason", "until")} for a in plan["held"]],
             "review_not_erased": len(plan["review"]),
-            "verified": row["state"] == VERIFIED,
+            # verified: nothing erasable remains AND every place was searched; otherwise `not_verified` says where
+            "verified": row["state"] == VERIFIED and not not_verified,
+            "not_verified": not_verified,
+            "coverage": [{k: c.get(k) for k in ("store", "complete", "searched", "excluded")}
+                         for c in plan.get("coverage") or []],
             "verification": [json.loads(e["details"]) if isinstance(e["details"], str) else e["details"]
                              for e in verification],
             "out_of_scope": plan.get("out_of_scope", []),

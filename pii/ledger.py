@@ -899,20 +899,23 @@ class Ledger:
         except LedgerError:  # an actor that cannot own a lock holds none
             pass
 
-    def record_verification(self, plan_id: str, actor: str, remaining: int) -> str:
+    def record_verification(self, plan_id: str, actor: str, remaining: int, gaps: list[dict] | None = None) -> str:
         """After execution the subject is located again: `remaining` locations still found. Zero makes the
-        plan verified; otherwise it stays executed and the shortfall is recorded. Returns the state."""
+        plan verified; otherwise it stays executed and the shortfall is recorded. `gaps`: places the second
+        search could not (fully) read (pii/coverage.py, names already withheld where personal); recorded with
+        the event, so the certificate says what could not be verified. Returns the state."""
         if not isinstance(remaining, int) or remaining < 0:
             raise LedgerError(f"plan {plan_id}: remaining must be a count")
+        extra = {"not_verified": list(gaps)} if gaps else {}
         if remaining == 0:
-            self._move(plan_id, (EXECUTED,), VERIFIED, actor=actor, details={"remaining": 0})
+            self._move(plan_id, (EXECUTED,), VERIFIED, actor=actor, details={"remaining": 0, **extra})
             return VERIFIED
         row = self._plan_row(plan_id)
         if row["state"] != EXECUTED:
             raise LedgerError(f"plan {plan_id} is {row['state']}, not executed: it cannot be verified")
         with self.engine.begin() as conn:
             self._event(conn, "verification_failed", request_id=row["request_id"], plan_id=plan_id, actor=actor,
-                        details={"remaining": remaining, "state": EXECUTED})
+                        details={"remaining": remaining, "state": EXECUTED, **extra})
         return EXECUTED
 
     def transition(self, plan_id: str, expected: str, new: str, *, actor: str | None = None) -> None:

@@ -132,8 +132,12 @@ def locate_in_store(request_id: str, store: str, context: Mapping[str, Any]) -> 
         log.info("[%s] %d locations (%d identifier, %d text, %d linked; %d weak) in %.2fs", store,
                  counts["locations"], counts["identifier"], counts["text"], counts["linked"], counts["weak"],
                  result.seconds)
+        coverage = result.coverage.to_dict() if result.coverage is not None else None
+        if coverage and not coverage["complete"]:
+            log.warning("[%s] %d place(s) could not be fully searched (listed in the package manifest)", store,
+                        len(coverage["skipped"]) + len(coverage["partial"]))
         return {"store": store, "kind": store_config.kind, **counts, "seconds": round(result.seconds, 3),
-                "result_file": str(path)}
+                "result_file": str(path), "coverage": coverage}
 
 
 def assemble_package(request_id: str, results: Iterable[Mapping[str, Any] | None],
@@ -160,15 +164,19 @@ def assemble_package(request_id: str, results: Iterable[Mapping[str, Any] | None
         request = access_request_info(ledger, subject, row, extra=extra)
         out = output_dir(config) / "access" / request_id
         metadata = {name: s.metadata for name, s in config.stores.items()}
-        pkg = write_access_package(out, subject, findings, stores_metadata=metadata, request=request)
+        coverage = [r["coverage"] for r in results if r.get("coverage")]
+        pkg = write_access_package(out, subject, findings, stores_metadata=metadata, request=request,
+                                   coverage=coverage)
         ti = context["ti"]
         remove_work_dir(run_work_dir(config, ti.dag_id, ti.run_id))
         counts = _counts(findings)
         log.info("access package for %s: %d locations in %d store(s), %d files%s; not searched: %s", request_id,
                  counts["locations"], len({f.store for f in findings}), len(pkg.files),
                  " (encrypted)" if pkg.encrypted else "", ", ".join(not_searched) or "none")
+        partly = sorted(c["store"] for c in coverage if not c.get("complete", True))
         return {"request_id": request_id, "package_dir": str(pkg.out_dir), "files": len(pkg.files),
-                "encrypted": pkg.encrypted, **counts, "stores_not_searched": not_searched}
+                "encrypted": pkg.encrypted, **counts, "stores_not_searched": not_searched,
+                "stores_not_fully_searched": partly}
 
 
 def record_access(request_id: str, package: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
@@ -180,7 +188,7 @@ def record_access(request_id: str, package: Mapping[str, Any], context: Mapping[
         config = load_run_config(_params(context))
         ledger = _ledger(config)
         actor = actor_of(context)
-        if package.get("stores_not_searched"):
+        if package.get("stores_not_searched") or package.get("stores_not_fully_searched"):
             ledger.set_request_status(request_id, "in_progress", actor=actor)
             status = "in_progress"
         else:
@@ -259,10 +267,13 @@ def write_certificate(report: Mapping[str, Any], context: Mapping[str, Any]) -> 
         for line in certificate_lines(cert):
             log.info("%s", line)
         out = {"plan_id": plan_id, "request_id": cert["request_id"], "state": cert["state"],
-               "verified": cert["verified"], "actions": cert["actions"], "rows_affected": cert["rows_affected"],
-               "certificate": str(path)}
+               "verified": cert["verified"], "not_verified": len(cert.get("not_verified") or []),
+               "actions": cert["actions"], "rows_affected": cert["rows_affected"], "certificate": str(path)}
     if not cert["verified"]:
-        raise AirflowFailException(f"plan {plan_id} is {cert['state']}, not verified: see the certificate "
+        gaps = cert.get("not_verified") or []
+        why = (f"{len(gaps)} place(s) could not be fully searched (listed in the certificate)" if gaps
+               and cert["state"] == "verified" else f"plan {plan_id} is {cert['state']}")
+        raise AirflowFailException(f"{why}, not verified: see the certificate "
                                    f"and `lethe show-plan {plan_id}`; re-plan if rows drifted")
     return out
 

@@ -269,8 +269,12 @@ def test_when_all_four_store_kinds_are_erased_then_subject_is_gone_everywhere(tm
     monkeypatch.setenv(demo_remote.FTP_PASSWORD_ENV, "pw-for-this-test")
     with demo_remote.serve(world.root, ftp_port, gmail_port):
         code, stdout, stderr = run("--config", world.config_path, "erase", *subject_args(), "--yes")
-        assert code == 0, stderr
+        # the drop holds a PDF and four call recordings Lethe cannot read: erased where it could search, and
+        # the certificate says those five places are not verified (exit 8), never "verified" for that store
+        assert code == 8, stderr
         assert "state: verified" in stdout
+        assert "NOT VERIFIED: 5 place(s) could not be fully searched" in stdout
+        assert "partner_drop: /incoming/brochure.pdf: unsupported file type (.pdf)" in stdout
         assert "gmail cannot edit a record in place" in stdout  # the mention-only message is kept, reported
         code, stdout, _ = run("--config", world.config_path, "locate", *subject_args(), "--json")
         left = {(f["store"], f["match"], f["strength"]) for f in json.loads(stdout)}
@@ -327,3 +331,22 @@ def test_when_a_request_is_registered_then_its_identifiers_are_sealed_under_the_
     ledger = Ledger(load_config(demo.config_path).state_url)
     assert ledger.unseal_subject("sar-test-1").emails == ("alice.smith@example.org",)
     assert_no_personal_data(stdout + stderr)
+
+
+def test_when_files_are_named_after_the_subject_then_erase_removes_or_renames_them_without_printing_names(tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "nora.quill@x.org.csv").write_text("email,name\nnora.quill@x.org,Nora Quill\n")
+    (folder / "Nora Quill.csv").write_text("email,notes\nnora.quill@x.org,x\nbob@y.org,keep me\n")
+    (folder / "other.csv").write_text("email\nbob@y.org\n")
+    cfg = tmp_path / "stores.yaml"
+    cfg.write_text("stores:\n  exports:\n    kind: csv\n    path: exports\n")
+    args = ["--config", cfg, "erase", "--email", "nora.quill@x.org", "--name", "Nora Quill", "--yes"]
+    code, stdout, stderr = run(*args)
+    assert code == 0, stderr
+    assert "nora" not in (stdout + stderr).lower()  # progress, plan and certificate withhold the names
+    names = sorted(p.name for p in folder.iterdir())
+    assert names[0] == "other.csv" and names[1].startswith("renamed-") and len(names) == 2
+    assert (folder / names[1]).read_text() == "email,notes\nbob@y.org,keep me\n"  # other people's row stays
+    code, stdout, _ = run("--config", cfg, "locate", "--email", "nora.quill@x.org", "--json")
+    assert code == 0 and json.loads(stdout) == []
