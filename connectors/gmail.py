@@ -65,6 +65,7 @@ from typing import Any, Callable
 import phonenumbers
 
 from connectors.base import DELETE, UPDATE, Connector, Done, ExecAction
+from pii.coverage import Coverage
 from pii.errors import ConfigError, StoreError, StoreUnreachable
 from pii.findings import STRONG, WEAK, Finding, merge
 from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
@@ -837,6 +838,8 @@ class GmailConnector(Connector):
             self.say("no identifier Gmail can search for (ids shorter than 5 characters are not searched)")
             return []
         started = time.monotonic()
+        self.coverage = Coverage(self.name, self.kind)
+        self.coverage.add_searched(CONTAINER, how={"gmail-search": len(queries)})
         ids = self._list_ids(queries)
         self.say(f"{len(ids)} messages listed by {len(queries)} searches ({self.stats['list_pages']} pages)")
         findings: list[Finding] = []
@@ -875,6 +878,11 @@ class GmailConnector(Connector):
                                                      f"({exc.__class__.__name__}); review it",
                            record={"message_id": mid, "thread_id": resource.get("threadId") or "", "party": False,
                                    "body_text": "", "attachments": []})
+        unread_parts = [a for a in parsed.attachments if not a["scanned"]]
+        if unread_parts:  # what Lethe could not read in a message the search returned: listed, by type only
+            types = sorted({str(a.get("content_type") or "unknown type") for a in unread_parts})
+            self.coverage.add_partial(f"message {mid}", f"{len(unread_parts)} attachment(s) not scanned "
+                                                        f"({', '.join(types)})")
         ident: set[str] = set()
         for display, addr in parsed.addresses:
             if addr and matcher.email_matches(addr):

@@ -1,6 +1,7 @@
 """subject_access: answer a subject-access request (GDPR Art. 15) with an access package.
 
-register, stores -> locate (one mapped task per store) -> assemble the package -> record in the ledger.
+register, units -> locate (one mapped task per store, and per group of tables in a big SQL store: store option
+table_group, default 25) -> assemble the package -> record in the ledger.
 Wiring only: the task bodies are in plugins/tasks.py, the rules in pii/ (the same as `lethe access`).
 """
 from __future__ import annotations
@@ -30,12 +31,12 @@ def subject_access():
         return tasks.register_request("access", context)
 
     @task
-    def stores(**context):
-        return tasks.store_names(context)
+    def units(**context):
+        return tasks.search_units(context)
 
     @task(max_active_tis_per_dagrun=4)
-    def locate(request_id: str, store: str, **context):
-        return tasks.locate_in_store(request_id, store, context)
+    def locate(request_id: str, unit: dict, **context):
+        return tasks.locate_unit(request_id, unit, context)
 
     @task(trigger_rule=TriggerRule.NONE_FAILED)
     def assemble(request_id: str, results, **context):
@@ -46,7 +47,7 @@ def subject_access():
         return tasks.record_access(request_id, package, context)
 
     request = register()
-    found = locate.partial(request_id=request["request_id"]).expand(store=stores())
+    found = locate.partial(request_id=request["request_id"]).expand(unit=units())
     package = assemble(request["request_id"], found)
     record(request["request_id"], package)
 

@@ -126,3 +126,26 @@ def coverage_gaps(coverages: list[dict] | None) -> list[dict]:
         for p in c.get("partial", []):
             out.append({"store": c.get("store"), "place": p["place"], "reason": p["reason"], "state": PARTIAL})
     return out
+
+
+def merge_reports(reports: list[dict]) -> list[dict]:
+    """Reports in `to_dict` form, one per store: those of one store searched in parts (groups of tables in
+    separate tasks) combined; exclusions, listed by every part, once."""
+    out: dict[str, dict] = {}
+    for r in reports:
+        m = out.get(r["store"])
+        if m is None:
+            out[r["store"]] = {**r, "methods": dict(r.get("methods") or {}), "skipped": list(r.get("skipped") or []),
+                               "partial": list(r.get("partial") or []), "excluded": list(r.get("excluded") or [])}
+            continue
+        m["searched"] = m.get("searched", 0) + r.get("searched", 0)
+        for k, n in (r.get("methods") or {}).items():
+            m["methods"][k] = m["methods"].get(k, 0) + n
+        m["skipped"] += r.get("skipped") or []
+        m["partial"] += r.get("partial") or []
+        m["excluded"] += [e for e in r.get("excluded") or [] if e not in m["excluded"]]
+        if "searched_places" in m or "searched_places" in r:
+            m["searched_places"] = list(m.get("searched_places") or []) + list(r.get("searched_places") or [])
+    for m in out.values():
+        m["complete"] = not m["skipped"] and not m["partial"]
+    return list(out.values())

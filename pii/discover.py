@@ -53,10 +53,16 @@ class LocateResult:
 
 
 def locate_in_store(config: Config, store: StoreConfig, subject: Subject, *, progress: Progress = null_progress,
-                    inventory: Inventory | None = None) -> StoreResult:
+                    inventory: Inventory | None = None, tables: list[str] | None = None) -> StoreResult:
+    """One store's findings. `tables` (SQL stores): search only these tables (one group of a big store;
+    foreign keys are still followed into every table)."""
     started = time.perf_counter()
     with open_connector(store, config=config, progress=progress, inventory=inventory,
                         analyzer_model=model_name(config.detection)) as conn:
+        if tables is not None:
+            if not hasattr(conn, "only_tables"):
+                raise ValueError(f"store '{store.name}' ({store.kind}) cannot be searched by table group")
+            conn.only_tables = list(tables)
         findings = conn.locate(SubjectMatcher(subject))
         coverage = conn.coverage
     return StoreResult(store.name, store.kind, findings, time.perf_counter() - started, coverage)

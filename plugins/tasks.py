@@ -104,8 +104,45 @@ def run_request_id(context: Mapping[str, Any]) -> str:
 
 
 # =========================================================================== subject_access
-def locate_in_store(request_id: str, store: str, context: Mapping[str, Any]) -> dict:
-    """Locate the request's subject in one store; findings go to an encrypted work file."""
+DEFAULT_TABLE_GROUP = 25  # tables per mapped search task in a big SQL store (store option table_group)
+
+
+def search_units(context: Mapping[str, Any]) -> list[dict]:
+    """What the locate tasks map over: one unit per store, and for a SQL store with more tables than its
+    ``table_group`` option (default 25), one unit per group of that many tables, so a big store spreads
+    over the workers. Each unit: {"store", "tables" (None: all), "group" ("2/5")}."""
+    from connectors import open_connector
+
+    with lethe_outcomes():
+        params = _params(context)
+        config = load_run_config(params)
+        units: list[dict] = []
+        for name in selected_stores(config, params):
+            store = config.stores[name]
+            size = int(store.get("table_group", DEFAULT_TABLE_GROUP) or 0)
+            groups = None
+            if store.kind == "sql" and size > 0:
+                resolved = load_run_config(params, resolve=[name]).stores[name]
+                with open_connector(resolved, config=config) as conn:
+                    groups = conn.table_groups(size)
+            if not groups or len(groups) == 1:
+                units.append({"store": name, "tables": None, "group": "1/1"})
+                continue
+            units += [{"store": name, "tables": g, "group": f"{i}/{len(groups)}"} for i, g in enumerate(groups, 1)]
+        log.info("%d search task(s) over %d store(s)", len(units), len({u["store"] for u in units}))
+        return units
+
+
+def locate_unit(request_id: str, unit: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
+    """`locate_in_store` for one unit of `search_units` (a store, or a group of its tables)."""
+    return locate_in_store(request_id, unit["store"], context, tables=unit.get("tables"),
+                           group=unit.get("group") or "1/1")
+
+
+def locate_in_store(request_id: str, store: str, context: Mapping[str, Any], *, tables: list[str] | None = None,
+                    group: str = "1/1") -> dict:
+    """Locate the request's subject in one store (or one group of its tables); findings go to an encrypted
+    work file."""
     from connectors import connector_class
     from pii.discover import locate_in_store as locate
     from pii.errors import ConfigError
@@ -124,20 +161,21 @@ def locate_in_store(request_id: str, store: str, context: Mapping[str, Any]) -> 
         ledger = _ledger(config)
         subject, _row = pick_up(ledger, "access", request_id)
         result = locate(config, config.stores[store], subject, progress=task_progress,
-                        inventory=Inventory(config.state_url))
+                        inventory=Inventory(config.state_url), tables=tables)
         ti = context["ti"]
-        path = run_work_dir(config, ti.dag_id, ti.run_id) / f"{request_id}.{store}.findings.enc"
+        suffix = "" if group == "1/1" else "." + group.replace("/", "-of-")
+        path = run_work_dir(config, ti.dag_id, ti.run_id) / f"{request_id}.{store}{suffix}.findings.enc"
         write_findings(path, ledger, result.findings)
         counts = _counts(result.findings)
-        log.info("[%s] %d locations (%d identifier, %d text, %d linked; %d weak) in %.2fs", store,
-                 counts["locations"], counts["identifier"], counts["text"], counts["linked"], counts["weak"],
-                 result.seconds)
+        log.info("[%s%s] %d locations (%d identifier, %d text, %d linked; %d weak) in %.2fs", store,
+                 "" if group == "1/1" else f" tables {group}", counts["locations"], counts["identifier"],
+                 counts["text"], counts["linked"], counts["weak"], result.seconds)
         coverage = result.coverage.to_dict() if result.coverage is not None else None
         if coverage and not coverage["complete"]:
             log.warning("[%s] %d place(s) could not be fully searched (listed in the package manifest)", store,
                         len(coverage["skipped"]) + len(coverage["partial"]))
         return {"store": store, "kind": store_config.kind, **counts, "seconds": round(result.seconds, 3),
-                "result_file": str(path), "coverage": coverage}
+                "result_file": str(path), "coverage": coverage, "group": group}
 
 
 def assemble_package(request_id: str, results: Iterable[Mapping[str, Any] | None],
@@ -153,7 +191,7 @@ def assemble_package(request_id: str, results: Iterable[Mapping[str, Any] | None
         ledger = _ledger(config)
         subject, row = pick_up(ledger, "access", request_id)
         results = _present(results)
-        searched = [r["store"] for r in results]
+        searched = list(dict.fromkeys(r["store"] for r in results))
         not_searched = [s for s in selected_stores(config, params) if s not in searched]
         findings = []
         for r in results:
@@ -164,7 +202,9 @@ def assemble_package(request_id: str, results: Iterable[Mapping[str, Any] | None
         request = access_request_info(ledger, subject, row, extra=extra)
         out = output_dir(config) / "access" / request_id
         metadata = {name: s.metadata for name, s in config.stores.items()}
-        coverage = [r["coverage"] for r in results if r.get("coverage")]
+        from pii.coverage import merge_reports
+
+        coverage = merge_reports([r["coverage"] for r in results if r.get("coverage")])
         pkg = write_access_package(out, subject, findings, stores_metadata=metadata, request=request,
                                    coverage=coverage)
         ti = context["ti"]

@@ -298,12 +298,19 @@ def test_when_a_drop_holds_an_unreadable_file_then_the_access_answer_lists_it(tm
     monkeypatch.setenv(demo_remote.FTP_PASSWORD_ENV, "pw-for-this-test")
     with demo_remote.serve(world.root, ftp_port, gmail_port):
         code, stdout, stderr = run("--config", world.config_path, "access", *subject_args(), "--out", tmp_path / "p")
-    assert code == 0, stderr
+    assert code == 8, stderr  # the answer is written, and says where it could not look
+    assert "not searched: /incoming/brochure.pdf: unsupported file type (.pdf)" in stdout
     manifest = json.loads((tmp_path / "p" / "manifest.json").read_text())
-    assert manifest["request"]["not_scanned"] == [
-        {"store": "partner_drop", "place": "/incoming/brochure.pdf", "reason": "unsupported file type (.pdf)"}] + [
-        {"store": "partner_drop", "place": p, "reason": "unsupported file type (.wav)"}
+    drop_gaps = [g for g in manifest["request"]["not_scanned"] if g["store"] == "partner_drop"]
+    assert drop_gaps == [
+        {"store": "partner_drop", "place": "/incoming/brochure.pdf", "reason": "unsupported file type (.pdf)",
+         "state": "skipped"}] + [
+        {"store": "partner_drop", "place": p, "reason": "unsupported file type (.wav)", "state": "skipped"}
         for p in sorted(world.flows.old_recordings + world.flows.new_recordings)]
+    assert manifest["complete"] is False
+    (drop,) = [c for c in manifest["coverage"] if c["store"] == "partner_drop"]
+    assert drop["complete"] is False and len(drop["skipped"]) == 5
+    assert "Places we could not fully search" in (tmp_path / "p" / "summary.html").read_text()
     assert len(list((tmp_path / "p").rglob("*.eml"))) == 2  # whole messages only where she is a party
     got = {location_key(f["store"], f["location"]) for f in manifest["findings"]}
     assert got == {e.key for e in world.expected}

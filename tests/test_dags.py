@@ -172,7 +172,7 @@ def test_when_dags_are_inspected_then_flows_are_wired_as_documented(bag):
     from plugins.approval import ErasureApprovalOperator
 
     access = bag.dags["subject_access"]
-    assert set(access.task_dict) == {"register", "stores", "locate", "assemble", "record"}
+    assert set(access.task_dict) == {"register", "units", "locate", "assemble", "record"}
     assert type(access.task_dict["locate"]).__name__.endswith("MappedOperator")  # one task per store
     assert access.schedule is None
     erasure = bag.dags["subject_erasure"]
@@ -231,6 +231,26 @@ def test_when_subject_access_runs_on_demo_then_package_matches_and_metadata_hold
     assert ledger.get_request(request_id)["status"] == "completed"
     with pytest.raises(Exception, match="not in the request store"):
         ledger.unseal_subject(request_id)  # shredded after the answer
+
+
+def test_when_a_big_sql_store_is_split_into_table_groups_then_each_group_is_a_task_and_the_answer_is_the_same(
+        world):
+    import yaml
+
+    cfg = yaml.safe_load(world.config_path.read_text())
+    cfg["stores"]["crm"]["table_group"] = 4  # the demo CRM's tables in groups of 4: several mapped tasks
+    world.config_path.write_text(yaml.safe_dump(cfg))
+    dr = flow("subject_access").test(run_conf=SUBJECT_CONF)
+    assert dr.state == "success", states(dr)
+    out = xcoms("subject_access", dr.run_id)
+    groups = sorted(out[k]["group"] for k in out if k[0] == "locate" and out[k]["store"] == "crm")
+    assert len(groups) >= 3 and groups[0].startswith("1/"), groups
+    package = out[("assemble", "return_value", -1)]
+    manifest = json.loads((Path(package["package_dir"]) / "manifest.json").read_text())
+    got = {location_key(f["store"], f["location"]): (f["match"], f["strength"]) for f in manifest["findings"]}
+    assert got == {e.key: (e.match, e.strength) for e in world.expected}  # links cross groups: none lost
+    (crm,) = [c for c in manifest["coverage"] if c["store"] == "crm"]
+    assert crm["searched"] == 13  # every table of the demo CRM, each searched by exactly one group
 
 
 def test_when_access_is_requested_by_id_then_identifiers_never_enter_airflow(world, capfd, caplog):

@@ -124,8 +124,15 @@ def test_when_attachments_are_text_then_txt_and_csv_are_scanned_and_pdf_is_liste
                                             b"%PDF-1.4\n(Applicant: " + ALICE.encode() + b") Tj\n%%EOF\n")]))
     party = gmail.add(mail(frm=f"Alice Smith <{ALICE}>", to=USER, subject="My ID", text="Attached.",
                            attachments=[("passport.png", "image/png", b"\x89PNG\r\n\x1a\nfake")]))
-    found = _by_id(_Run(gmail).locate(emails=[ALICE], phones=[ALICE_PHONE]))
+    run = _Run(gmail)
+    found = _by_id(run.locate(emails=[ALICE], phones=[ALICE_PHONE]))
     assert set(found) == {in_csv, in_txt, only_pdf, party}
+    # coverage: the three messages with attachments Lethe cannot read are partly read, by type, no names
+    partial = {p["place"]: p["reason"] for p in run.conn.coverage.partial}
+    assert partial == {f"message {in_csv}": "1 attachment(s) not scanned (application/pdf)",
+                       f"message {only_pdf}": "1 attachment(s) not scanned (application/pdf)",
+                       f"message {party}": "1 attachment(s) not scanned (image/png)"}
+    assert not run.conn.coverage.complete
 
     f = found[in_csv]
     assert f.location == {"message_id": in_csv, "part": "leavers.csv"}
