@@ -77,6 +77,7 @@ class ColumnFacts:
     cast: bool = False                 # compare through CAST(col AS TEXT) (json, arrays, unknown types)
     domain: tuple[str, ...] | None = None  # every value the column may hold (CHECK ... IN, enum)
     indexes: list[IndexFacts] = field(default_factory=list)
+    normalised_json: bool = False      # PostgreSQL jsonb: its text form holds no \u escapes (decoded on input)
 
     def index(self, *, form: str | None = None, trigram: bool | None = None, method: str | None = None,
               nocase: bool | None = None) -> IndexFacts | None:
@@ -268,7 +269,7 @@ def _reflect_postgresql(conn, tables, out) -> None:
         elif typ in ("bytea",):
             f.type_class = BINARY
         elif typ in ("json", "jsonb"):
-            f.type_class, f.cast = JSON, True
+            f.type_class, f.cast, f.normalised_json = JSON, True, typ == "jsonb"
         elif typ in ("tsvector", "xml", "hstore") or typ.endswith("[]"):
             f.type_class, f.cast = TEXT, True
     rows = conn.execute(sa.text("""
@@ -787,7 +788,7 @@ class Planner:
                 terms += [sa.and_(*[target.ilike(_contains_pattern(t), escape=ESC) for t in toks])
                           for toks in self.name_sets]
                 assumes.append("name words written with the accents as given")
-            if f.cast:
+            if f.cast and not f.normalised_json:
                 terms.append(target.like(_contains_pattern("\\"), escape=ESC))  # JSON escapes hide text
             return self._q(ts, p, "index:trigram", ix, sa.or_(*terms), assumes="; ".join(assumes) or None)
         if d == "mysql":
@@ -918,7 +919,7 @@ class Planner:
         terms += [self._contains_id(target, f, v) for v in self.text_ids]
         terms += [target.like(_digits_pattern(n), escape=ESC) for n in self.nsns]
         terms += [sa.and_(*[self._name_token(target, f, t) for t in toks]) for toks in self.name_sets]
-        if f.cast or f.type_class == JSON:
+        if (f.cast or f.type_class == JSON) and not f.normalised_json:
             terms.append(target.like(_contains_pattern("\\"), escape=ESC))
         return sa.or_(*terms) if terms else None
 
@@ -981,15 +982,20 @@ class Planner:
             exotic = target.op("GLOB")("*[" + _EXOTIC + "]*")
             # non-ASCII text: more characters as bytes than as characters (a length test, far cheaper than GLOB)
             nonascii = sa.func.length(target) < sa.func.length(sa.cast(target, sa.LargeBinary))
+            # ASCII text with an apostrophe (O'Brien): LIKE on the text without apostrophes; only non-ASCII text
+            # needs GLOB's accent classes (costly per character, so only on the rows that hold such text)
             return sa.or_(plain,
-                          sa.and_(sa.or_(*[sa.func.instr(target, a) > 0 for a in _APOS], nonascii),
-                                  sa.or_(stripped.op("GLOB")(glob_token(token)), exotic)))
+                          sa.and_(sa.or_(*[sa.func.instr(target, a) > 0 for a in _APOS]), stripped.like(pat, escape=ESC)),
+                          sa.and_(nonascii, sa.or_(stripped.op("GLOB")(glob_token(token)), exotic)))
         if d == "postgresql":
             plain = target.ilike(pat, escape=ESC)
             from connectors.sql import _ACCENTED, _APOSTROPHES, _PLAIN
 
             folded = sa.func.lower(sa.func.translate(target, _ACCENTED + _APOSTROPHES + "\u02bc", _PLAIN))
-            guard = target.op("~")("[^\\x01-\\x7f']")
+            # rows holding non-ASCII text or an apostrophe: byte and character lengths differ, or a quote is
+            # there (both far cheaper than a regular expression on every row)
+            guard = sa.or_(sa.func.octet_length(target) > sa.func.char_length(target),
+                           sa.func.strpos(target, "'") > 0)
             return sa.or_(plain, sa.and_(guard, folded.like(pat, escape=ESC)))
         # MariaDB / MySQL: *_general_ci and *_unicode_ci compare without case and accents; otherwise compare
         # through such a collation. Apostrophes are dropped only on rows that hold one.
