@@ -650,11 +650,17 @@ def build_package(subject: Subject, findings: Iterable[Finding], *,
     store_dirs: dict[str, str] = {}
     taken_stores: set[str] = set()
     taken_in: dict[str, set[str]] = {}
-    for c in containers.values():
+    from pii.printable import names_subject
+    from pii.subject import SubjectMatcher
+
+    matcher = SubjectMatcher(subject)
+    for n, c in enumerate(containers.values(), 1):
         if c.store not in store_dirs:
             store_dirs[c.store] = safe_name(c.store, taken_stores, strip_ext=())
         sdir = store_dirs[c.store]
-        c.stem = f"{sdir}/{safe_name(c.name, taken_in.setdefault(sdir, set()))}"
+        # a file named after the subject keeps its name in the records and manifest, not in file names
+        base = f"named-after-you-{n}" if names_subject(c.name.rsplit("/", 1)[-1], matcher) else c.name
+        c.stem = f"{sdir}/{safe_name(base, taken_in.setdefault(sdir, set()))}"
 
     files: dict[str, bytes] = {}
     clist = list(containers.values())

@@ -164,3 +164,15 @@ def test_when_a_file_is_named_after_the_subject_then_progress_and_coverage_withh
     assert len(found) == 1
     assert not any("nora" in m.lower() for m in messages)
     assert all("nora" not in s["place"].lower() for s in conn.coverage.searched)
+
+
+def test_when_an_access_package_holds_a_person_named_file_then_its_file_names_do_not_name_them(tmp_path):
+    from pii.package import write_access_package
+
+    conn, _ = store(tmp_path, {"nora.quill@x.org.csv": "email\nnora.quill@x.org\n"})
+    subject = Subject.build(**SUBJECT)
+    found = conn.locate(SubjectMatcher(subject))
+    pkg = write_access_package(tmp_path / "pkg", subject, found)
+    assert pkg.files and not any("nora" in f.lower() for f in pkg.files)
+    manifest = (tmp_path / "pkg" / "manifest.json").read_text()
+    assert "nora.quill@x.org.csv" in manifest  # the person's own answer still says where it was found
