@@ -966,7 +966,7 @@ class CsvConnector(Connector):
                 if finding is not None:
                     findings.append(finding)
 
-        try:
+        with self._read_errors(shown, line=lambda: lines + 1):
             blocks = csvscan.BlockReader(source, delimiter, skip)
             for block, deq, open_at_end in blocks.blocks():
                 tail = b""
@@ -1018,12 +1018,6 @@ class CsvConnector(Connector):
                             n += 1
                             test(row)
                     lines += csvscan.physical_lines(tail)
-        except csv.Error:
-            raise StoreError(self.name, f"file {shown}", f"is not valid CSV near line {lines + 1}") from None
-        except UnicodeDecodeError:
-            raise StoreError(self.name, f"file {shown}", f"cannot be decoded near line {lines + 1}") from None
-        except OSError as exc:
-            raise StoreError(self.name, f"file {shown}", f"cannot be read ({exc.strerror})") from None
         return findings, n, unterminated
 
     def _scan_records(self, rel: str, matcher: SubjectMatcher) -> list[Finding]:
@@ -1223,13 +1217,15 @@ class CsvConnector(Connector):
         return []
 
     @contextmanager
-    def _read_errors(self, rel: str, reader):
-        """Reading errors as StoreError naming the file and line, never the content."""
+    def _read_errors(self, rel: str, reader=None, *, line=None):
+        """Reading errors as StoreError naming the file and line (`line()`, else the reader's), never the
+        content."""
+        where = line or (lambda: reader.line_num)
         try:
             yield
         except csv.Error:
-            raise StoreError(self.name, f"file {rel}", f"is not valid CSV near line {reader.line_num}") from None
+            raise StoreError(self.name, f"file {rel}", f"is not valid CSV near line {where()}") from None
         except UnicodeDecodeError:
-            raise StoreError(self.name, f"file {rel}", f"cannot be decoded near line {reader.line_num}") from None
+            raise StoreError(self.name, f"file {rel}", f"cannot be decoded near line {where()}") from None
         except OSError as exc:
             raise StoreError(self.name, f"file {rel}", f"cannot be read ({exc.strerror})") from None

@@ -132,13 +132,10 @@ def phone_forms(e164: str) -> list[str]:
 
 
 def _standard_phone(value: str, region: str) -> bool:
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        return False
-    if not phonenumbers.is_possible_number(number):
-        return False
-    return value in phone_forms(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+    from pii.subject import normalise_phone
+
+    e164 = normalise_phone(value, region)
+    return e164 is not None and value in phone_forms(e164)
 
 
 def column_forms(values: Iterable, *, region: str = "GB") -> list[str]:
