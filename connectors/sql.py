@@ -25,7 +25,6 @@ import functools
 import json
 import re
 import time
-import unicodedata
 import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.sql import sqltypes
 
 from connectors import sql_search as search
@@ -58,22 +57,6 @@ _STRIPPED = "anonymised in place instead of deleted: rows that stay still refere
 MAX_LINK_DEPTH = 12
 SAMPLE_SIZE = 30
 DEFAULT_SEARCH_WORKERS = 4
-_PHONE_PUNCT = (" ", "-", "(", ")", ".", "+", "/", "\t")
-
-
-def _translate_tables() -> tuple[str, str]:
-    """Accented Latin letters and their folded single-letter forms, for PostgreSQL's translate()."""
-    src, dst = [], []
-    for code in list(range(0xC0, 0x250)):
-        ch = chr(code)
-        f = fold(ch)
-        if len(f) == 1 and f != ch and f.isascii() and f.isalpha():
-            src.append(ch)
-            dst.append(f)
-    return "".join(src), "".join(dst)
-
-
-_ACCENTED, _PLAIN = _translate_tables()
 
 
 _APOSTROPHES = "'\u2019\u02bc"
@@ -313,8 +296,8 @@ class SqlConnector(Connector):
             tables = [t for t in tables if t.container in wanted]
         self.say(f"{len(tables)} tables")
         self.classify_tables()
-        strict = bool((self.store.get("search") or {}).get("strict", False)) if isinstance(
-            self.store.get("search"), dict) else False
+        search_options = self.store.get("search")
+        strict = isinstance(search_options, dict) and bool(search_options.get("strict", False))
         planner = Planner(self.dialect, matcher, strict=strict)
         try:
             facts = self.column_facts()

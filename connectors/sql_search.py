@@ -35,15 +35,14 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.sql import sqltypes
 
 from pii import classify as cls
-from pii.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, OTHER, PHONE, ColumnProfile
-from pii.subject import SubjectMatcher, fold, name_key, name_tokens, phone_digits
+from pii.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE, ColumnProfile
+from pii.subject import SubjectMatcher, fold
 
 TEXT, JSON, BINARY, NONTEXT = "text", "json", "binary", "nontext"
 MAX_DISTINCT = 2000          # an indexed column with more distinct values than this is not enumerated
@@ -130,22 +129,26 @@ def _strip_parens(expr: str) -> str:
     return expr
 
 
-def _balanced(text: str) -> bool:
-    depth = 0
-    quote = None
-    for ch in text:
+def _unquoted(text: str, quotes: str) -> Iterator[tuple[int, str, int]]:
+    """(position, character, parenthesis depth after it) for each character outside quotes."""
+    depth, quote = 0, None
+    for i, ch in enumerate(text):
         if quote:
             if ch == quote:
                 quote = None
             continue
-        if ch in "'\"`":
+        if ch in quotes:
             quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth < 0:
-                return False
+            continue
+        depth += (ch == "(") - (ch == ")")
+        yield i, ch, depth
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for _i, _ch, depth in _unquoted(text, "'\"`"):
+        if depth < 0:
+            return False
     return depth == 0
 
 
@@ -316,19 +319,8 @@ def _reflect_postgresql(conn, tables, out) -> None:
 
 
 def _first_expression(exprs: str) -> str:
-    depth, quote = 0, None
-    for i, ch in enumerate(exprs):
-        if quote:
-            if ch == quote:
-                quote = None
-            continue
-        if ch in "'\"":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "," and depth == 0:
+    for i, ch, depth in _unquoted(exprs, "'\""):
+        if ch == "," and depth == 0:
             return exprs[:i]
     return exprs
 
@@ -480,6 +472,21 @@ def _fold_classes() -> tuple[dict[str, str], str]:
 
 _CLASSES, _EXOTIC = _fold_classes()
 _APOS = ("'", "\u2019", "\u02bc")
+
+
+def _translate_tables() -> tuple[str, str]:
+    """Accented Latin letters and their folded single-letter forms, for PostgreSQL's translate()."""
+    src, dst = [], []
+    for code in range(0xC0, 0x250):
+        ch = chr(code)
+        f = fold(ch)
+        if len(f) == 1 and f != ch and f.isascii() and f.isalpha():
+            src.append(ch)
+            dst.append(f)
+    return "".join(src), "".join(dst)
+
+
+_ACCENTED, _PLAIN = _translate_tables()
 
 
 def _glob_escape_char(ch: str) -> str:
@@ -989,9 +996,7 @@ class Planner:
                           sa.and_(nonascii, sa.or_(stripped.op("GLOB")(glob_token(token)), exotic)))
         if d == "postgresql":
             plain = target.ilike(pat, escape=ESC)
-            from connectors.sql import _ACCENTED, _APOSTROPHES, _PLAIN
-
-            folded = sa.func.lower(sa.func.translate(target, _ACCENTED + _APOSTROPHES + "\u02bc", _PLAIN))
+            folded = sa.func.lower(sa.func.translate(target, _ACCENTED + "".join(_APOS), _PLAIN))
             # rows holding non-ASCII text or an apostrophe: byte and character lengths differ, or a quote is
             # there (both far cheaper than a regular expression on every row)
             guard = sa.or_(sa.func.octet_length(target) > sa.func.char_length(target),
