@@ -478,10 +478,16 @@ class CsvConnector(Connector):
 
     def files(self) -> list[str]:
         """Relative POSIX paths of the files this store scans, sorted."""
+        return self._listing()[0]
+
+    def _listing(self) -> tuple[list[str], list[str]]:
+        """(files to scan, files the patterns match but ``skip_files`` leaves out), relative paths, sorted:
+        one walk of the folder for both."""
         self.check()
         folder = self.folder
         skip = [s.casefold() for s in self.store.string_list("skip_files")]
         found: set[str] = set()
+        excluded: set[str] = set()
         for pattern in self._patterns():
             for path in folder.glob(_case_insensitive(pattern)):
                 if not path.is_file():
@@ -492,9 +498,10 @@ class CsvConnector(Connector):
                 low = rel.casefold()
                 if any(fnmatch.fnmatchcase(low, s) or fnmatch.fnmatchcase(low.rsplit("/", 1)[-1], s)
                        for s in skip):
+                    excluded.add(rel)
                     continue
                 found.add(rel)
-        return sorted(found)
+        return sorted(found), sorted(excluded)
 
     def locate(self, matcher: SubjectMatcher) -> list[Finding]:
         """Every record about the subject in every file. A file that cannot be read or decoded is listed in
@@ -504,29 +511,16 @@ class CsvConnector(Connector):
         self.coverage = Coverage(self.name, self.kind)
         self.shown = PlaceNames(matcher, "file")
         self.remove_stray_temps()
-        for rel in self.excluded_files():
+        files, excluded = self._listing()
+        for rel in excluded:
             self.coverage.add_excluded(self.shown(rel), "listed under skip_files")
-        for rel in self.files():
+        for rel in files:
             try:
                 findings.extend(self._scan_file(rel, matcher))
             except StoreError as exc:
                 self.coverage.add_skipped(self.shown(rel), exc.reason)
                 self.say(f"{self.shown(rel)}: not searched ({exc.reason})")
         return findings
-
-    def excluded_files(self) -> list[str]:
-        """Files the patterns match but ``skip_files`` leaves out (relative paths, sorted)."""
-        if not self.store.string_list("skip_files"):
-            return []
-        kept = set(self.files())
-        folder = self.folder
-        out: set[str] = set()
-        for pattern in self._patterns():
-            for path in folder.glob(_case_insensitive(pattern)):
-                rel = path.relative_to(folder).as_posix()
-                if path.is_file() and not is_temp_name(path.name) and rel not in kept:
-                    out.add(rel)
-        return sorted(out)
 
     def iter_records(self, relpath: str) -> Iterator[tuple[int, dict]]:
         """(row number, {column: value}) for every record of one file, numbered as `locate` numbers them."""

@@ -32,7 +32,7 @@ from connectors.base import DELETE as X_DELETE, DROP as X_DROP, UPDATE as X_UPDA
 from pii.config import Config
 from pii.detection import model_name
 from pii.coverage import coverage_gaps, summary_lines
-from pii.printable import names_subject
+from pii.printable import looks_personal
 from pii.discover import locate_subject
 from pii.errors import LedgerError, LetheError
 from pii.findings import WEAK, Finding
@@ -42,7 +42,7 @@ from pii.policy import (
     ANONYMISE, DELETE, HOLD, REDACT, RETAIN, REVIEW, Decision, OperatorSpec, Policy, apply_field_ops,
     policy_for_config, redact_fields,
 )
-from pii.subject import EMAIL_RE, Subject, SubjectMatcher
+from pii.subject import Subject, SubjectMatcher
 
 ERASING = (DELETE, ANONYMISE, REDACT)
 DEFAULT_PLAN_TTL_HOURS = 72
@@ -203,9 +203,9 @@ class ErasureEngine:
         return self.ledger.protect_value({"record": finding.record})[5:]
 
     def _stored_container(self, container: str, matcher: SubjectMatcher) -> str:
-        """A container as a plan stores it: a file or table named after the subject is a keyed hash."""
-        if isinstance(container, str) and (names_subject(container.rsplit("/", 1)[-1], matcher)
-                                           or _looks_personal(container.replace("_", " "), matcher)):
+        """A container as a plan stores it: named after the subject, a keyed hash (the rule for file names
+        in locations)."""
+        if isinstance(container, str) and looks_personal(container.replace("_", " "), matcher):
             return self.ledger.protect_value(container)
         return container
 
@@ -218,10 +218,10 @@ class ErasureEngine:
             if finding.note and finding.note.startswith("no primary key"):
                 loc["key"] = self.ledger.protect_value(key)
             else:
-                loc["key"] = {k: (self.ledger.protect_value(v) if _looks_personal(v, matcher) else v)
+                loc["key"] = {k: (self.ledger.protect_value(v) if looks_personal(v, matcher) else v)
                               for k, v in key.items()}
         for k in ("file", "path", "message_id"):
-            if isinstance(loc.get(k), str) and _looks_personal(loc[k].replace("_", " "), matcher):
+            if isinstance(loc.get(k), str) and looks_personal(loc[k].replace("_", " "), matcher):
                 loc[k] = self.ledger.protect_value(loc[k])
         return loc
 
@@ -671,14 +671,6 @@ def _decision_fields(d: Decision) -> dict[str, Any]:
         if d.proposed.field_ops:
             out["fields"] = {col: spec.to_dict() for col, spec in d.proposed.field_ops.items()}
     return out
-
-
-def _looks_personal(value, matcher: SubjectMatcher) -> bool:
-    if not isinstance(value, str):
-        return False
-    if EMAIL_RE.search(value) or sum(c.isdigit() for c in value) >= 7:
-        return True
-    return bool(matcher.find_in_text(value)) or matcher.could_mention(value)
 
 
 def _node_id() -> str:

@@ -51,8 +51,7 @@ class PlaceNames:
         self._withheld: dict[str, str] = {}
 
     def personal(self, name: str) -> bool:
-        return name in self._withheld or names_subject(_leaf_or_all(name), self.matcher) \
-            or names_subject(name, self.matcher)
+        return name in self._withheld or names_subject(name, self.matcher)
 
     def __call__(self, name: str) -> str:
         if name in self._withheld:
@@ -61,7 +60,3 @@ class PlaceNames:
             self._withheld[name] = withheld(self.kind, len(self._withheld) + 1)
             return self._withheld[name]
         return name
-
-
-def _leaf_or_all(name: str) -> str:
-    return str(name).rstrip("/").rsplit("/", 1)[-1]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from connectors import csvscan
-from connectors.csvfiles import CsvConnector, FilePlan, RowFilter, _extra_key
+from connectors.csvfiles import CsvConnector, FilePlan, RowFilter
 from pii.config import StoreConfig
 from pii.subject import Subject, SubjectMatcher
 
@@ -176,3 +176,11 @@ def test_when_an_access_package_holds_a_person_named_file_then_its_file_names_do
     assert pkg.files and not any("nora" in f.lower() for f in pkg.files)
     manifest = (tmp_path / "pkg" / "manifest.json").read_text()
     assert "nora.quill@x.org.csv" in manifest  # the person's own answer still says where it was found
+
+
+def test_when_skip_files_leaves_a_file_out_then_coverage_lists_it_as_excluded_and_it_is_not_read(tmp_path):
+    conn, _ = store(tmp_path, {"keep.csv": "email\nbob@y.org\n", "old.csv": "email\nnora.quill@x.org\n"},
+                    skip_files=["old.csv"])
+    assert conn.locate(SubjectMatcher(Subject.build(**SUBJECT))) == []
+    assert conn.coverage.excluded == [{"place": "old.csv", "reason": "listed under skip_files"}]
+    assert [s["place"] for s in conn.coverage.searched] == ["keep.csv"] and conn.coverage.complete
