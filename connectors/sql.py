@@ -1,13 +1,16 @@
 """SQL stores (SQLite, PostgreSQL, MariaDB/MySQL) through SQLAlchemy.
 
 How a subject is located, without ever scanning a table in Python:
-1. Reflect the schema; classify columns (cached in the inventory) into identifier and free-text columns.
-2. One query per table with a WHERE clause built from the subject's normalised identifiers: email
-   columns by `lower(trim(col)) IN (...)`, phone columns by their digits containing the number's national
-   digits, names by folded LIKE on every name token, ids by equality, free text by LIKE on distinctive
-   tokens. The database returns candidates only; Python confirms each with the subject matcher.
-3. From every matched row follow foreign keys backwards (rows that reference it: registrations, orders,
-   their items...) transitively, with a cycle guard, in batched `IN` queries: those rows are `linked`.
+1. Reflect the schema; classify columns (cached in the inventory, with their sampled written forms) and
+   reflect the database's own facts: types, declared lengths, CHECK/ENUM domains, indexes, collations.
+2. Per table, the search planner (connectors/sql_search.py) picks for every text column the cheapest
+   correct predicate: a domain or length that rules the column out, an index (lower(email), citext,
+   pg_trgm, FULLTEXT, a loose scan of distinct values), or else containment in one OR'ed scan query per
+   table. Tables are searched concurrently (``search_workers``); the database returns candidates only and
+   Python confirms each with the subject matcher. `self.coverage` records what was searched and how, and
+   what could not be (a binary column, a table that cannot be read).
+3. From every row where an identifier matched, follow foreign keys backwards (rows that reference it:
+   registrations, orders, their items...) transitively, with a cycle guard, in batched `IN` queries: those rows are `linked`.
    Rows a matched row merely points to (events, products, companies) are shared reference data and are
    not reported, unless stores.yaml lists their table under `personal_tables`.
 
@@ -373,7 +376,7 @@ class SqlConnector(Connector):
         return self._facts
 
     def search_plan(self, info: TableInfo, matcher: SubjectMatcher, *, strict: bool = False):
-        """The planner's search of one table (for EXPLAIN checks and `lethe locate --explain`)."""
+        """The planner's search of one table (what the EXPLAIN tests in tests/test_sql_search.py inspect)."""
         self.classify_tables([info])
         facts = self.column_facts()[info.container]
         planner = Planner(self.dialect, matcher, strict=strict)
