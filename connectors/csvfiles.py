@@ -1,17 +1,20 @@
 """A folder of CSV exports (store kind ``csv``).
 
-Every file is streamed record by record (never read whole into memory). Per file the connector works
-out how to read it (encoding, delimiter), classifies its columns from the header and a small
-sample (cached in the inventory), then tests each record: identifier columns are compared whole
-through `SubjectMatcher`, free-text columns are searched inside. A cheap prefilter, a guaranteed
-superset of every detailed test, lets most records through with a few substring checks.
+Every file is streamed (never read whole into memory). Per file the connector works out how to read it
+(encoding, delimiter, whether the first record is a header), classifies its columns from the header and a
+small sample (cached in the inventory), then searches it through connectors/csvscan.py: blocks of raw
+bytes holding none of the subject's tokens are only counted; the others are parsed and each record tested:
+identifier columns are compared whole through `SubjectMatcher`, every other cell is searched inside. A
+file that cannot be read or decoded is listed in `coverage` as not searched; one with an unterminated quote
+as partly read.
 
 Store options: ``path`` (the folder, required), ``encoding`` (used when a file is not UTF-8; default
 cp1252), ``delimiter`` (skip sniffing), ``pattern`` (glob or list of globs, matched case-insensitively;
-default ``**/*.csv`` and ``**/*.tsv``), ``skip_files`` (globs on the relative path or file name) and
-``text_columns`` (columns to search as free text whatever their name).
+default ``**/*.csv`` and ``**/*.tsv``), ``skip_files`` (globs on the relative path or file name),
+``text_columns`` (columns to classify as free text whatever their name) and ``header`` (auto, true, false).
 
-Row numbers count data records as a CSV reader does: the header is excluded, a quoted newline does not
+Row numbers count data records as a CSV reader does: the header is excluded (a file without one counts
+from its first line), a quoted newline does not
 start a new record, and blank lines (which hold no record) are not counted.
 
 Erasure (`apply`) rewrites each file once, atomically (temp file in the same folder, fsync, rename), and
