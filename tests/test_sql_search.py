@@ -198,3 +198,37 @@ def test_when_a_table_cannot_be_read_then_it_is_listed_not_searched_and_the_rest
         with engine.begin() as c:
             c.execute(sa.text("REVOKE ALL ON members, orders FROM lethe_limited"))
             c.execute(sa.text("DROP ROLE IF EXISTS lethe_limited"))
+
+
+def test_when_postgresql_tests_a_name_word_then_its_regex_agrees_with_python_folding(postgres_url):
+    """pg_token_regex is the scan's name predicate on PostgreSQL: for every text in a mixed sample (accents
+    as one character or decomposed, ß, ligatures, typographic apostrophes, fullwidth letters, other
+    scripts), PostgreSQL's ``~`` must say "holds the word" exactly when Python's fold does."""
+    import random
+    import unicodedata
+
+    from connectors.sql_search import pg_token_regex
+    from pii.subject import fold
+
+    words = ["quill", "strauss", "obrien", "muller", "zoe", "nora", "\u00e6by", "fiona", fold("\u0421\u0435\u0440\u0433\u0435\u0439")]
+    pieces = ["Quill", "QUÍLL", "qu'ill", "Qu\u2019ill", "Stra\u00dfe", "Strauß", "STRAUSS", "O'Brien",
+              "O\u2019BRIEN", "Mu\u0308ller", "Müller", "MÜLLER", "Zoë", "Zo\u00eb", "Nóra", "Ｎｏｒａ", "Æby",
+              "ﬁona", "Fiona", "\u0421\u0435\u0440\u0433\u0435\u0439", "quil", "qui ll", "Strause", "obrie n",
+              "Mueller", "zoe", "n.o.r.a", "x", " ", "-", "ǫuill"]
+    rnd = random.Random(7)
+    texts = set(pieces)
+    for _ in range(300):
+        texts.add(" ".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 3))))
+    texts |= {unicodedata.normalize("NFD", t) for t in list(texts)[:60]}
+    texts = sorted(texts)
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            for word in words:
+                rows = conn.execute(sa.text("SELECT t, t ~ :rx FROM unnest(CAST(:texts AS text[])) AS t"),
+                                    {"rx": pg_token_regex(word), "texts": texts}).all()
+                disagree = [t for t, hit in rows if bool(hit) != (word in fold(t).replace("'", ""))]
+                assert not disagree, (word, len(disagree))
+                assert any(hit for _t, hit in rows), word  # the sample holds each word somewhere
+    finally:
+        engine.dispose()
