@@ -449,6 +449,12 @@ def _digits_pattern(digits: str) -> str:
     return "%" + "%".join(digits) + "%"
 
 
+def _subsequence_pattern(text: str) -> str:
+    """LIKE pattern for values holding the characters of `text` in order, anything between them: what a
+    value must hold before dropping its apostrophes can leave `text` in it (a cheap guard for that test)."""
+    return "%" + "%".join(_like_escape(ch) for ch in text) + "%"
+
+
 def _digit_regex(digits: str) -> str:
     return "[^0-9]*".join(digits)
 
@@ -472,6 +478,20 @@ def _fold_classes() -> tuple[dict[str, str], str]:
 
 
 _CLASSES, _EXOTIC = _fold_classes()
+
+
+def _exotic_bytes(token: str) -> list[bytes]:
+    """UTF-8 byte strings whose presence lets a value hold `token` through a character GLOB classes cannot
+    stand for: any combining mark (lead bytes 0xCC, 0xCD), and each character folding to several letters
+    that occur in `token` (ß for "ss", ﬁ for "fi")."""
+    out = [b"\xcc", b"\xcd"]
+    for ch in _EXOTIC:
+        if 0x300 <= ord(ch) < 0x370:
+            continue
+        piece = fold(ch).replace("'", "")
+        if piece and piece in token:
+            out.append(ch.encode("utf-8"))
+    return out
 _APOS = ("'", "\u2019", "\u02bc")
 
 
@@ -1052,13 +1072,20 @@ class Planner:
         if d == "sqlite":
             plain = target.like(pat, escape=ESC)
             stripped = sa.func.replace(sa.func.replace(sa.func.replace(target, "'", ""), "\u2019", ""), "\u02bc", "")
-            exotic = target.op("GLOB")("*[" + _EXOTIC + "]*")
+            # characters that fold to several letters or to nothing (ß, ligatures, combining marks) make the
+            # GLOB below miss: rows holding one that matters for this word are candidates. Byte tests (instr on
+            # the UTF-8 bytes: combining marks all begin with 0xCC or 0xCD), where GLOB with a class of 139
+            # characters costs 50x a LIKE
+            raw = sa.cast(target, sa.LargeBinary)
+            exotic = sa.or_(*[sa.func.instr(raw, sa.literal(b, sa.LargeBinary)) > 0 for b in _exotic_bytes(token)])
             # non-ASCII text: more characters as bytes than as characters (a length test, far cheaper than GLOB)
             nonascii = sa.func.length(target) < sa.func.length(sa.cast(target, sa.LargeBinary))
             # ASCII text with an apostrophe (O'Brien): LIKE on the text without apostrophes; only non-ASCII text
             # needs GLOB's accent classes (costly per character, so only on the rows that hold such text)
+            # (the letters in order, a LIKE, first: replace() on every row with an apostrophe costs 3x a LIKE)
             return sa.or_(plain,
-                          sa.and_(sa.or_(*[sa.func.instr(target, a) > 0 for a in _APOS]), stripped.like(pat, escape=ESC)),
+                          sa.and_(target.like(_subsequence_pattern(token), escape=ESC),
+                                  sa.or_(*[sa.func.instr(target, a) > 0 for a in _APOS]), stripped.like(pat, escape=ESC)),
                           sa.and_(nonascii, sa.or_(stripped.op("GLOB")(glob_token(token)), exotic)))
         if d == "postgresql":
             # one regular expression: letters as classes of their case and accented forms, apostrophes and
@@ -1077,6 +1104,13 @@ class Planner:
         stripped = folded
         for a in _APOS:
             stripped = sa.func.replace(stripped, a, "")
-        terms.append(sa.and_(sa.or_(*[target.like(_contains_pattern(a), escape=ESC) for a in _APOS]),
+        terms.append(sa.and_(folded.like(_subsequence_pattern(token), escape=ESC),
+                             sa.or_(*[target.like(_contains_pattern(a), escape=ESC) for a in _APOS]),
                              stripped.like(pat, escape=ESC)))
+        # the collations weigh combining marks and ligatures (ﬁ) apart from the letters they fold to: rows that
+        # hold one that matters for this word are candidates (non-ASCII rows only, then a byte search)
+        raw = sa.cast(target, sa.LargeBinary)
+        terms.append(sa.and_(sa.func.length(target) > sa.func.char_length(target),
+                             sa.or_(*[sa.func.locate(sa.literal(b, sa.LargeBinary), raw) > 0
+                                      for b in _exotic_bytes(token)])))
         return sa.or_(*terms)

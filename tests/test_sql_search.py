@@ -232,3 +232,28 @@ def test_when_postgresql_tests_a_name_word_then_its_regex_agrees_with_python_fol
                 assert any(hit for _t, hit in rows), word  # the sample holds each word somewhere
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("url_fixture", ["sqlite_url", "postgres_url", "mariadb_url"])
+def test_when_a_name_is_written_with_sz_ligatures_combining_marks_or_apostrophes_then_the_scan_finds_it(
+        request, url_fixture):
+    """The scan's name predicates (PostgreSQL regex, SQLite LIKE/GLOB with byte guards, MariaDB collations)
+    are supersets of Python's folding: ß, a ligature, decomposed accents and a typographic apostrophe in a
+    name that has one are all found; a near-miss surname is not."""
+    url = request.getfixturevalue(url_fixture)
+    engine = sa.create_engine(url)
+    md = sa.MetaData()
+    notes = sa.Table("notes", md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("body", sa.Text))
+    md.drop_all(engine)
+    md.create_all(engine)
+    filler = [dict(id=i, body=f"ordinary note {i}: members' edition, Zoë's café") for i in range(1, 300)]
+    planted = {300: "call Fiona Strauß today", 301: "Fi\u0301ona Stra\u0308uss wrote", 302: "\ufb01ona STRAUSS",
+               303: "FIONA O\u2019Strauss"}
+    with engine.begin() as conn:
+        conn.execute(notes.insert(), filler + [dict(id=k, body=v) for k, v in planted.items()]
+                     + [dict(id=305, body="Fiona Strauch"), dict(id=306, body="Fiona alone"),
+                        dict(id=307, body="Fiona Strau'ss")])  # an apostrophe the name does not have: no match
+    engine.dispose()
+    conn, _ = connector(url)
+    out = conn.locate(SubjectMatcher(Subject.build(names=["Fiona Strauss", "Fiona O'Strauss"], region="GB")))
+    assert {f.location["key"]["id"] for f in out} == set(planted)
