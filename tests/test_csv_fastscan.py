@@ -184,3 +184,50 @@ def test_when_skip_files_leaves_a_file_out_then_coverage_lists_it_as_excluded_an
     assert conn.locate(SubjectMatcher(Subject.build(**SUBJECT))) == []
     assert conn.coverage.excluded == [{"place": "old.csv", "reason": "listed under skip_files"}]
     assert [s["place"] for s in conn.coverage.searched] == ["keep.csv"] and conn.coverage.complete
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_when_text_is_accent_heavy_then_the_ascii_prefilter_passes_every_block_the_exact_fold_passes(seed):
+    """RawNeedles.hit takes the NFKD/ASCII path for ASCII tokens: it must pass every block `hit_exact` (fold
+    run by run) passes, on random text built from accented, decomposed, ß, ligature, apostrophe and
+    other-script pieces with the tokens planted in such forms."""
+    import unicodedata
+
+    rnd = random.Random(seed)
+    matcher = SubjectMatcher(Subject.build(names=["Zoe Strauss"], emails=["zoe.o'neil@x.org"],
+                                           phones=["07700 900456"], region="GB"))
+    needles = csvscan.RawNeedles(matcher)
+    pieces = ["Zoë", "STRAUß", "Strau\u0308ss", "zoe.o\u2019neil@x.org", "ZOE.O'NEIL@X.ORG", "0770\u00a0090\u00a00456",
+              "\ufb01ne", "Ørsted", "Сергей", "café", "x", ",", "\n", "\"", "07700 900 456", "Strauss", "ŉ",
+              "\u0667\u0667\u0660\u0660", "Stra", "uss", "\u00e9", "\ufffd"]
+    passed = exact_passed = 0
+    for _ in range(400):
+        text = "".join(rnd.choice(pieces) + rnd.choice(["", " ", "-"]) for _ in range(rnd.randint(1, 12)))
+        if rnd.random() < 0.3:
+            text = unicodedata.normalize("NFD", text)
+        block = text.encode()
+        exact = needles.hit_exact(block)
+        exact_passed += exact
+        passed += needles.hit(block)
+        assert needles.hit(block) or not exact, "the fast path dropped a block the exact fold keeps"
+    assert 0 < exact_passed <= passed < 400  # both outcomes occur, so the check above bites
+
+
+def test_when_any_character_folds_to_other_ascii_than_nfkd_gives_then_it_is_a_listed_special():
+    """The fast path rewrites only `fold_specials()` before NFKD: no character of the Basic Multilingual
+    Plane may differ without being listed; and the non-ASCII digit test knows every decimal digit (it
+    reads planes 0 and 1 only)."""
+    import unicodedata
+
+    from pii.subject import fold
+
+    listed = dict(csvscan.fold_specials())
+    for code in range(0x80, 0x10000):
+        if 0xD800 <= code < 0xE000:
+            continue
+        ch = chr(code)
+        want = "".join(c for c in fold(ch) if c.isascii())
+        got = unicodedata.normalize("NFKD", listed.get(ch, ch)).encode("ascii", "ignore").decode().lower()
+        assert got == want, hex(code)
+    assert not [c for c in range(0x20000, 0x110000) if unicodedata.category(chr(c)) == "Nd"]
+    assert csvscan._non_ascii_digit_re().search("total \u0663\u0664".encode())  # Arabic-Indic digits
