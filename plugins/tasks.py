@@ -469,8 +469,10 @@ def remove_stale_work(context: Mapping[str, Any], max_age_days: float) -> dict:
 
 
 def cleanup_cutoff(days: float, now: datetime | None = None) -> str:
+    """The `--clean-before-timestamp` for runs older than `days`, to the microsecond: cut to the second, a run
+    started in the same second as the cutoff would survive a cleanup that should remove it."""
     now = now or datetime.now(timezone.utc)
-    return (now - timedelta(days=days)).isoformat(timespec="seconds")
+    return (now - timedelta(days=days)).isoformat(timespec="microseconds")
 
 
 METADATA_CONN_ENV = "LETHE_AIRFLOW_DB_CONN_ID"

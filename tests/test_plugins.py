@@ -336,3 +336,15 @@ def test_when_task_processes_are_kept_from_the_metadata_db_then_cleanup_needs_a_
     monkeypatch.delenv("AIRFLOW_CONN_LETHE_AIRFLOW_DB")
     monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{tmp_path}/airflow.db")  # dag.test()
     assert metadata_db_url() == f"sqlite:///{tmp_path}/airflow.db"
+
+
+def test_when_a_cleanup_cutoff_is_computed_then_it_keeps_the_microseconds():
+    # a run started 0.12 s after the whole second of a zero-day cutoff must still be "before" it
+    from datetime import datetime, timezone
+
+    from plugins.tasks import cleanup_cutoff
+
+    now = datetime(2026, 12, 3, 21, 50, 2, 500000, tzinfo=timezone.utc)
+    cutoff = datetime.fromisoformat(cleanup_cutoff(0, now=now))
+    assert cutoff == now and datetime(2026, 12, 3, 21, 50, 2, 120000, tzinfo=timezone.utc) < cutoff
+    assert cleanup_cutoff(1.5, now=now) == "2026-12-02T09:50:02.500000+00:00"
