@@ -151,14 +151,23 @@ class SubjectTarget:
 
     kind = "erasure"
 
-    def __init__(self, engine: "ErasureEngine", subject: Subject):
+    def __init__(self, engine: "ErasureEngine", subject: Subject,
+                 found: tuple[list[Finding], list[dict]] | None = None):
         self.engine = engine
         self.subject = subject
         self.matcher = SubjectMatcher(subject)
         self.coverage: list[dict] | None = None  # per store, what the last `locate` searched
+        self._found = found
 
     def locate(self, stores: list[str] | None) -> list[Finding]:
-        """Every finding; `self.coverage` then holds what that search read (pii/coverage.py, per store)."""
+        """Every finding; `self.coverage` then holds what that search read (pii/coverage.py, per store).
+        A target built with `found` (findings and coverage reports searched elsewhere, e.g. by Airflow's
+        mapped tasks per store and group of tables) hands those out the first time instead of searching;
+        verification searches again."""
+        if self._found is not None:
+            findings, self.coverage = self._found
+            self._found = None
+            return findings
         result = locate_subject(self.engine.config, self.subject, stores=stores, progress=self.engine.progress)
         self.coverage = [c.to_dict() for c in result.coverages()]
         return result.findings
@@ -226,9 +235,11 @@ class ErasureEngine:
         return loc
 
     # ------------------------------------------------------------------ plan
-    def build_plan(self, subject: Subject, *, include_weak: bool = False, stores: list[str] | None = None) -> Plan:
-        """Locate the subject and decide every finding. Changes nothing and stores nothing."""
-        return self.plan_target(SubjectTarget(self, subject), include_weak=include_weak, stores=stores)
+    def build_plan(self, subject: Subject, *, include_weak: bool = False, stores: list[str] | None = None,
+                   found: tuple[list[Finding], list[dict]] | None = None) -> Plan:
+        """Locate the subject (or take `found`: findings and per-store coverage reports from a search made
+        elsewhere) and decide every finding. Changes nothing and stores nothing."""
+        return self.plan_target(SubjectTarget(self, subject, found), include_weak=include_weak, stores=stores)
 
     def plan_target(self, target, *, include_weak: bool = False, stores: list[str] | None = None,
                     skip_prints: set[str] | None = None) -> Plan:
@@ -289,15 +300,17 @@ class ErasureEngine:
         return decision
 
     def submit(self, subject: Subject, requester: str, *, received_at: dt.date | None = None,
-               include_weak: bool = False, stores: list[str] | None = None, request_id: str | None = None) -> Plan:
+               include_weak: bool = False, stores: list[str] | None = None, request_id: str | None = None,
+               found: tuple[list[Finding], list[dict]] | None = None) -> Plan:
         """Register the request (identifiers kept only as hashes plus an encrypted copy), build the plan
-        and store it, awaiting approval. A subject under suppression for a hold is refused."""
+        and store it, awaiting approval. A subject under suppression for a hold is refused. `found`: see
+        `build_plan`."""
         self.policy.check_environment()
         self.check_holds(subject)
         request_id = self.ledger.create_request("erasure", subject, requester, received_at, request_id)
         self.ledger.seal_subject(request_id, subject)
-        return self.store_plan(self.build_plan(subject, include_weak=include_weak, stores=stores), request_id,
-                               requester)
+        return self.store_plan(self.build_plan(subject, include_weak=include_weak, stores=stores, found=found),
+                               request_id, requester)
 
     def store_plan(self, plan: Plan, request_id: str, requester: str) -> Plan:
         """Store a built plan for its request, awaiting approval until the plan's time to live runs out."""
@@ -554,6 +567,9 @@ class ErasureEngine:
         report = ExecutionReport(plan_id, EXECUTED)
         current = target.locate(plan.get("stores"))
         gaps = coverage_gaps(getattr(target, "coverage", None))
+        # stores the plan could not search at all (skipped by its search tasks) stay unverified
+        covered = set(plan.get("stores") or [])
+        gaps += [g for g in coverage_gaps(plan.get("coverage")) if g["store"] not in covered]
         report.not_verified = gaps
         today = self.today or dt.date.today()
         kept = {a["fingerprint"] for a in plan["actions"] if a["action"] == RETAIN}

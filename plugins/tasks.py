@@ -133,14 +133,16 @@ def search_units(context: Mapping[str, Any]) -> list[dict]:
         return units
 
 
-def locate_unit(request_id: str, unit: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
-    """`locate_in_store` for one unit of `search_units` (a store, or a group of its tables)."""
+def locate_unit(request_id: str, unit: Mapping[str, Any], context: Mapping[str, Any], *,
+                kind: str = "access") -> dict:
+    """`locate_in_store` for one unit of `search_units` (a store, or a group of its tables); `kind`: the
+    request's kind (access, or erasure for the erasure plan's search)."""
     return locate_in_store(request_id, unit["store"], context, tables=unit.get("tables"),
-                           group=unit.get("group") or "1/1")
+                           group=unit.get("group") or "1/1", kind=kind)
 
 
 def locate_in_store(request_id: str, store: str, context: Mapping[str, Any], *, tables: list[str] | None = None,
-                    group: str = "1/1") -> dict:
+                    group: str = "1/1", kind: str = "access") -> dict:
     """Locate the request's subject in one store (or one group of its tables); findings go to an encrypted
     work file."""
     from connectors import connector_class
@@ -159,7 +161,7 @@ def locate_in_store(request_id: str, store: str, context: Mapping[str, Any], *, 
             raise UnsupportedStore(f"store '{store}' is not searched: {exc}") from None
         config = load_run_config(params, resolve=[store])
         ledger = _ledger(config)
-        subject, _row = pick_up(ledger, "access", request_id)
+        subject, _row = pick_up(ledger, kind, request_id)
         result = locate(config, config.stores[store], subject, progress=task_progress,
                         inventory=Inventory(config.state_url), tables=tables)
         ti = context["ti"]
@@ -241,8 +243,14 @@ def record_access(request_id: str, package: Mapping[str, Any], context: Mapping[
 
 
 # =========================================================================== subject_erasure
-def plan_erasure(request_id: str, context: Mapping[str, Any]) -> dict:
-    """Build and store the plan (`ErasureEngine.submit`), awaiting approval. Returns its id and counts."""
+def plan_erasure(request_id: str, context: Mapping[str, Any], results: Iterable[Mapping[str, Any] | None] | None = None
+                 ) -> dict:
+    """Build and store the plan (`ErasureEngine.submit`), awaiting approval. Returns its id and counts.
+
+    With `results` (the mapped `locate` tasks' outputs: one per store or group of tables, findings in
+    encrypted work files) the plan decides those findings instead of searching again; a store no task
+    searched (skipped: its kind is not supported here) goes into the plan's coverage as not searched, so
+    the certificate cannot call it verified."""
     from pii.erasure import ErasureEngine
     from pii.requests import pick_up
 
@@ -252,9 +260,21 @@ def plan_erasure(request_id: str, context: Mapping[str, Any]) -> dict:
         engine = ErasureEngine(config, progress=task_progress)
         subject, row = pick_up(engine.ledger, "erasure", request_id)
         received = date.fromisoformat(row["received_at"])
+        stores = list(params.get("stores") or []) or None
+        found = None
+        if results is not None:
+            selected = selected_stores(config, params)
+            found = _found_in_work_files(engine.ledger, results, selected, config)
+            searched = {r["store"] for r in _present(results)}
+            stores = [s for s in selected if s in searched]  # what the plan covers (and verification searches)
+            if not stores:
+                raise UnsupportedStore("no store of this erasure could be searched: nothing is planned")
         plan = engine.submit(subject, requester_of(params, context), received_at=received,
-                             include_weak=bool(params.get("include_weak")),
-                             stores=list(params.get("stores") or []) or None, request_id=request_id)
+                             include_weak=bool(params.get("include_weak")), stores=stores,
+                             request_id=request_id, found=found)
+        if results is not None:
+            ti = context["ti"]
+            remove_work_dir(run_work_dir(config, ti.dag_id, ti.run_id))
         actions: dict[str, int] = {}
         for a in plan.actions + plan.data["review"] + plan.data["held"]:
             actions[a["action"]] = actions.get(a["action"], 0) + 1
@@ -262,6 +282,29 @@ def plan_erasure(request_id: str, context: Mapping[str, Any]) -> dict:
             log.info("%s", line)
         return {"plan_id": plan.plan_id, "request_id": request_id, "actions": actions,
                 "review": len(plan.data["review"]), "held": len(plan.data["held"])}
+
+
+def _found_in_work_files(ledger, results, stores: list[str], config) -> tuple[list, list[dict]]:
+    """Findings (merged across groups of one store) and coverage reports (one per store) of the mapped
+    search tasks; every selected store without a result is reported as not searched."""
+    from pii.findings import merge
+    from pii.requests import read_findings
+    from pii.coverage import merge_reports
+
+    results = _present(results)
+    findings = []
+    for r in results:
+        findings.extend(read_findings(Path(r["result_file"]), ledger))
+    coverage = merge_reports([r["coverage"] for r in results if r.get("coverage")])
+    searched = {r["store"] for r in results}
+    for name in stores:
+        if name not in searched:
+            log.warning("[%s] not searched: the plan cannot erase there, and the certificate says so", name)
+            coverage.append({"store": name, "kind": config.stores[name].kind, "complete": False, "searched": 0,
+                             "methods": {}, "skipped": [{"place": "(whole store)",
+                                                         "reason": "not searched in this run (skipped)"}],
+                             "partial": [], "excluded": []})
+    return merge(findings), coverage
 
 
 def execute_erasure(decision: Mapping[str, Any], context: Mapping[str, Any]) -> dict:

@@ -362,3 +362,33 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, *, interval: f
 def api_ready(api: Api) -> bool:
     status, _ = api.request("GET", "/api/v2/monitor/health", auth=False, timeout=5)
     return status == 200
+
+
+def wait_for_approval(api: "Api", procs: AirflowProcesses, run_id: str, timeout: float, *,
+                      dag_id: str = "subject_erasure", task_id: str = "approval") -> dict:
+    """The run's approval detail once the task is parked (awaiting_input) and the scheduler has taken in the
+    executor's report of that first try. Answering earlier races Airflow 3.3.2: the answer re-queues the
+    task, then the parked process's late "success" event finds it queued and the scheduler fails it
+    ("finished with state success, but the task instance's state attribute is queued")."""
+    def waiting_approval():
+        details = api.ok("GET", "/api/v2/dags/~/dagRuns/~/hitlDetails?response_received=false")["hitl_details"]
+        # the detail row appears while the task still runs; answer once it is parked (awaiting_input)
+        return next((d for d in details if d["task_instance"]["dag_run_id"] == run_id
+                     and d["task_instance"]["task_id"] == task_id
+                     and d["task_instance"]["state"] == "awaiting_input"), None)
+
+    def not_failed():
+        procs.assert_running()
+        if api.run_state(dag_id, run_id) == "failed":
+            states = [(t["task_id"], t["state"]) for t in api.task_instances(dag_id, run_id)]
+            raise AssertionError(f"the run failed before the approval: {states}")
+
+    detail = wait_for("the approval task to wait for an answer", waiting_approval, timeout, interval=1,
+                      alive=not_failed, diagnostics=procs.tails)
+    procs.wait_for_line("scheduler", ("TaskInstance Finished:", f"task_id={task_id}, run_id={run_id},"), timeout)
+    return detail
+
+
+def answer_path(run_id: str, *, dag_id: str = "subject_erasure", task_id: str = "approval") -> str:
+    quoted = urllib.parse.quote(run_id, safe="")
+    return f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances/{task_id}/-1/hitlDetails"

@@ -4,7 +4,10 @@ and a PostgreSQL ledger shared by the tasks (what docker/docker-compose.yaml run
 Processes (each in its own session, SIGKILLed with everything they started when the test ends, pass or
 fail; see tests/airflow_runner.py): ``airflow db migrate``, then ``api-server`` (the Task Execution API the
 worker's tasks talk to, and the REST API this test uses), ``scheduler``, ``dag-processor`` and
-``celery worker --concurrency 2``. A ``subject_access`` run on the demo stores is triggered over REST.
+``triggerer`` and ``celery worker --concurrency 2``. A ``subject_access`` run on the demo stores is triggered
+over REST; then a ``subject_erasure`` run with the CRM split into groups of 4 tables (store option
+``table_group``): each group's search is its own mapped ``locate`` task on the worker, the plan is built from
+their work files, approved over REST, carried out and verified.
 
 What proves the Celery worker ran the per-store tasks (each check alone would; together they leave no
 other explanation):
@@ -40,7 +43,8 @@ import yaml
 
 from pii.demo import build_demo, location_key
 from tests.airflow_runner import (
-    HOSTNAME_ENV, AirflowProcesses, Api, api_ready, base_env, free_port, wait_for, write_passwords,
+    HOSTNAME_ENV, AirflowProcesses, Api, answer_path, api_ready, base_env, free_port, wait_for, wait_for_approval,
+    write_passwords,
 )
 
 PG_ADMIN_URL = os.environ.get("LETHE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -129,7 +133,7 @@ def processes(request, tmp_path):
 @pytest.mark.airflow_processes
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_when_subject_access_runs_on_celery_then_worker_runs_each_store_and_package_matches(
+def test_when_access_and_erasure_run_on_celery_then_worker_runs_each_store_and_table_group(
         tmp_path, pg_databases, redis_broker, processes, monkeypatch):
     from pii.config import load_config
     from pii.ledger import Ledger
@@ -164,6 +168,7 @@ def test_when_subject_access_runs_on_celery_then_worker_runs_each_store_and_pack
     procs.start("api-server", "api-server", "--port", str(port), "--host", "127.0.0.1")
     procs.start("scheduler", "scheduler")
     procs.start("dag-processor", "dag-processor")
+    procs.start("triggerer", "triggerer")  # the erasure's approval task waits there
     procs.start("worker", "celery", "worker", "--concurrency", "2", "--queues", queue, "--skip-serve-logs",
                 "--celery-hostname", f"{queue}@%h",
                 env={"AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.airflow_runner.process_hostname",
@@ -231,6 +236,37 @@ def test_when_subject_access_runs_on_celery_then_worker_runs_each_store_and_pack
     ledger = Ledger(load_config(world.config_path).state_url)
     assert ledger.get_request(package["request_id"])["status"] == "completed"
     assert not (world.config_path.parent / "lethe_state.db").exists()  # nothing fell back to SQLite
+
+    # --- an erasure whose search is spread over the worker: the CRM in groups of 4 tables, the exports
+    cfg = yaml.safe_load(world.config_path.read_text(encoding="utf-8"))
+    cfg["stores"]["crm"]["table_group"] = 4  # read by the tasks at run time: no re-parse needed
+    world.config_path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    api.ok("PATCH", "/api/v2/dags/subject_erasure", {"is_paused": False})
+    status, run = api.trigger("subject_erasure", SUBJECT_CONF)
+    assert status == 200, run
+    erase_id = run["dag_run_id"]
+    wait_for_approval(api, procs, erase_id, RUN_S)
+    searched = sorted((t for t in api.task_instances("subject_erasure", erase_id) if t["task_id"] == "locate"),
+                      key=lambda t: t["map_index"])
+    units = [api.xcom("subject_erasure", erase_id, "locate", map_index=t["map_index"]) for t in searched]
+    crm_groups = sorted(u["group"] for u in units if u["store"] == "crm")
+    n = len(crm_groups)
+    assert n >= 3 and crm_groups == [f"{i}/{n}" for i in range(1, n + 1)] and [u["store"] for u in units].count("exports") == 1, units
+    for t in searched:  # each group's search ran in the worker
+        assert t["state"] == "success" and t["hostname"] == worker_host and t["queue"] == queue, t
+        assert re.search(rf"Executing workload in Celery: .*id=UUID\('{t['id']}'\), task_id='locate', "
+                         rf"dag_id='subject_erasure'.*map_index={t['map_index']},",
+                         procs.log_path("worker").read_text(errors="replace")), t["id"]
+    api.ok("PATCH", answer_path(erase_id), {"chosen_options": ["Approve"], "params_input": {}})
+    state = api.wait_for_run("subject_erasure", erase_id, RUN_S, alive=procs.assert_running, diagnostics=procs.tails)
+    erase_tis = {(t["task_id"], t["map_index"]): t["state"] for t in api.task_instances("subject_erasure", erase_id)}
+    print(f"[celery] erasure over {len(units)} search tasks {state}: {erase_tis}")
+    assert state == "success" and set(erase_tis.values()) == {"success"}, f"{erase_tis}\n{procs.tails(40)}"
+    cert = api.xcom("subject_erasure", erase_id, "certificate")
+    assert cert["verified"] is True and cert["state"] == "verified"
+    plan = ledger.get_plan(api.xcom("subject_erasure", erase_id, "plan", "plan_id"))["plan"]
+    crm = next(c for c in plan["coverage"] if c["store"] == "crm")
+    assert crm["complete"] is True and crm["searched"] >= 9  # every CRM table, from all the groups
 
 
 # ---------------------------------------------------------------------------- docker/

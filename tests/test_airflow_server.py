@@ -19,7 +19,6 @@ import os
 import sqlite3
 import subprocess
 import time
-import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +27,8 @@ import pytest
 
 from pii.demo import DemoWorld, build_demo
 from tests.airflow_runner import (
-    VENV_BIN, AirflowProcesses, Api, api_ready, base_env, free_port, wait_for, write_passwords,
+    VENV_BIN, AirflowProcesses, Api, answer_path, api_ready, base_env, free_port, wait_for, wait_for_approval,
+    write_passwords,
 )
 
 pytestmark = [pytest.mark.airflow_processes, pytest.mark.slow]
@@ -107,34 +107,11 @@ def _trigger(c: Cluster, dag_id: str, conf: dict) -> str:
 
 
 def _wait_for_approval(c: Cluster, run_id: str) -> dict:
-    """The run's approval detail once the task is parked (awaiting_input) and the scheduler has taken in the
-    executor's report of that first try. Answering earlier races Airflow 3.3.2: the answer re-queues the
-    task, then the parked process's late "success" event finds it queued and the scheduler fails it
-    ("finished with state success, but the task instance's state attribute is queued")."""
-    api, procs = c.api, c.procs
-
-    def waiting_approval():
-        details = api.ok("GET", "/api/v2/dags/~/dagRuns/~/hitlDetails?response_received=false")["hitl_details"]
-        # the detail row appears while the task still runs; answer once it is parked (awaiting_input)
-        return next((d for d in details if d["task_instance"]["dag_run_id"] == run_id
-                     and d["task_instance"]["task_id"] == "approval"
-                     and d["task_instance"]["state"] == "awaiting_input"), None)
-
-    def not_failed():
-        procs.assert_running()
-        if api.run_state("subject_erasure", run_id) == "failed":
-            states = [(t["task_id"], t["state"]) for t in api.task_instances("subject_erasure", run_id)]
-            raise AssertionError(f"the run failed before the approval: {states}")
-
-    detail = wait_for("the approval task to wait for an answer", waiting_approval, RUN_S, interval=1,
-                      alive=not_failed, diagnostics=procs.tails)
-    procs.wait_for_line("scheduler", ("TaskInstance Finished:", f"task_id=approval, run_id={run_id},"), RUN_S)
-    return detail
+    return wait_for_approval(c.api, c.procs, run_id, RUN_S)
 
 
 def _answer_path(run_id: str) -> str:
-    quoted = urllib.parse.quote(run_id, safe="")
-    return f"/api/v2/dags/subject_erasure/dagRuns/{quoted}/taskInstances/approval/-1/hitlDetails"
+    return answer_path(run_id)
 
 
 def _tis(c: Cluster, dag_id: str, run_id: str) -> dict[str, str]:
@@ -222,8 +199,8 @@ def test_when_erasure_is_rejected_over_rest_then_stores_are_untouched_and_plan_r
                              diagnostics=cluster.procs.tails)
     tis = _tis(cluster, "subject_erasure", run_id)
     assert state == "success", f"{tis}\n{cluster.procs.tails(40)}"
-    assert tis == {"register": "success", "plan": "success", "approval": "success",
-                   "execute": "skipped", "certificate": "skipped"}, tis
+    assert tis == {"register": "success", "units": "success", "locate[0]": "success", "locate[1]": "success",
+                   "plan": "success", "approval": "success", "execute": "skipped", "certificate": "skipped"}, tis
     assert api.xcom("subject_erasure", run_id, "approval") == {
         "plan_id": plan_id, "decision": "rejected", "decided_by": "dpo", "timed_out": False}
 

@@ -176,7 +176,9 @@ def test_when_dags_are_inspected_then_flows_are_wired_as_documented(bag):
     assert type(access.task_dict["locate"]).__name__.endswith("MappedOperator")  # one task per store
     assert access.schedule is None
     erasure = bag.dags["subject_erasure"]
-    assert set(erasure.task_dict) == {"register", "plan", "approval", "execute", "certificate"}
+    assert set(erasure.task_dict) == {"register", "units", "locate", "plan", "approval", "execute", "certificate"}
+    assert type(erasure.task_dict["locate"]).__name__.endswith("MappedOperator")  # the plan's search, mapped
+    assert erasure.task_dict["plan"].upstream_task_ids == {"register", "locate"}
     approval = erasure.task_dict["approval"]
     assert isinstance(approval, ErasureApprovalOperator)
     assert approval.options == ["Approve", "Reject"] and approval.defaults == ["Reject"]
@@ -333,6 +335,60 @@ def test_when_erasure_is_approved_then_subject_is_gone_and_plan_verified(world, 
     assert [f.strength for f in remaining] == ["weak"]  # only the name-only badge, left for review
     row = ledger_for(world).get_plan(plan_id)
     assert row["state"] == "verified" and row["decided_by"] == "dpo"
+
+
+def test_when_erasure_searches_a_big_store_in_table_groups_then_the_plan_equals_the_one_search_plan(
+        world, answer, tmp_path):
+    """The erasure plan's search is mapped per store and group of tables (as for access); the plan built
+    from those tasks' work files holds exactly the actions, fingerprints and coverage that one search in
+    the library gives, and executing it verifies."""
+    import yaml
+
+    from pii.config import load_config
+    from pii.erasure import ErasureEngine
+
+    direct = ErasureEngine(load_config(world.config_path)).build_plan(world.build_subject())
+    cfg = yaml.safe_load(world.config_path.read_text())
+    cfg["stores"]["crm"]["table_group"] = 4
+    world.config_path.write_text(yaml.safe_dump(cfg))
+    answer("Approve", user="dpo")
+    dr = flow("subject_erasure").test(run_conf=SUBJECT_CONF)
+    assert dr.state == "success", states(dr)
+    out = xcoms("subject_erasure", dr.run_id)
+    groups = sorted(out[k]["group"] for k in out if k[0] == "locate" and out[k]["store"] == "crm")
+    assert len(groups) >= 3, groups
+    plan = ledger_for(world).get_plan(out[("plan", "plan_id", -1)])["plan"]
+
+    def key(a):
+        return (a["action_id"], a["action"], a["fingerprint"])
+
+    for part in ("actions", "review", "held"):
+        assert sorted(map(key, plan[part])) == sorted(map(key, direct.data[part])), part
+    assert plan["actions"], "the demo subject has erasable rows"
+    assert {c["store"]: c["searched"] for c in plan["coverage"]} == \
+        {c["store"]: c["searched"] for c in direct.data["coverage"]}
+    assert out[("certificate", "return_value", -1)]["verified"] is True
+    assert not any((tmp_path / "work").rglob("*.enc"))  # work files removed once planned
+
+
+def test_when_a_store_the_erasure_covers_is_skipped_then_the_certificate_does_not_call_it_verified(
+        world, answer, monkeypatch, tmp_path):
+    import connectors
+
+    add_mailbox(world)
+    monkeypatch.setitem(connectors._MODULES, "gmail", ("connectors.not_installed", "GmailConnector"))
+    answer("Approve", user="dpo")
+    dr = flow("subject_erasure").test(run_conf=SUBJECT_CONF)
+    st = states(dr)
+    assert sorted(v for k, v in st.items() if k.startswith("locate")) == ["skipped", "success", "success"]
+    assert st["plan"] == "success" and st["execute"] == "success"
+    assert dr.state == "failed" and st["certificate"] == "failed"  # erased, but not verified everywhere
+    plan = ledger_for(world).get_plan(xcoms("subject_erasure", dr.run_id)[("plan", "plan_id", -1)])["plan"]
+    (mail,) = [c for c in plan["coverage"] if c["store"] == "mail"]
+    assert mail["complete"] is False and "not searched" in mail["skipped"][0]["reason"]
+    certs = list((tmp_path / "out" / "erasure").rglob("*.certificate.json"))
+    (cert,) = [json.loads(p.read_text()) for p in certs]
+    assert cert["verified"] is False and any(g["store"] == "mail" for g in cert["not_verified"])
 
 
 @pytest.mark.parametrize("user,timed_out,reason", [("dpo", False, "identity not verified"),
