@@ -1,9 +1,12 @@
 """What every connector offers. Connectors move data; `pii/` decides what it means."""
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator
 
 from pii.config import Config, StoreConfig
 from pii.coverage import Coverage
@@ -12,6 +15,33 @@ from pii.selection import RecordFilter
 from pii.subject import SubjectMatcher
 
 Progress = Callable[[str, str], None]  # (store name, message without personal data)
+EntityCounter = Callable[[list[str]], dict[str, int]]  # texts -> {entity type: texts holding one} (Presidio)
+
+
+# --------------------------------------------------------------------------- discovery (sweeps)
+@dataclass
+class Container:
+    """A place a discovery sweep classifies (table, file, mailbox) and its change signature: the same
+    signature as at the last sweep means unchanged (None: unknown, so always sampled again)."""
+
+    name: str
+    signature: str | None
+
+
+@dataclass
+class Sampled:
+    """One container classified from a sample: per column its profile (kind, entity types, confidence,
+    sample size), how many records were sampled, or why it could not be read (no values)."""
+
+    container: str
+    profiles: dict = field(default_factory=dict)  # column -> pii.inventory.ColumnProfile
+    rows: int = 0
+    error: str | None = None
+
+
+def change_signature(*parts: Any) -> str:
+    """A container's change signature from what cheaply tells a change (sizes, times, counts, ids)."""
+    return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode("utf-8")).hexdigest()[:40]
 
 
 def null_progress(store: str, message: str) -> None:
@@ -69,6 +99,21 @@ class Connector(ABC):
         """Carry out `actions` (all in this store), calling `done` after each durable commit. Must be
         idempotent: an action whose record is already gone or changed affects nothing."""
         raise NotImplementedError(f"store kind {self.kind!r} cannot erase yet")
+
+    # ---- discovery: what a sweep (pii/sweep.py) needs, the same for every kind
+    def containers(self, rows: int | None = None) -> list[Container]:
+        """Every container of the store with its change signature; cheap (listings, counts, file stats),
+        reads no records. `rows`: the sample size the sweep will use (a mailbox is signed by the ids of its
+        newest `rows` messages)."""
+        raise NotImplementedError(f"store kind {self.kind!r} cannot be swept yet")
+
+    def sample_containers(self, names: list[str], rows: int,
+                          counter: Callable[[], EntityCounter | None]) -> Iterator[Sampled]:
+        """Classify each named container (from `containers()`) from its first `rows` records into
+        `self.inventory`, yielding what was found; `counter()` gives Presidio's entity counter, built only
+        when a container needs it. A container that cannot be read is yielded with `error` set; an
+        unreachable store raises."""
+        raise NotImplementedError(f"store kind {self.kind!r} cannot be swept yet")
 
     def close(self) -> None:
         pass

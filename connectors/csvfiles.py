@@ -48,19 +48,20 @@ from typing import ClassVar, Iterator
 import phonenumbers
 
 from connectors import csvscan
-from connectors.base import DELETE, DROP, Connector, Done, ExecAction
+from connectors.base import DELETE, DROP, Connector, Container, Done, ExecAction, Sampled, change_signature
 from pii import classify as classify_mod
 from pii.classify import NUMBER, STRING, ColumnInfo
 from pii.coverage import Coverage
 from pii.errors import ConfigError, StoreError, StoreUnreachable
 from pii.findings import STRONG, WEAK, Finding
+from pii.host import host_tag, process_gone
 from pii.inventory import (
     EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, OTHER, PHONE, ColumnProfile,
 )
 from pii.policy import container_matches
 from pii.printable import PlaceNames
 from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
-from pii.subject import _EMAIL_FULL_RE  # noqa: E402  (the one email syntax)
+from pii.subject import EMAIL_FULL_RE  # the one email syntax
 from pii.subject import (
     ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of, fold,
 )
@@ -89,7 +90,10 @@ _BOM_CODECS = ((codecs.BOM_UTF32_LE, "utf-32", "utf-32-le"), (codecs.BOM_UTF32_B
 
 # Erasure rewrites: `.<name>.lethe-tmp-<pid>-<random>` beside the file, renamed over it when complete.
 TMP_MARK = ".lethe-tmp-"
-_TMP_NAME = re.compile(r"^\..+" + re.escape(TMP_MARK) + r"(?:(\d+)-)?[0-9A-Za-z]+$")
+# `.<file>.lethe-tmp-<pid>-<host tag, 8 hex><random, 12 hex>`; names without the host tag (or the pid) are
+# earlier versions' and are judged as this host's
+_TMP_NAME = re.compile(r"^\..+" + re.escape(TMP_MARK)
+                       + r"(?:(?P<pid>\d+)-)?(?:(?P<host>[0-9a-f]{8})(?=[0-9a-f]{12}$))?[0-9A-Za-z]+$")
 STALE_TMP_SECONDS = 3600  # a temp file this old is a crashed run's, whoever wrote it
 _ACTIVE_TMPS: set[str] = set()  # temp files this process is writing right now (never cleaned up)
 
@@ -141,7 +145,7 @@ def looks_like_data(row: list[str]) -> bool:
         v = cell.strip()
         if not v:
             continue
-        if _EMAIL_FULL_RE.match(v):
+        if EMAIL_FULL_RE.match(v):
             return True
         if _PHONE_LIKE.match(v) and sum(c.isdigit() for c in v) >= 7:
             return True
@@ -350,16 +354,17 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and TMP_MARK in name and _TMP_NAME.match(name) is not None
 
 
-def _pid_alive(pid: int) -> bool:
-    if os.name != "posix":  # os.kill(pid, 0) would terminate the process on Windows: rely on age only
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _temp_is_dead_runs(name: str) -> bool:
+    """Whether a temp file's writer is certainly gone: the name carries this host's tag (or none: an
+    earlier version's) and its pid is this process (a rewrite no longer being written: the caller skips
+    active ones) or no longer runs. Another host's temp is judged by its age only."""
+    m = _TMP_NAME.match(name)
+    if m.group("host") is not None and m.group("host") != host_tag():
         return False
-    except OSError:  # EPERM: alive, someone else's
+    if m.group("pid") is None:
         return True
-    return True
+    pid = int(m.group("pid"))
+    return pid == os.getpid() or process_gone(pid)
 
 
 def write_codec(encoding: str, head: bytes) -> tuple[str, bool]:
@@ -410,7 +415,7 @@ def _same_record(columns: list[str], row: list[str], expected: dict) -> bool:
     return True
 
 
-class _FilePlanOfActions:
+class FilePlanOfActions:
     """One file's actions by data-record number: deletes, and merged updates (later actions win)."""
 
     def __init__(self, store: str, rel: str, actions: list[ExecAction]):
@@ -651,7 +656,7 @@ class CsvConnector(Connector):
                 dropped = self._drop(rel, file_actions)
                 done([a.action_id for a in file_actions], dropped, None)
                 continue
-            deleted, updated = self._rewrite(rel, _FilePlanOfActions(self.name, rel, file_actions))
+            deleted, updated = self._rewrite(rel, FilePlanOfActions(self.name, rel, file_actions))
             self.say(f"{self.shown(rel)}: {deleted} rows deleted, {updated} rows updated")
             if self.shown.personal(rel):
                 self._unname(rel)
@@ -726,7 +731,8 @@ class CsvConnector(Connector):
 
     def remove_stray_temps(self) -> int:
         """Delete temp files that a crashed rewrite left in the folder; returns how many. A temp file is
-        stray when the process that wrote it is gone (on this host), or it is older than an hour."""
+        stray when the process that wrote it is gone (its name carries this host's tag: a pid only means
+        something on its own host), or it is older than an hour, whoever wrote it."""
         folder = self.folder
         removed = 0
         now = time.time()
@@ -737,11 +743,9 @@ class CsvConnector(Connector):
                 path = os.path.join(dirpath, name)
                 if path in _ACTIVE_TMPS:
                     continue
-                pid = _TMP_NAME.match(name).group(1)
                 try:
                     age = now - os.stat(path).st_mtime
-                    stale = (pid is None or int(pid) == os.getpid() or not _pid_alive(int(pid))
-                             or age > STALE_TMP_SECONDS)
+                    stale = _temp_is_dead_runs(name) or age > STALE_TMP_SECONDS
                     if stale:
                         os.unlink(path)
                         removed += 1
@@ -754,7 +758,7 @@ class CsvConnector(Connector):
             self.say(f"{removed} stray temp files from an interrupted erasure removed")
         return removed
 
-    def _rewrite(self, rel: str, todo: "_FilePlanOfActions") -> tuple[int, int]:
+    def _rewrite(self, rel: str, todo: "FilePlanOfActions") -> tuple[int, int]:
         """(rows deleted, rows updated) in one file, rewritten atomically; nothing written when no record
         changes."""
         path = self._path(rel)
@@ -770,7 +774,7 @@ class CsvConnector(Connector):
             return 0, 0
         csv.field_size_limit(max(csv.field_size_limit(), FIELD_SIZE_LIMIT))
         layout = self.layout(rel)
-        tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(6)}")
+        tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}-{host_tag()}{secrets.token_hex(6)}")
         deleted = updated = 0
         codec = layout.encoding
         try:
@@ -1064,6 +1068,38 @@ class CsvConnector(Connector):
         if len(row) > len(columns):
             record[extra_key] = row[len(columns):]
         return record
+
+    # ---- discovery
+    def containers(self, rows: int | None = None) -> list[Container]:
+        """Every file the store scans, signed by its size and modification time."""
+        out: list[Container] = []
+        for rel in self.files():
+            try:
+                stat = self._path(rel).stat()
+            except OSError:
+                continue  # removed since it was listed
+            out.append(Container(rel, change_signature("file", stat.st_size, stat.st_mtime_ns)))
+        return out
+
+    def sample_containers(self, names, rows, counter) -> Iterator[Sampled]:
+        for rel in names:
+            try:
+                profiles, n = self.classify_file(rel, rows)
+            except StoreError as exc:  # a malformed file: reported, the rest still swept
+                yield Sampled(rel, error=exc.reason)
+                continue
+            yield Sampled(rel, profiles, n)
+
+    def classify_file(self, rel: str, rows: int = SAMPLE_ROWS) -> tuple[dict[str, ColumnProfile], int]:
+        """One file's columns classified from its first `rows` records (as `locate` samples them), stored
+        in the inventory. Returns (profiles, records sampled)."""
+        with self._open(rel) as (columns, _extra_key, records):
+            sample = []
+            for _n, row in records:
+                sample.append(row)
+                if len(sample) >= rows:
+                    break
+            return self._profiles(rel, columns, sample), len(sample)
 
     # ---- classification
     def _profiles(self, rel: str, columns: list[str], sample: list[list[str]]) -> dict[str, ColumnProfile]:

@@ -57,14 +57,12 @@ import calendar
 import datetime as dt
 import fnmatch
 import ftplib
-import hashlib
 import json
 import os
 import posixpath
 import re
 import secrets
 import shutil
-import socket
 import ssl
 import tempfile
 import time
@@ -73,19 +71,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from connectors.base import DROP, Connector, Done, ExecAction
+from connectors.base import DROP, Connector, Container, Done, ExecAction, Sampled, change_signature
 from connectors.csvfiles import (
-    SAMPLE_ROWS, TMP_MARK, CsvConnector, FilePlan, RowFilter, _FilePlanOfActions, _pid_alive,
+    SAMPLE_ROWS, TMP_MARK, CsvConnector, FilePlan, RowFilter, FilePlanOfActions,
     is_temp_name, line_terminator, write_codec,
 )
-from pii.classify import kind_from_name
+from pii import classify as cls
+from pii.classify import free_text_profile, kind_from_name
 from pii.coverage import Coverage
+from pii.host import host_tag, process_gone
 from pii.errors import ConfigError, LetheError, StoreError, StoreUnreachable
 from pii.findings import STRONG, WEAK, Finding
 from pii.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE
 from pii.policy import container_matches
 from pii.printable import PlaceNames
-from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter, _get
+from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter, record_value
 from pii.subject import ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of
 
 DEFAULT_PORT = 21
@@ -105,19 +105,7 @@ _REMOTE_TMP = re.compile(r"^\.(?P<name>.+)\.lethe-(?P<kind>tmp|old)-(?P<pid>\d+)
 _NOT_SUPPORTED = ("500", "502", "504")  # replies meaning "this server has no such command"
 
 
-def _host_tag() -> str:
-    """8 hex digits naming this host (and its boot and pid namespace) inside temp names, so a process can
-    tell its own host's crashed runs, whose pids it can check, from another host's."""
-    parts = [socket.gethostname()]
-    try:
-        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
-        parts.append(os.readlink("/proc/self/ns/pid"))
-    except OSError:
-        pass
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
-
-
-HOST_TAG = _host_tag()
+HOST_TAG = host_tag()  # in temp names: a pid is only checked on the host that wrote it
 _ACTIVE: set[tuple[str, int, str]] = set()  # (host, port, remote temp path) this process is writing now
 
 
@@ -448,6 +436,91 @@ class FtpConnector(Connector):
     def check(self) -> None:
         self._root_path()
 
+    # ---- discovery
+    def containers(self, rows: int | None = None) -> list[Container]:
+        """Every file of a kind Lethe reads (CSV/TSV, JSON lines, text), signed by size and modification
+        time (MLSD facts, else SIZE/MDTM per file; no time known: no signature, always sampled)."""
+        root = self._root_path()
+        files, _temps = self._listing(root)
+        wanted = self._select(root, files)
+        skipped = [f for f in wanted if not file_kind(f.path)]
+        if skipped:
+            self.say(f"{len(skipped)} files of types Lethe cannot read are not classified")
+        out: list[Container] = []
+        for f in wanted:
+            if not file_kind(f.path):
+                continue
+            size, modify = f.size, f.modify
+            if size is None or modify is None:  # no MLSD facts: ask the server for this one file
+                with self._remote(f"file {f.path}", "reading"):
+                    stat = self._stat(f.path)
+                if stat is None:
+                    continue  # deleted since it was listed
+                size, modify = stat
+            out.append(Container(f.path, change_signature("file", size, modify) if modify else None))
+        return out
+
+    def sample_containers(self, names, rows, counter) -> Iterator[Sampled]:
+        """Each file copied to a local work folder and classified there: CSV/TSV by the CSV connector's
+        rules, JSON lines by their top-level keys, text as one free-text ``line`` column."""
+        if not names:
+            return
+        with self._workspace() as work:
+            for remote in names:
+                kind = file_kind(remote)
+                try:
+                    with self._copy(remote, work):
+                        if kind == CSV_KIND:
+                            profiles, n = self._csv.classify_file(remote, rows)
+                        else:
+                            profiles, n = self._classify_lines(remote, kind == JSON_KIND, rows, counter)
+                            if self.inventory is not None:
+                                self.inventory.put(self.name, remote, cls.signature(
+                                    [cls.ColumnInfo(c, cls.STRING) for c in profiles]), profiles)
+                except StoreUnreachable:
+                    raise
+                except StoreError as exc:
+                    yield Sampled(remote, error=exc.reason)
+                    continue
+                yield Sampled(remote, profiles, n)
+
+    def _classify_lines(self, remote: str, json_lines: bool, rows: int, counter) -> tuple[dict, int]:
+        """JSON lines by their top-level keys (a nested value as the text of its leaves), lines that are not
+        JSON objects as free-text ``line``; a text file as one ``line`` column. From the first `rows`
+        non-blank lines."""
+        samples: dict[str, list] = {}
+        numeric: dict[str, bool] = {}
+        lines: list[str] = []
+        n = 0
+        for _n, line in self._lines(remote):
+            text, doc = split_line(line, json_lines)
+            if not text.strip():
+                continue
+            n += 1
+            if isinstance(doc, dict):
+                for key, value in doc.items():
+                    key = str(key)
+                    if isinstance(value, (dict, list)):
+                        value = " ".join(str(leaf.value) for leaf in json_leaves(value)
+                                         if leaf.value is not None and not isinstance(leaf.value, bool))
+                        numeric[key] = False
+                    elif value is not None:
+                        numeric[key] = numeric.get(key, True) and isinstance(value, (int, float)) \
+                            and not isinstance(value, bool)
+                    samples.setdefault(key, []).append(value)
+            else:
+                lines.append(text)
+            if n >= rows:
+                break
+        profiles: dict = {}
+        if samples:
+            infos = [cls.ColumnInfo(k, cls.NUMBER if numeric.get(k) else cls.STRING) for k in samples]
+            profiles.update(cls.classify(infos, samples, entity_counter=counter(),
+                                         text_columns=self.store.string_list("text_columns")))
+        if lines or not json_lines:
+            profiles[LINE_KEY if LINE_KEY not in profiles else "_" + LINE_KEY] = free_text_profile(lines, counter())
+        return profiles, n
+
     def locate(self, matcher: SubjectMatcher) -> list[Finding]:
         shown = self._csv.shown = PlaceNames(matcher, "file")
         root = self._root_path()
@@ -602,7 +675,7 @@ class FtpConnector(Connector):
                 continue
             in_range = True
             if flt.date_column and flt.date_column != FILE_TIME:
-                in_range = flt.date_ok(_get(record, flt.date_column))
+                in_range = flt.date_ok(record_value(record, flt.date_column))
                 if in_range is False:
                     continue
             if flt.text_test is not None:
@@ -956,7 +1029,7 @@ class FtpConnector(Connector):
             return False
         if m.group("host") == HOST_TAG:
             pid = int(m.group("pid"))
-            if pid == os.getpid() or not _pid_alive(pid):
+            if pid == os.getpid() or process_gone(pid):
                 return True
         modify = temp.modify
         if modify is None:
@@ -1068,7 +1141,7 @@ class FtpConnector(Connector):
                              else f"{shown(remote)}: already gone, nothing to remove")
                     done([a.action_id for a in file_actions], 1 if removed else 0, None)
                     continue
-                todo = _FilePlanOfActions(self.name, remote, file_actions)
+                todo = FilePlanOfActions(self.name, remote, file_actions)
                 deleted, updated = self._erase_file(remote, todo, work)
                 self.say(f"{shown(remote)}: {deleted} rows deleted, {updated} rows updated")
                 if shown.personal(remote):
@@ -1122,7 +1195,7 @@ class FtpConnector(Connector):
         if file_kind(norm) is None and not drop:  # a whole file (e.g. a recording) may go; only text is rewritten
             raise StoreError(self.name, place, "is not a file type Lethe can rewrite")
 
-    def _erase_file(self, remote: str, todo: _FilePlanOfActions, work: Path) -> tuple[int, int]:
+    def _erase_file(self, remote: str, todo: FilePlanOfActions, work: Path) -> tuple[int, int]:
         place = f"file {remote}"
         with self._remote(place, "reading"):
             before = self._stat(remote)
@@ -1209,7 +1282,7 @@ class FtpConnector(Connector):
                 self._drop()
 
     # ---- rewriting lines
-    def _rewrite_lines(self, remote: str, todo: _FilePlanOfActions, json_lines: bool) -> tuple[int, int]:
+    def _rewrite_lines(self, remote: str, todo: FilePlanOfActions, json_lines: bool) -> tuple[int, int]:
         """Delete and update lines of the local copy in place (temp beside it, then rename)."""
         local = self._csv.copies[remote]
         encoding, _fallback = self._csv.text_encoding(remote)

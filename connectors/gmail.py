@@ -60,11 +60,11 @@ from datetime import date, datetime, timedelta, timezone
 from fnmatch import fnmatchcase
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import phonenumbers
 
-from connectors.base import DELETE, UPDATE, Connector, Done, ExecAction
+from connectors.base import DELETE, UPDATE, Connector, Container, Done, ExecAction, Sampled, change_signature
 from pii.coverage import Coverage
 from pii.errors import ConfigError, StoreError, StoreUnreachable
 from pii.findings import STRONG, WEAK, Finding, merge
@@ -564,6 +564,91 @@ class GmailConnector(Connector):
                               f"({exc.__class__.__name__})") from None
         raise ConfigError(f"store '{self.name}': the credentials in {where} have type {kind!r}; "
                           "expected 'service_account' (with domain-wide delegation) or 'authorized_user'")
+
+    # ---- discovery
+    SWEEP_HEADERS = ("from", "to", "cc")
+
+    def containers(self, rows: int | None = None) -> list[Container]:
+        """The mailbox as one container, signed by its history id, message count and the ids of its newest
+        `rows` messages (those the sample reads)."""
+        rows = rows or 50
+        try:
+            profile = self._execute(self._client().users().getProfile(userId=self.user_id), "mailbox profile")
+        except _Gone:
+            raise StoreUnreachable(self.name, "the mailbox (user_id) was not found") from None
+        ids: list[str] = []
+        token = None
+        while len(ids) < rows:  # Gmail lists the newest messages first
+            kwargs = {"userId": self.user_id, "maxResults": min(LIST_PAGE_SIZE, rows - len(ids)),
+                      "includeSpamTrash": False, "fields": "messages(id),nextPageToken"}
+            if token:
+                kwargs["pageToken"] = token
+            try:
+                page = self._execute(self._messages.list(**kwargs), "message list")
+            except _Gone:
+                raise StoreUnreachable(self.name, "the mailbox (user_id) was not found") from None
+            ids.extend(m["id"] for m in page.get("messages") or [])
+            token = page.get("nextPageToken")
+            if not token:
+                break
+        self._sweep_ids = ids[:rows]
+        return [Container(CONTAINER, change_signature("gmail", profile.get("historyId"),
+                                                      profile.get("messagesTotal"), self._sweep_ids))]
+
+    def sample_containers(self, names, rows, counter) -> Iterator[Sampled]:
+        """The newest `rows` messages (listed by `containers`) classified as columns from, to, cc (addresses,
+        and names by Presidio), subject and body (free text); stored in the inventory."""
+        if CONTAINER not in names:
+            return
+        from pii import classify as cls
+        from pii.inventory import EMAIL, ColumnProfile
+
+        ids = getattr(self, "_sweep_ids", None)
+        if ids is None:
+            self.containers(rows)
+            ids = self._sweep_ids
+        ids = ids[:rows]
+        values: dict[str, list[str]] = {c: [] for c in (*self.SWEEP_HEADERS, "subject", "body")}
+        names_shown: dict[str, list[str]] = {h: [] for h in self.SWEEP_HEADERS}
+        fetched = 0
+        for i in range(0, len(ids), self.batch_size):
+            chunk = ids[i:i + self.batch_size]
+            got = self._run_batch([(mid, lambda mid=mid: self._messages.get(userId=self.user_id, id=mid, format="raw"))
+                                   for mid in chunk], "message fetch")
+            for mid in chunk:
+                resource = got.get(mid)
+                if resource is _Gone or not resource or "raw" not in resource:
+                    continue  # deleted since it was listed
+                try:
+                    parsed = parse_message(_b64url_decode(resource["raw"]), self.max_attachment_bytes)
+                except Exception:  # noqa: BLE001 - one unparseable message must not stop the sweep
+                    continue
+                fetched += 1
+                for h in self.SWEEP_HEADERS:
+                    if parsed.headers.get(h):
+                        values[h].append(parsed.headers[h])
+                        shown = [n for n, _a in email.utils.getaddresses([parsed.headers[h]]) if n]
+                        if shown:
+                            names_shown[h].append(" ".join(shown))
+                values["subject"].append(parsed.headers.get("subject") or "")
+                values["body"].append(parsed.body_text)
+        count = counter()
+        profiles: dict = {}
+        for h in self.SWEEP_HEADERS:
+            present = values[h]
+            with_address = sum(1 for v in present if any("@" in a for _n, a in email.utils.getaddresses([v])))
+            entities = {"EMAIL_ADDRESS"} if with_address else set()
+            if names_shown[h] and count is not None:
+                counts = count(names_shown[h])
+                entities |= {e for e, c in counts.items() if c / len(present) >= 0.3}
+            confidence = round(with_address / len(present), 3) if present else 0.0
+            profiles[h] = ColumnProfile(EMAIL, sorted(entities), confidence, len(present))
+        profiles["subject"] = cls.free_text_profile(values["subject"], count)
+        profiles["body"] = cls.free_text_profile(values["body"], count)
+        if self.inventory is not None:
+            self.inventory.put(self.name, CONTAINER, cls.signature(
+                [cls.ColumnInfo(c, cls.STRING) for c in profiles]), profiles)
+        yield Sampled(CONTAINER, profiles, fetched)
 
     def _client(self):
         if self._service is None:

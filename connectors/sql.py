@@ -39,7 +39,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.sql import sqltypes
 
 from connectors import sql_search as search
-from connectors.base import DELETE, UPDATE, Connector, Done, ExecAction
+from connectors.base import DELETE, UPDATE, Connector, Container, Done, ExecAction, Sampled, change_signature
 from connectors.sql_search import MAX_DISTINCT, Planner, reflect_facts
 from pii.coverage import Coverage
 from pii import classify as cls
@@ -282,6 +282,43 @@ class SqlConnector(Connector):
                                          container=info.name)
             if self.inventory is not None and not unreadable:
                 self.inventory.put(self.name, info.container, sig, info.profiles)
+
+    # ------------------------------------------------------------------ discovery
+    def containers(self, rows: int | None = None) -> list[Container]:
+        """Every table, signed by its column names and types, row count and (for a single numeric primary
+        key) the largest key: new, removed or retyped columns and added or deleted rows change it."""
+        out: list[Container] = []
+        self._row_counts: dict[str, int] = {}
+        try:
+            with self.engine.connect() as db:
+                for info in self.tables():
+                    columns = [cls.ColumnInfo(c.name, _column_type(c)) for c in info.table.columns]
+                    count = db.execute(sa.select(sa.func.count()).select_from(info.table)).scalar()
+                    top = None
+                    if len(info.pk) == 1 and _column_type(info.table.c[info.pk[0]]) == cls.NUMBER:
+                        top = db.execute(sa.select(sa.func.max(info.table.c[info.pk[0]]))).scalar()
+                    strings = any(c.type == cls.STRING for c in columns)
+                    self._row_counts[info.container] = (count or 0) if strings else 0
+                    out.append(Container(info.container, change_signature(
+                        "sql", cls.signature(columns), count, None if top is None else str(top))))
+        except SQLAlchemyError as exc:
+            raise StoreError(self.name, "discovery sweep", _short_reason(exc)) from None
+        return out
+
+    def sample_containers(self, names, rows, counter) -> Iterator[Sampled]:
+        """`classify_tables` over the named tables, `rows` rows each (the connector's own analyzer)."""
+        self.sample_size = rows
+        wanted = set(names)
+        infos = [i for i in self.tables() if i.container in wanted]
+        for info in infos:
+            info.profiles = {}
+        try:
+            self.classify_tables(infos)
+        except SQLAlchemyError as exc:
+            raise StoreError(self.name, "discovery sweep", _short_reason(exc)) from None
+        counts = getattr(self, "_row_counts", {})
+        for info in infos:
+            yield Sampled(info.container, dict(info.profiles), min(counts.get(info.container, rows), rows))
 
     # ------------------------------------------------------------------ locate
     def locate(self, matcher: SubjectMatcher) -> list[Finding]:

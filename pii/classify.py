@@ -216,3 +216,16 @@ def classify(columns: Sequence[ColumnInfo], samples: dict[str, list], *,
         out[col.name] = ColumnProfile(kind or OTHER, sorted(set(entities)), round(confidence, 3), n,
                                       column_forms(raw))
     return out
+
+
+def free_text_profile(values: Iterable, counter: Callable | None) -> ColumnProfile:
+    """A column known to hold free text (a text file's lines, a mail's subject or body): the entity types
+    Presidio (`counter`: texts -> {entity: count}) finds in any sampled value, e-mail addresses by pattern
+    too. Confidence 1.0: the kind comes from what the column is, not from the sample."""
+    texts = [str(v) for v in values if v is not None and str(v).strip()]
+    entities: set[str] = set()
+    if any(EMAIL_RE.search(t) for t in texts):
+        entities.add("EMAIL_ADDRESS")
+    if texts and counter is not None:
+        entities |= {e for e, c in counter(texts).items() if c}
+    return ColumnProfile(FREE_TEXT, sorted(entities), 1.0, len(texts))

@@ -7,14 +7,16 @@ some places could not be fully searched: listed on standard output and in the ma
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
-from pii.errors import ConfigError, InvalidIdentifier, LetheError
+from pii.cli_common import (
+    EXIT_AWAITING_APPROVAL, EXIT_NOT_FULLY_SEARCHED, config_from, engine_for, print_report,
+    progress_for, received_from, subject_from,
+)
+from pii.errors import ConfigError, LetheError
 
 log = logging.getLogger("lethe")
 
@@ -171,39 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _config(args):
-    from pii.config import load_config
-
-    path = args.config or os.environ.get("LETHE_CONFIG") or "stores.yaml"
-    return load_config(path)
-
-
-def _subject(args, config):
-    from pii.subject import Subject
-
-    return Subject.build(emails=args.email, names=args.name, phones=args.phone, ids=args.id,
-                         region=(args.region or config.default_region).upper())
-
-
-def _received(args) -> dt.date | None:
-    if not args.received:
-        return None
-    try:
-        return dt.date.fromisoformat(args.received)
-    except ValueError:
-        raise InvalidIdentifier("--received must be a date written YYYY-MM-DD") from None
-
-
-def _progress(args):
-    from connectors.base import null_progress, stderr_progress
-
-    return null_progress if args.quiet else stderr_progress
-
-
 def _locate(args, config, subject):
     from pii.discover import locate_subject
 
-    result = locate_subject(config, subject, stores=args.store or None, progress=_progress(args))
+    result = locate_subject(config, subject, stores=args.store or None, progress=progress_for(args))
     log.info("column inventory: %d tables/files from cache, %d classified now (state db %s)",
              result.inventory_hits, result.inventory_misses, _safe_state_url(config.state_url))
     return result
@@ -233,9 +206,9 @@ def cmd_access(args) -> int:
     from pii.ledger import due_date
     from pii.package import write_access_package
 
-    config = _config(args)
-    subject = _subject(args, config)
-    received = _received(args)
+    config = config_from(args)
+    subject = subject_from(args, config)
+    received = received_from(args)
     started = time.perf_counter()
     result = _locate(args, config, subject)
     findings = result.findings
@@ -285,11 +258,13 @@ def _coverage_status(result) -> int:
 def cmd_locate(args) -> int:
     import json
 
-    config = _config(args)
-    subject = _subject(args, config)
+    config = config_from(args)
+    subject = subject_from(args, config)
     result = _locate(args, config, subject)
     findings = result.findings
-    shown = [_printable(f.to_manifest()) for f in findings]
+    from pii.printable import printable_finding
+
+    shown = [printable_finding(f.to_manifest()) for f in findings]
     if args.json:
         print(json.dumps(shown, indent=2, default=str))
         if not result.complete:
@@ -302,14 +277,6 @@ def cmd_locate(args) -> int:
               f"{','.join(f['entities'])}")
     print(_summary_line(findings))
     return _coverage_status(result)
-
-
-def _printable(finding: dict) -> dict:
-    """A finding safe to print: a row located by all its column values (no primary key) would print
-    those values, so its key is withheld (the access package has it)."""
-    if finding.get("note", "").startswith("no primary key"):
-        finding = {**finding, "location": {**finding["location"], "key": "(all column values; withheld)"}}
-    return finding
 
 
 def json_location(location: dict) -> str:
@@ -341,7 +308,7 @@ def cmd_demo(args) -> int:
     with servers:
         if remote:
             print(f"demo servers: FTP on 127.0.0.1:{ftp_port}, Gmail-compatible endpoint on 127.0.0.1:{gmail_port}")
-        result = locate_subject(config, subject, progress=_progress(args))
+        result = locate_subject(config, subject, progress=progress_for(args))
         findings = result.findings
         out = root / "access_package"
         metadata = {name: s.metadata for name, s in config.stores.items()}
@@ -372,90 +339,13 @@ def cmd_demo(args) -> int:
 
 
 # ---------------------------------------------------------------------------- erasure
-EXIT_AWAITING_APPROVAL = 3
-EXIT_INCOMPLETE = 7
-EXIT_NOT_FULLY_SEARCHED = 8  # done, but some places could not be (fully) searched: listed, never certified
-
-
-def _engine(args, config):
-    from pii.erasure import ErasureEngine
-
-    return ErasureEngine(config, progress=_progress(args))
-
-
-def certificate_lines(cert: dict, report=None) -> list[str]:
-    """The certificate for people: what was done, verified, kept and why; no personal values."""
-    flow = cert.get("flow") or "erasure"
-    title = "erasure" if flow == "erasure" else flow.replace("_", " ")
-    lines = [f"Lethe {title} certificate: plan {cert['plan_id']} (request {cert['request_id']})",
-             f"state: {cert['state']}; approved by {cert['approved_by']} at {cert['approved_at']}; "
-             f"issued {cert['issued_at']}",
-             f"request received {cert['received_at']}, due {cert['due_at']}",
-             "actions: " + ", ".join(f"{n} {s}" for s, n in sorted(cert["actions"].items()))
-             + f"; {cert['rows_affected']} rows affected"]
-    if report is not None:
-        for line in report.details:
-            lines.append(f"  {line}")
-        if report.new_locations:
-            lines.append(f"  {report.new_locations} locations appeared after the plan was made and were not touched")
-    for where, per in sorted(cert["by_location"].items()):
-        lines.append(f"  {where}: " + ", ".join(f"{n} {k}" for k, n in sorted(per.items())))
-    for r in cert["retained"]:
-        lines.append(f"  retained in {r['store']}/{r['container']}: {r['reason']}"
-                     + (f" ({r['legal_basis']})" if r.get("legal_basis") else "")
-                     + (f", until {r['until']}" if r.get("until") else ""))
-    for h in cert["held"]:
-        lines.append(f"  held in {h['store']}/{h['container']}: {h['reason']}")
-    if cert["review_not_erased"]:
-        what = "weak (name-only)" if flow == "erasure" else "review-only (text clue or weak)"
-        lines.append(f"  {cert['review_not_erased']} {what} locations were not erased: review them")
-    remaining = [v.get("remaining") for v in cert["verification"] if "remaining" in v]
-    if remaining:
-        lines.append(f"verification: {remaining[-1]} erasable locations remain"
-                     + ("; identifiers added to the suppression list" if cert["verified"] else ""))
-    for s in cert["out_of_scope"]:
-        lines.append(f"  not reachable by Lethe: {s['name']}: {s.get('route') or 'no erasure route given'}")
-    gaps = cert.get("not_verified") or []
-    if gaps:
-        lines.append(f"NOT VERIFIED: {len(gaps)} place(s) could not be fully searched, so nothing can be said "
-                     "about them:")
-        for g in gaps:
-            lines.append(f"  {g['store']}: {g['place']}: {g['reason']}")
-    return lines
-
-
-def _print_report(engine, report, certificate_path: str | None) -> int:
-    import json
-
-    cert = engine.certificate(report.plan_id)
-    if report.drifted:
-        print(f"plan {report.plan_id}: {report.drifted} locations drifted (changed since planned): not touched")
-    lines = certificate_lines(cert, report)
-    print("\n".join(lines))
-    if certificate_path:
-        path = Path(certificate_path)
-        path.write_text(json.dumps(cert, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        text = path.with_suffix(".txt") if path.suffix != ".txt" else path.with_suffix(".txt.txt")
-        text.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        print(f"certificate: {path} (and {text.name})")
-    if report.state == "verified":
-        if cert.get("not_verified"):
-            print(f"lethe: erasure done where Lethe could search; {len(cert['not_verified'])} place(s) could not "
-                  f"be searched and are not verified (exit status {EXIT_NOT_FULLY_SEARCHED})", file=sys.stderr)
-            return EXIT_NOT_FULLY_SEARCHED
-        return 0
-    print(f"lethe: erasure incomplete (plan {report.plan_id} is {report.state}): "
-          f"see `lethe show-plan {report.plan_id}`", file=sys.stderr)
-    return EXIT_INCOMPLETE
-
-
 def cmd_erase(args) -> int:
-    from pii.erasure import current_user
+    from pii.host import current_user
 
-    config = _config(args)
-    subject = _subject(args, config)
-    received = _received(args)
-    engine = _engine(args, config)
+    config = config_from(args)
+    subject = subject_from(args, config)
+    received = received_from(args)
+    engine = engine_for(args, config)
     if args.dry_run:
         plan = engine.build_plan(subject, include_weak=args.include_weak, stores=args.store or None)
         print("dry run: nothing stored, nothing changed")
@@ -478,7 +368,7 @@ def cmd_erase(args) -> int:
             engine.approve(plan_id, current_user())
             print(f"plan {plan_id} approved by {current_user()}")
         report = engine.execute(plan_id, subject=subject)
-        return _print_report(engine, report, args.certificate)
+        return print_report(engine, report, args.certificate)
     plan = engine.submit(subject, requester, received_at=received, include_weak=args.include_weak,
                          stores=args.store or None)
     for line in plan.lines():
@@ -488,22 +378,22 @@ def cmd_erase(args) -> int:
 
 
 def cmd_approve(args) -> int:
-    from pii.erasure import current_user
+    from pii.host import current_user
 
-    config = _config(args)
-    engine = _engine(args, config)
+    config = config_from(args)
+    engine = engine_for(args, config)
     approver = args.approver or current_user()
     engine.approve(args.plan_id, approver, require_distinct=args.require_distinct)
     print(f"plan {args.plan_id} approved by {approver}")
     if args.execute:
-        return _print_report(engine, engine.execute(args.plan_id), args.certificate)
+        return print_report(engine, engine.execute(args.plan_id), args.certificate)
     return 0
 
 
 def cmd_reject(args) -> int:
-    from pii.erasure import current_user
+    from pii.host import current_user
 
-    engine = _engine(args, _config(args))
+    engine = engine_for(args, config_from(args))
     who = args.approver or current_user()
     engine.reject(args.plan_id, who, args.reason)
     print(f"plan {args.plan_id} rejected by {who}: nothing will be carried out")
@@ -511,8 +401,8 @@ def cmd_reject(args) -> int:
 
 
 def cmd_execute(args) -> int:
-    engine = _engine(args, _config(args))
-    return _print_report(engine, engine.execute(args.plan_id), args.certificate)
+    engine = engine_for(args, config_from(args))
+    return print_report(engine, engine.execute(args.plan_id), args.certificate)
 
 
 def cmd_show_plan(args) -> int:
@@ -520,7 +410,7 @@ def cmd_show_plan(args) -> int:
 
     from pii.erasure import Plan
 
-    engine = _engine(args, _config(args))
+    engine = engine_for(args, config_from(args))
     row = engine.ledger.get_plan(args.plan_id)
     print(f"plan {args.plan_id}: {row['state']} (request {row['request_id']}, expires {row['expires_at']})")
     for line in Plan(row["plan"]).lines():
@@ -541,7 +431,7 @@ def _ledger(config):
 def cmd_suppression_check(args) -> int:
     from pii.subject import Subject
 
-    config = _config(args)
+    config = config_from(args)
     subject = Subject.build(emails=args.email, phones=args.phone, ids=args.id,
                             region=(args.region or config.default_region).upper())
     if _ledger(config).is_subject_suppressed(subject):
@@ -555,7 +445,7 @@ def cmd_suppression_export(args) -> int:
     import csv
     import json
 
-    ledger = _ledger(_config(args))
+    ledger = _ledger(config_from(args))
     rows = ledger.export_suppression()
     recipe = ("HMAC-SHA256 with the ledger key over 'lethe-ledger:v1:<kind>\\0<normalised value>': emails "
               "trimmed and lower-cased, phones E.164, ids 'id:<key>' with the value trimmed and case-folded")
@@ -609,31 +499,31 @@ def _export_for_mailing(ledger, rows, recipe: str, out: Path, with_addresses: bo
 
 
 def cmd_register(args) -> int:
-    from pii.erasure import current_user
+    from pii.host import current_user
     from pii.requests import register
 
-    config = _config(args)
-    request_id = register(_ledger(config), args.kind, _subject(args, config), args.requester or current_user(),
-                          received_at=_received(args), request_id=args.request_id)
+    config = config_from(args)
+    request_id = register(_ledger(config), args.kind, subject_from(args, config), args.requester or current_user(),
+                          received_at=received_from(args), request_id=args.request_id)
     dag = "subject_access" if args.kind == "access" else "subject_erasure"
     print(f"request {request_id} registered; trigger {dag} with {{\"request_id\": \"{request_id}\"}}")
     return 0
 
 
 def cmd_hold_place(args) -> int:
-    from pii.erasure import current_user
+    from pii.host import current_user
 
-    config = _config(args)
-    added = _ledger(config).place_hold(_subject(args, config), args.reason, actor=current_user())
+    config = config_from(args)
+    added = _ledger(config).place_hold(subject_from(args, config), args.reason, actor=current_user())
     print(f"legal hold placed ({added} identifiers added): erasures of this subject are refused until released")
     return 0
 
 
 def cmd_hold_release(args) -> int:
-    from pii.erasure import current_user
+    from pii.host import current_user
 
-    config = _config(args)
-    released = _ledger(config).release_hold(_subject(args, config), actor=current_user())
+    config = config_from(args)
+    released = _ledger(config).release_hold(subject_from(args, config), actor=current_user())
     print(f"legal hold released ({released} identifiers)")
     return 0
 
@@ -641,7 +531,7 @@ def cmd_hold_release(args) -> int:
 def cmd_audit(args) -> int:
     out = Path(args.out)
     fmt = "json" if out.suffix.lower() == ".json" else "csv"
-    _ledger(_config(args)).export_audit(out, fmt, plan_id=args.plan)
+    _ledger(config_from(args)).export_audit(out, fmt, plan_id=args.plan)
     print(f"audit events written to {out}")
     return 0
 
@@ -664,11 +554,11 @@ def cmd_decrypt(args) -> int:
 def cmd_sweep(args) -> int:
     from pii.sweep import summary_line, sweep_store
 
-    config = _config(args)
+    config = config_from(args)
     stores = config.select(args.store or None)
     for store in stores:
-        _progress(args)(store.name, f"sweeping ({store.kind}{', full' if args.full else ''})")
-        result = sweep_store(config, store.name, progress=_progress(args), full=args.full,
+        progress_for(args)(store.name, f"sweeping ({store.kind}{', full' if args.full else ''})")
+        result = sweep_store(config, store.name, progress=progress_for(args), full=args.full,
                              sample_rows=args.sample_rows)
         print(f"{store.name} ({store.kind}): {summary_line(result)}")
         for err in result["errors"]:
@@ -679,7 +569,7 @@ def cmd_sweep(args) -> int:
 def cmd_inventory(args) -> int:
     from pii.inventory import Inventory
 
-    config = _config(args)
+    config = config_from(args)
     if args.export or args.data_map or args.ropa:
         from pii import datamap
 

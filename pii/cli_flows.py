@@ -12,8 +12,6 @@ from pathlib import Path
 
 
 def add_parsers(sub, add_identifier_args) -> None:
-    from pii import cli
-
     def modes(p: argparse.ArgumentParser) -> None:
         mode = p.add_mutually_exclusive_group()
         mode.add_argument("--dry-run", action="store_true", help="print the plan; store and change nothing")
@@ -63,14 +61,13 @@ def add_parsers(sub, add_identifier_args) -> None:
     add_identifier_args(p)
     modes(p)
     p.set_defaults(func=cmd_unsubscribe)
-    del cli
 
 
 # ---------------------------------------------------------------------------- shared
 def _run(args, engine, selection, *, include_weak: bool = False) -> tuple[int, object]:
     """Run a flow as the command's mode says; returns the exit status and the plan it made."""
-    from pii import cli
-    from pii.erasure import current_user
+    from pii import cli_common as common
+    from pii.host import current_user
     from pii.flows import close_if_empty, preview_selection, submit_selection
 
     if args.dry_run:
@@ -87,10 +84,10 @@ def _run(args, engine, selection, *, include_weak: bool = False) -> tuple[int, o
             print("an earlier unapproved run of this flow was withdrawn (its sealed data shredded)")
         for plan_id in unfinished_plans(engine, selection):
             print(f"resuming plan {plan_id} (an earlier run did not finish)")
-            code = cli._print_report(engine, engine.execute(plan_id), None)
+            code = common.print_report(engine, engine.execute(plan_id), None)
             if code:
                 return code, None
-    plan = submit_selection(engine, selection, requester, received_at=cli._received(args)
+    plan = submit_selection(engine, selection, requester, received_at=common.received_from(args)
                             if getattr(args, "received", None) else None, include_weak=include_weak)
     _print_plan(plan)
     _write_report(args, plan)
@@ -101,9 +98,9 @@ def _run(args, engine, selection, *, include_weak: bool = False) -> tuple[int, o
     if args.yes:
         engine.approve(plan.plan_id, current_user())
         print(f"plan {plan.plan_id} approved by {current_user()}")
-        return cli._print_report(engine, engine.execute(plan.plan_id), args.certificate), plan
+        return common.print_report(engine, engine.execute(plan.plan_id), args.certificate), plan
     print(f"plan {plan.plan_id} stored; awaiting approval: lethe approve {plan.plan_id} --execute")
-    return cli.EXIT_AWAITING_APPROVAL, plan
+    return common.EXIT_AWAITING_APPROVAL, plan
 
 
 def _print_plan(plan) -> None:
@@ -136,15 +133,15 @@ def _write_report(args, plan) -> None:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_received_in_error(args) -> int:
-    from pii import cli
+    from pii import cli_common as common
     from pii.errors import ConfigError
     from pii.flows import Source, received_in_error
 
-    config = cli._config(args)
-    engine = cli._engine(args, config)
+    config = common.config_from(args)
+    engine = common.engine_for(args, config)
     subject = None
     if args.email or args.name or args.phone or args.id:
-        subject = cli._subject(args, config)
+        subject = common.subject_from(args, config)
     column = value = None
     if args.batch:
         column, sep, value = args.batch.partition("=")
@@ -159,11 +156,11 @@ def cmd_received_in_error(args) -> int:
 
 
 def cmd_child_purge(args) -> int:
-    from pii import cli
+    from pii import cli_common as common
     from pii.flows import child_purge, run_date_of
 
-    config = cli._config(args)
-    engine = cli._engine(args, config)
+    config = common.config_from(args)
+    engine = common.engine_for(args, config)
     run_date = run_date_of(args.date)
     engine.today = run_date
     selection = child_purge(engine, run_date, threshold=args.threshold)
@@ -201,12 +198,12 @@ def _write_review(args, engine, selection, plan) -> None:
 
 
 def cmd_retention(args) -> int:
-    from pii import cli
+    from pii import cli_common as common
     from pii.errors import ConfigError
     from pii.flows import retention_selection, run_date_of
     from pii.retention import load_schedule
 
-    config = cli._config(args)
+    config = common.config_from(args)
     schedule = load_schedule(config)
     if args.list:
         for r in schedule.rules:
@@ -224,7 +221,7 @@ def cmd_retention(args) -> int:
 
     worst, failed = 0, []
     for rule in rules:
-        engine = cli._engine(args, config)
+        engine = common.engine_for(args, config)
         engine.today = run_date
         print(f"== rule {rule.name}")
         try:  # one rule's unreachable store does not stop the others
@@ -240,9 +237,9 @@ def cmd_retention(args) -> int:
 
 
 def cmd_unsubscribe(args) -> int:
-    from pii import cli
+    from pii import cli_common as common
     from pii.flows import unsubscribe
 
-    config = cli._config(args)
-    engine = cli._engine(args, config)
-    return _run(args, engine, unsubscribe(engine, cli._subject(args, config)))[0]
+    config = common.config_from(args)
+    engine = common.engine_for(args, config)
+    return _run(args, engine, unsubscribe(engine, common.subject_from(args, config)))[0]

@@ -18,11 +18,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import getpass
-import hashlib
 import json
 import os
-import socket
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +33,7 @@ from pii.printable import looks_personal
 from pii.discover import locate_subject
 from pii.errors import LedgerError, LetheError
 from pii.findings import WEAK, Finding
+from pii.host import current_user, node_id, process_gone
 from pii.inventory import Inventory
 from pii.ledger import APPROVED, EXECUTED, EXECUTING, FAILED, PLANNED, VERIFIED, Ledger
 from pii.policy import (
@@ -53,15 +51,6 @@ class ErasureBlocked(LetheError):
     """The erasure cannot go ahead (a hold on the subject, a plan in the wrong state...)."""
 
     exit_code = 3
-
-
-def current_user() -> str:
-    try:
-        user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no login name in some containers
-        user = f"uid-{os.getuid()}"
-    # "user on host", not "user@host": a fully qualified host name would read as an e-mail address
-    return f"{user} on {socket.gethostname()}"
 
 
 def shown_container(container: str) -> str:
@@ -689,48 +678,19 @@ def _decision_fields(d: Decision) -> dict[str, Any]:
     return out
 
 
-def _node_id() -> str:
-    """This host as seen by its processes: hostname, boot and pid namespace (two containers sharing a
-    hostname do not see each other's pids, and a reboot reuses them)."""
-    parts = [socket.gethostname()]
-    for path in ("/proc/sys/kernel/random/boot_id", "/proc/self/ns/pid"):
-        try:
-            parts.append(open(path).read().strip() if path.endswith("boot_id") else str(os.stat(path).st_ino))
-        except OSError:
-            parts.append("")
-    return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:12]
-
-
 def _lock_owner(actor: str) -> str:
     """`<actor>:<node>:<pid>:<random>`: unique per run, and tells a later run whether its process lives."""
     who = str(actor)[:160].replace("@", " at ")  # lock names and owners may not look like e-mail addresses
-    return f"{who}:{_node_id()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{who}:{node_id()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _owner_gone(owner: str) -> bool:
     """True only when `owner` (made by `_lock_owner`) is a process of this node that no longer exists."""
     parts = owner.rsplit(":", 3)
-    if os.name != "posix" or len(parts) != 4 or not parts[2].isdigit() or parts[1] != _node_id():
+    if len(parts) != 4 or not parts[2].isdigit() or parts[1] != node_id():
         return False
     pid = int(parts[2])
-    if pid == os.getpid() or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # EPERM: alive, another user's
-        return False
-    return _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    """A killed child not yet reaped by its parent still has a pid; it runs no more code."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
+    return pid != os.getpid() and process_gone(pid)
 
 
 def _subject_pairs(subject: Subject) -> list[tuple[str, str]]:

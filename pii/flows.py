@@ -284,14 +284,14 @@ def _without_skips(progress):
 def review_entries(engine, plan, *, threshold: int | None = None) -> list[dict]:
     """The plan's review list for a person: the real location (as `lethe locate` prints it) and, for a
     child-age text clue, its kind, the age it states and its score. Never the text itself."""
-    from pii.cli import _printable
+    from pii.printable import printable_finding
 
     real = {engine.action_id(f.store, f.location): f for f in plan.findings}
     out = []
     for a in plan.data["review"]:
         f = real.get(a["action_id"])
         row = {"store": a["store"], "container": a["container"],
-               "location": (_printable(f.to_manifest())["location"] if f else a["location"]),
+               "location": (printable_finding(f.to_manifest())["location"] if f else a["location"]),
                "entities": a.get("entities") or [], "reason": a["reason"], "clue": None, "age": None, "score": None}
         if f is not None and threshold and f.record:
             from pii import age
@@ -349,7 +349,7 @@ def submit_selection(engine, selection: Selection, requester: str, *, received_a
 def close_if_empty(engine, plan) -> str | None:
     """A stored plan with nothing to carry out is approved and verified at once (nobody need be asked), so
     the ledger records the run as complete. Returns the state it ended in, or None when it has actions."""
-    from pii.erasure import current_user
+    from pii.host import current_user
 
     if plan.actions:
         return None

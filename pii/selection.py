@@ -153,7 +153,7 @@ class RecordFilter:
 
     def equals_ok(self, record: dict) -> bool:
         for col, accepted in self.equals.items():
-            value = _get(record, col)
+            value = record_value(record, col)
             if value is None or str(value).strip() not in accepted:
                 return False
         return True
@@ -185,7 +185,8 @@ class RecordFilter:
         }
 
 
-def _get(record: dict, col: str):
+def record_value(record: dict, col: str):
+    """A record's value for a column named in a rule, matched exactly, else case-insensitively (None: absent)."""
     if col in record:
         return record[col]
     folded = col.casefold()

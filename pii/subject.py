@@ -28,7 +28,7 @@ _EMAIL_CORE = (
     r"@(?:[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?\.)+[a-z]{2,}"
 )
 EMAIL_RE = re.compile(r"(?<![\w.+\-])" + _EMAIL_CORE + r"(?![\w\-])", re.IGNORECASE)
-_EMAIL_FULL_RE = re.compile(r"^" + _EMAIL_CORE + r"$", re.IGNORECASE)
+EMAIL_FULL_RE = re.compile(r"^" + _EMAIL_CORE + r"$", re.IGNORECASE)
 _ID_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _NON_DIGIT = re.compile(r"\D+")
 ENTITY_EMAIL = "EMAIL_ADDRESS"
@@ -46,7 +46,7 @@ def normalise_email(value: str) -> str | None:
     if v.lower().startswith("mailto:"):
         v = v[7:]
     v = v.casefold()
-    return v if _EMAIL_FULL_RE.match(v) else None
+    return v if EMAIL_FULL_RE.match(v) else None
 
 
 def normalise_phone(value: str, region: str = DEFAULT_REGION) -> str | None:

@@ -10,7 +10,6 @@ retry / fail / skip.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import time
@@ -331,8 +330,8 @@ def write_certificate(report: Mapping[str, Any], context: Mapping[str, Any]) -> 
     verified (drifted rows, erasable data still found), after writing what was done."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from pii.cli import certificate_lines
     from pii.erasure import ErasureEngine
+    from pii.reports.certificate import certificate_lines, write_certificate as write_certificate_files
 
     with lethe_outcomes():
         params = _params(context)
@@ -344,10 +343,9 @@ def write_certificate(report: Mapping[str, Any], context: Mapping[str, Any]) -> 
             cert["identity_verification"] = params["identity_verification"]
         folder = output_dir(config) / "erasure" / cert["request_id"]
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{plan_id}.certificate.json"
-        path.write_text(json.dumps(cert, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        path.with_suffix(".txt").write_text("\n".join(certificate_lines(cert)) + "\n", encoding="utf-8")
-        for line in certificate_lines(cert):
+        lines = certificate_lines(cert)
+        path, _text = write_certificate_files(cert, folder / f"{plan_id}.certificate.json", lines)
+        for line in lines:
             log.info("%s", line)
         out = {"plan_id": plan_id, "request_id": cert["request_id"], "state": cert["state"],
                "verified": cert["verified"], "not_verified": len(cert.get("not_verified") or []),

@@ -318,6 +318,32 @@ def test_when_a_crashed_run_left_temp_files_then_locate_and_apply_remove_them_an
     assert temps(folder) == []
 
 
+def test_when_a_temp_file_names_another_host_then_only_its_age_makes_it_stray(tmp_path, monkeypatch):
+    """A shared folder (NFS, SMB) seen by several hosts: a pid means nothing on another host, so another
+    host's temp is left alone until it is older than STALE_TMP_SECONDS; this host's dead run's goes now."""
+    from pii.host import host_tag
+
+    other = "0" * 8 if host_tag() != "0" * 8 else "1" * 8
+    body = b"email\nalice.smith@x.org\n"
+    conn, folder, messages = make_store(tmp_path, {
+        "a.csv": b"email\nbob@x.org\nalice.smith@x.org\n",
+        f".a.csv{TMP_MARK}999999999-{host_tag()}{'a' * 12}": body,  # this host, process gone
+        f".a.csv{TMP_MARK}999999999-{other}{'b' * 12}": body,  # another host's rewrite, maybe running
+    }, pattern=["**/*", "**/.*"])
+    (found,) = conn.locate(MATCHER)  # the temps are never scanned
+    assert temps(folder) == [f".a.csv{TMP_MARK}999999999-{other}{'b' * 12}"]
+    old = time.time() - 2 * csvfiles.STALE_TMP_SECONDS
+    os.utime(folder / temps(folder)[0], (old, old))
+    assert conn.remove_stray_temps() == 1 and temps(folder) == []
+
+    names: list[str] = []
+    real = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (names.append(Path(src).name), real(src, dst)))
+    run(conn, [delete("a.csv", found.location["row"])])
+    assert (folder / "a.csv").read_bytes() == b"email\nbob@x.org\n"
+    assert names and names[0].startswith(f".a.csv{TMP_MARK}{os.getpid()}-{host_tag()}")  # its own temp: tagged
+
+
 def test_when_a_file_is_rewritten_then_its_permission_bits_are_kept(tmp_path):
     conn, folder, _ = make_store(tmp_path, {"a.csv": b"email\nbob@x.org\nalice.smith@x.org\n"})
     os.chmod(folder / "a.csv", 0o640)

@@ -1,0 +1,65 @@
+"""The erasure certificate: one writer for the CLI and the Airflow tasks (JSON for machines, text for people).
+
+What it says comes from `ErasureEngine.certificate` (the ledger's record of the plan, its execution and
+verification); this module only renders and writes it. No personal values: places, counts, reasons.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def certificate_lines(cert: dict, report=None) -> list[str]:
+    """The certificate for people: what was done, verified, kept and why; no personal values."""
+    flow = cert.get("flow") or "erasure"
+    title = "erasure" if flow == "erasure" else flow.replace("_", " ")
+    lines = [f"Lethe {title} certificate: plan {cert['plan_id']} (request {cert['request_id']})",
+             f"state: {cert['state']}; approved by {cert['approved_by']} at {cert['approved_at']}; "
+             f"issued {cert['issued_at']}",
+             f"request received {cert['received_at']}, due {cert['due_at']}",
+             "actions: " + ", ".join(f"{n} {s}" for s, n in sorted(cert["actions"].items()))
+             + f"; {cert['rows_affected']} rows affected"]
+    if report is not None:
+        for line in report.details:
+            lines.append(f"  {line}")
+        if report.new_locations:
+            lines.append(f"  {report.new_locations} locations appeared after the plan was made and were not touched")
+    for where, per in sorted(cert["by_location"].items()):
+        lines.append(f"  {where}: " + ", ".join(f"{n} {k}" for k, n in sorted(per.items())))
+    for r in cert["retained"]:
+        lines.append(f"  retained in {r['store']}/{r['container']}: {r['reason']}"
+                     + (f" ({r['legal_basis']})" if r.get("legal_basis") else "")
+                     + (f", until {r['until']}" if r.get("until") else ""))
+    for h in cert["held"]:
+        lines.append(f"  held in {h['store']}/{h['container']}: {h['reason']}")
+    if cert["review_not_erased"]:
+        what = "weak (name-only)" if flow == "erasure" else "review-only (text clue or weak)"
+        lines.append(f"  {cert['review_not_erased']} {what} locations were not erased: review them")
+    remaining = [v.get("remaining") for v in cert["verification"] if "remaining" in v]
+    if remaining:
+        lines.append(f"verification: {remaining[-1]} erasable locations remain"
+                     + ("; identifiers added to the suppression list" if cert["verified"] else ""))
+    for s in cert["out_of_scope"]:
+        lines.append(f"  not reachable by Lethe: {s['name']}: {s.get('route') or 'no erasure route given'}")
+    gaps = cert.get("not_verified") or []
+    if gaps:
+        lines.append(f"NOT VERIFIED: {len(gaps)} place(s) could not be fully searched, so nothing can be said "
+                     "about them:")
+        for g in gaps:
+            lines.append(f"  {g['store']}: {g['place']}: {g['reason']}")
+    return lines
+
+
+def write_certificate(cert: dict, path: Path, lines: list[str] | None = None) -> tuple[Path, Path]:
+    """Write the certificate as JSON at `path` and as text beside it (`.txt`); returns both paths. Each is
+    written to a temp name and renamed, so a reader never sees half a certificate."""
+    import os
+
+    path = Path(path)
+    text = path.with_suffix(".txt") if path.suffix != ".txt" else path.with_suffix(".txt.txt")
+    lines = certificate_lines(cert) if lines is None else lines
+    for target, body in ((path, json.dumps(cert, indent=2, sort_keys=True) + "\n"), (text, "\n".join(lines) + "\n")):
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        tmp.write_text(body, encoding="utf-8")
+        os.replace(tmp, target)
+    return path, text
