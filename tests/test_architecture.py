@@ -122,3 +122,14 @@ def test_when_a_connector_imports_pii_then_not_a_module_that_uses_connectors():
     assert {"pii.sweep", "pii.erasure", "pii.discover"} <= uses_connectors  # the engine does
     wrong = sorted((m, d) for m in MODULES if m.startswith("connectors") for d in edges[m] if d in uses_connectors)
     assert wrong == []
+
+
+def test_when_tests_share_helpers_then_through_support_modules_not_other_test_modules():
+    here = Path(__file__).resolve().parent
+    taken = []
+    for path in sorted(here.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            taken += [(path.name, n) for n in names if n.startswith("tests.test_")]
+    assert taken == []

@@ -12,29 +12,14 @@ import pytest
 
 from pii import cli
 from pii.demo import DEMO_SUBJECT, build_demo, location_key
+from tests.cli_support import assert_no_personal_data, run
 
 ROOT = Path(__file__).resolve().parents[1]
-PERSONAL = ["alice.smith@example.org", "7946 0123", "79460123", "Alice Smith", "C-10042"]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     return build_demo(tmp_path_factory.mktemp("demo"))
-
-
-def run(*argv) -> tuple[int, str, str]:
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
-
-
-def assert_no_personal_data(text: str) -> None:
-    for value in PERSONAL:
-        assert value.lower() not in text.lower(), "personal data in CLI output"
 
 
 def subject_args(with_ids=True):

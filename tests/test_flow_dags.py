@@ -12,7 +12,7 @@ import pytest
 
 from pii import demo_flows, demo_remote
 from pii.demo import build_demo
-from tests.test_dags import answer, flow, ledger_for, states, xcoms  # noqa: F401 - fixtures and helpers
+from tests.dag_support import answer, flow, ledger_for, states, xcoms  # noqa: F401 - `answer` is a fixture
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 RUN_DATE = demo_flows.RUN_DATE.isoformat()

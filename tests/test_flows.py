@@ -12,7 +12,7 @@ import pytest
 
 from pii import demo_flows, demo_remote
 from pii.demo import build_demo
-from tests.test_cli import assert_no_personal_data, run
+from tests.cli_support import assert_no_personal_data, run
 
 RUN = ["--date", demo_flows.RUN_DATE.isoformat()]
 
@@ -162,6 +162,15 @@ def test_when_the_source_is_wrong_then_one_line_error(world, args, message):
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+def assert_values_absent(text: str, values) -> None:
+    """None of the personal values of the records a flow touched appears in its output (the demo
+    subject's own identifiers, which PERSONAL checks, are not in the flows' records)."""
+    values = sorted({str(v) for v in values if v and len(str(v)) >= 4})
+    assert values, "nothing to look for: the check would pass on any output"
+    leaked = [i for i, v in enumerate(values) if v.lower() in text.lower()]
+    assert leaked == [], f"{len(leaked)} personal value(s) of touched records in the output"
+
+
 # ---------------------------------------------------------------------------- child purge
 def test_when_children_are_found_by_date_of_birth_then_they_are_purged_and_text_clues_go_to_review(world, tmp_path):
     signups = rows(world, "youth_signups")
@@ -192,6 +201,9 @@ def test_when_children_are_found_by_date_of_birth_then_they_are_purged_and_text_
     ages = sorted(int(r["age"]) for r in listed)
     assert ages == [9, 11, 11, 12] and all(0.5 <= float(r["score"]) <= 1 for r in listed)
     assert suppressed(world, signups[f.child_signup_ids[0]]["email"])
+    assert_no_personal_data(out + err)
+    assert_values_absent(out + err, [signups[i][c] for i in f.child_signup_ids + f.clue_signup_ids
+                                     for c in ("first_name", "last_name", "email", "date_of_birth")])
     assert "I am 12" not in review.read_text()
 
 
@@ -247,6 +259,9 @@ def test_when_retention_runs_then_expired_records_go_held_ones_stay_and_stats_st
     for person in f.expired_enquiry_people:
         for value in person.values():
             assert value.lower() not in kept_text
+    gone_contacts = set(f.expired_marketing_ids) | set(f.expired_withdrawn_ids)
+    assert_values_absent(out + err, [v for p in f.expired_enquiry_people for v in p.values()]
+                         + [contacts[i][c] for i in gone_contacts for c in ("full_name", "email")])
     # marketing contacts: expired consented ones and withdrawn ones past a month are gone
     left = rows(world, "marketing_contacts")
     assert set(contacts) - set(left) == set(f.expired_marketing_ids) | set(f.expired_withdrawn_ids)
