@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import Param, TriggerRule, dag, task
+from airflow.sdk import TriggerRule, dag, task
 
 from plugins import tasks
-from plugins.params import store_params
+from plugins.params import sweep_params
 from plugins.runtime import task_defaults
 
 
@@ -23,19 +23,7 @@ from plugins.runtime import task_defaults
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    params={
-        **store_params(),
-        "full": Param(False, type="boolean", title="Full sweep",
-                      description="Sample every table and file again, changed or not (default: only those "
-                                  "changed since the last sweep)."),
-        "sample_rows": Param(None, type=["null", "integer"], minimum=1, maximum=100000, title="Sample rows",
-                             description="Rows, records or messages sampled per table or file (default: the "
-                                         "store's sample_size, detection: sample_rows, else the connector's)."),
-        "reports_dir": Param(None, type=["null", "string"], title="Reports folder",
-                             description="Where the data map, records of processing and inventory export go "
-                                         "(default: LETHE_REPORTS_DIR, else reports/ beside stores.yaml); honoured "
-                                         "only with LETHE_ALLOW_CONFIG_OVERRIDE=1."),
-    },
+    params=sweep_params(),
     default_args=task_defaults(2, 5),
     tags=["lethe", "privacy"],
     doc_md=__doc__,

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
 from plugins import tasks
-from plugins.params import store_params
+from plugins.params import due_params
 from plugins.runtime import task_defaults
 
 
@@ -20,8 +20,7 @@ from plugins.runtime import task_defaults
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,
-    params={**store_params(), "within_days": Param(7, type="integer", minimum=0, maximum=31,
-                                                   title="Warn this many days ahead")},
+    params=due_params(),
     default_args=task_defaults(1, 5),
     tags=["lethe", "privacy"],
     doc_md=__doc__,

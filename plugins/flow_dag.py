@@ -1,7 +1,17 @@
-"""The shape every single-plan special flow shares, as one DAG factory (the DAG files only name their
-flow): plan (stored in the ledger, report in the output folder) -> needs_approval (nothing due: the rest
-is skipped, nobody is asked) -> approval (Human-in-the-loop: Approve / Reject) -> execute (and verify)
--> certificate. Task bodies are in plugins/flow_tasks.py; every rule is in pii/flows.py."""
+"""Every approval DAG, built by one factory: planning tasks (the flow's own) -> approval (Human-in-the-loop:
+Approve / Reject; no answer in time = Reject) -> execute (and verify; skipped unless approved) ->
+certificate. The DAG files name their flow and, where planning is more than one task, wire its tasks.
+
+- `approval_dag`: the general form. `planning()` runs inside the DAG and returns the plan id (an XCom
+  reference; or (plan id, a task the approval must also wait for)) or, with ``mapped=True``, a list of
+  plan ids (one approval, execution and certificate each);
+  used by subject_erasure (register, units, locate, plan) and retention_purge (report, plan per rule).
+- `planned_flow`: the single-plan special flows (received in error, child purge, consent withdrawal):
+  plan (stored in the ledger, report in the output folder) -> needs_approval (nothing due: the rest is
+  skipped, nobody is asked) -> approval -> execute -> certificate.
+
+Task bodies are in plugins/tasks.py and plugins/flow_tasks.py; every rule is in pii/.
+"""
 from __future__ import annotations
 
 from datetime import datetime
@@ -13,11 +23,14 @@ from plugins import flow_tasks
 from plugins.approval import ErasureApprovalOperator
 from plugins.runtime import task_defaults
 
+Body = Callable[[Mapping[str, Any], Mapping[str, Any]], dict]  # (upstream result, context) -> XCom summary
 
-def planned_flow(*, dag_id: str, doc: str, params: dict, plan_body: Callable[[Mapping[str, Any]], dict],
-                 approval_subject: str, schedule: str | None = None, retry_delay_minutes: float = 2):
-    """Build the DAG `dag_id`; `plan_body(context)` stores the flow's plan and returns its XCom summary
-    (plan_id, closed, counts)."""
+
+def approval_dag(*, dag_id: str, doc: str, params: dict, planning: Callable[[], Any],
+                 execute_body: Body = flow_tasks.execute_plan, certificate_body: Body = flow_tasks.certificate,
+                 approval_subject: str | None = None, mapped: bool = False, schedule: str | None = None,
+                 retry_delay_minutes: float = 2):
+    """Build the DAG `dag_id`: the tasks `planning()` defines, then approval, execute and certificate."""
 
     @dag(
         dag_id=dag_id,
@@ -31,6 +44,38 @@ def planned_flow(*, dag_id: str, doc: str, params: dict, plan_body: Callable[[Ma
         doc_md=doc,
     )
     def flow():
+        @task
+        def execute(decision: dict, **context):
+            return execute_body(decision, context)
+
+        @task
+        def certificate(report: dict, **context):
+            return certificate_body(report, context)
+
+        planned = planning()
+        gate = None
+        if isinstance(planned, tuple):  # (plan id, a task the approval must also wait for)
+            planned, gate = planned
+        subject = {"subject": approval_subject} if approval_subject else {}
+        if mapped:
+            approvals = ErasureApprovalOperator.partial(task_id="approval", retries=0, **subject).expand(
+                plan_id=planned)
+            certificate.expand(report=execute.expand(decision=approvals.output))
+        else:
+            approval = ErasureApprovalOperator(task_id="approval", plan_id=planned, retries=0, **subject)
+            if gate is not None:
+                gate >> approval
+            certificate(execute(approval.output))
+
+    return flow()
+
+
+def planned_flow(*, dag_id: str, doc: str, params: dict, plan_body: Callable[[Mapping[str, Any]], dict],
+                 approval_subject: str, schedule: str | None = None, retry_delay_minutes: float = 2):
+    """A single-plan special flow; `plan_body(context)` stores the flow's plan and returns its XCom summary
+    (plan_id, closed, counts)."""
+
+    def planning():
         @task(multiple_outputs=True)
         def plan(**context):
             return plan_body(context)
@@ -39,18 +84,9 @@ def planned_flow(*, dag_id: str, doc: str, params: dict, plan_body: Callable[[Ma
         def needs_approval(closed):
             return not closed
 
-        @task
-        def execute(decision: dict, **context):
-            return flow_tasks.execute_plan(decision, context)
-
-        @task
-        def certificate(report: dict, **context):
-            return flow_tasks.certificate(report, context)
-
         planned = plan()
-        approval = ErasureApprovalOperator(task_id="approval", plan_id=planned["plan_id"], retries=0,
-                                           subject=approval_subject)
-        needs_approval(planned["closed"]) >> approval
-        certificate(execute(approval.output))
+        return planned["plan_id"], needs_approval(planned["closed"])
 
-    return flow()
+    return approval_dag(dag_id=dag_id, doc=doc, params=params, planning=planning,
+                        approval_subject=approval_subject, schedule=schedule,
+                        retry_delay_minutes=retry_delay_minutes)

@@ -66,3 +66,26 @@ def store_params() -> dict[str, Param]:
         "config": Param(None, type=["null", "string"], title="Config path",
                         description="Honoured only with LETHE_ALLOW_CONFIG_OVERRIDE=1 (default: LETHE_CONFIG)."),
     }
+
+
+def sweep_params() -> dict[str, Param]:
+    """discovery_sweep's form: the stores, a full sweep, the sample size, the reports folder."""
+    return {
+        **store_params(),
+        "full": Param(False, type="boolean", title="Full sweep",
+                      description="Sample every table and file again, changed or not (default: only those "
+                                  "changed since the last sweep)."),
+        "sample_rows": Param(None, type=["null", "integer"], minimum=1, maximum=100000, title="Sample rows",
+                             description="Rows, records or messages sampled per table or file (default: the "
+                                         "store's sample_size, detection: sample_rows, else the connector's)."),
+        "reports_dir": Param(None, type=["null", "string"], title="Reports folder",
+                             description="Where the data map, records of processing and inventory export go "
+                                         "(default: LETHE_REPORTS_DIR, else reports/ beside stores.yaml); honoured "
+                                         "only with LETHE_ALLOW_CONFIG_OVERRIDE=1."),
+    }
+
+
+def due_params() -> dict[str, Param]:
+    """requests_due's form: the stores, and how many days ahead a request counts as due soon."""
+    return {**store_params(), "within_days": Param(7, type="integer", minimum=0, maximum=31,
+                                                   title="Warn this many days ahead")}

@@ -133,3 +133,16 @@ def test_when_tests_share_helpers_then_through_support_modules_not_other_test_mo
                      else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
             taken += [(path.name, n) for n in names if n.startswith("tests.test_")]
     assert taken == []
+
+
+def test_when_a_dag_needs_an_approval_or_a_form_then_it_comes_from_plugins():
+    """Every approval DAG is built by plugins/flow_dag.py's factory, and every trigger form is in plugins'
+    params modules: no DAG file builds an approval task or a form field itself."""
+    built_here = []
+    for path in sorted((ROOT / "dags").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Name) and node.id in ("ErasureApprovalOperator", "HITLOperator", "Param"):
+                built_here.append((path.name, node.id))
+    assert built_here == []
+    factory = (ROOT / "plugins" / "flow_dag.py").read_text(encoding="utf-8")
+    assert "ErasureApprovalOperator(" in factory and "ErasureApprovalOperator.partial(" in factory
