@@ -74,7 +74,7 @@ def _run(args, engine, selection, *, include_weak: bool = False) -> tuple[int, o
         plan = preview_selection(engine, selection, include_weak=include_weak)
         print("dry run: nothing stored, nothing changed")
         _print_plan(plan)
-        _write_report(args, plan)
+        _write_report(args, engine, plan, selection)
         return 0, plan
     requester = args.requester or current_user()
     if args.yes:
@@ -90,7 +90,7 @@ def _run(args, engine, selection, *, include_weak: bool = False) -> tuple[int, o
     plan = submit_selection(engine, selection, requester, received_at=common.received_from(args)
                             if getattr(args, "received", None) else None, include_weak=include_weak)
     _print_plan(plan)
-    _write_report(args, plan)
+    _write_report(args, engine, plan, selection)
     closed = close_if_empty(engine, plan)
     if closed:
         print(f"plan {plan.plan_id}: nothing to change; {closed}")
@@ -119,15 +119,11 @@ def _print_plan(plan) -> None:
         print(line)
 
 
-def _write_report(args, plan) -> None:
+def _write_report(args, engine, plan, selection) -> None:
     if getattr(args, "report", None):
-        data = {k: plan.data.get(k) for k in ("flow", "selection", "selection_report", "created_at")}
-        data["plan_id"] = plan.plan_id
-        data["counts"] = plan.counts()
-        data["held"] = [{k: a.get(k) for k in ("store", "container", "reason")} for a in plan.data["held"]]
-        data["review"] = [{k: a.get(k) for k in ("store", "container", "location", "entities", "reason")}
-                          for a in plan.data["review"]]
-        Path(args.report).write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+        from pii.reports.plan_report import plan_report, write_plan_report
+
+        write_plan_report(plan_report(engine, plan, selection), Path(args.report))
         print(f"report: {args.report}")
 
 

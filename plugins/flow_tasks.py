@@ -38,7 +38,8 @@ def run_date(params: Mapping[str, Any]) -> date:
 
 def _plan(engine, selection, context, *, include_weak: bool = False) -> dict:
     """Store the plan; write its report (no values) to the output folder; close it at once when empty."""
-    from pii.flows import close_if_empty, review_entries, submit_selection
+    from pii.flows import close_if_empty, submit_selection
+    from pii.reports.plan_report import plan_report, write_plan_report
 
     params = _params(context)
     plan = submit_selection(engine, selection, requester_of(params, context), include_weak=include_weak)
@@ -46,13 +47,7 @@ def _plan(engine, selection, context, *, include_weak: bool = False) -> dict:
         log.info("%s", line)
     folder = output_dir(engine.config) / selection.flow
     folder.mkdir(parents=True, exist_ok=True)
-    report = {"plan_id": plan.plan_id, "request_id": plan.request_id, "flow": selection.flow,
-              "selection": plan.data["selection"], "selected": plan.data["selection_report"],
-              "counts": plan.counts(),
-              "held": [{k: a.get(k) for k in ("store", "container", "reason")} for a in plan.data["held"]],
-              "review": review_entries(engine, plan, threshold=selection.description.get("threshold"))}
-    path = folder / f"{plan.plan_id}.report.json"
-    path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    path = write_plan_report(plan_report(engine, plan, selection), folder / f"{plan.plan_id}.report.json")
     out = {"plan_id": plan.plan_id, "request_id": plan.request_id, "actions": len(plan.actions),
            "review": len(plan.data["review"]), "held": len(plan.data["held"]), "report": str(path)}
     out["closed"] = close_if_empty(engine, plan)

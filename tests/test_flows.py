@@ -437,3 +437,21 @@ def test_when_a_flow_plan_expires_unapproved_then_the_next_run_withdraws_it_and_
         assert conn.execute(sa.select(ledger_request_secrets.c.request_id).where(
             ledger_request_secrets.c.request_id == request_id)).first() is None
     assert (world.root / "data" / "exports" / demo_flows.ERROR_EXPORT).exists()  # nothing was carried out
+
+
+def test_when_a_flow_plan_report_is_written_then_cli_and_airflow_share_its_form(world, tmp_path):
+    """`--report FILE` writes what the Airflow flows write to the output folder (pii/reports/plan_report.py):
+    the child purge's review list with each clue's kind, age and score, never the text."""
+    report = tmp_path / "plan.json"
+    code, out, err = run(*cfg(world), "child-purge", *RUN, "--dry-run", "--report", report)
+    assert code == 0, err
+    assert f"report: {report}" in out
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert set(data) == {"plan_id", "request_id", "flow", "created_at", "selection", "selected", "counts",
+                         "held", "review"}
+    assert data["flow"] == "child_purge" and data["plan_id"] is None  # a dry run stores no plan
+    assert data["counts"]["crm/youth_signups"]["delete"] == len(world.flows.child_signup_ids)
+    assert data["counts"]["exports/junior_club.csv"]["delete"] == len(world.flows.child_csv_rows)
+    ages = sorted(r["age"] for r in data["review"] if r["age"] is not None)
+    assert ages == [9, 11, 11, 12] and "I am 12" not in report.read_text(encoding="utf-8")
+    assert_no_personal_data(report.read_text(encoding="utf-8"))

@@ -1,0 +1,31 @@
+"""The plan report: one JSON document per flow plan, for the CLI's ``--report FILE`` and the Airflow flows'
+``LETHE_OUTPUT_DIR/<flow>/<plan>.report.json`` alike. What was selected per store, the action counts,
+what is held and why, what is left for a person's review (real locations as `lethe locate` prints them
+and, for a child-age text clue, its kind, age and score); never a value from the records."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def plan_report(engine, plan, selection=None) -> dict:
+    """The report of `plan` (made by `pii.flows.submit_selection` or `preview_selection` for `selection`)."""
+    from pii.flows import review_entries
+
+    threshold = (selection.description.get("threshold") if selection is not None else None)
+    flow = plan.data.get("flow") or (selection.flow if selection is not None else None)
+    return {"plan_id": plan.plan_id, "request_id": plan.request_id, "flow": flow,
+            "created_at": plan.data.get("created_at"), "selection": plan.data.get("selection"),
+            "selected": plan.data.get("selection_report"), "counts": plan.counts(),
+            "held": [{k: a.get(k) for k in ("store", "container", "reason")} for a in plan.data["held"]],
+            "review": review_entries(engine, plan, threshold=threshold)}
+
+
+def write_plan_report(report: dict, path: Path) -> Path:
+    """Write the report as JSON at `path` (through a temp name and a rename: never half a report)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
