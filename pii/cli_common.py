@@ -46,10 +46,12 @@ EXIT_INCOMPLETE = 7
 EXIT_NOT_FULLY_SEARCHED = 8  # done, but some places could not be (fully) searched: listed, never certified
 
 
-def engine_for(args, config):
+def engine_for(args, config, *, today: dt.date | None = None):
+    """The erasure engine for a command; `today`: the run date its policy and flows decide by (default:
+    the real date)."""
     from pii.erasure import ErasureEngine
 
-    return ErasureEngine(config, progress=progress_for(args))
+    return ErasureEngine(config, progress=progress_for(args), today=today)
 
 
 def print_report(engine, report, certificate_path: str | None) -> int:

@@ -156,9 +156,8 @@ def cmd_child_purge(args) -> int:
     from pii.flows import child_purge, run_date_of
 
     config = common.config_from(args)
-    engine = common.engine_for(args, config)
     run_date = run_date_of(args.date)
-    engine.today = run_date
+    engine = common.engine_for(args, config, today=run_date)
     selection = child_purge(engine, run_date, threshold=args.threshold)
     code, plan = _run(args, engine, selection, include_weak=args.include_weak)
     if args.review_out:
@@ -217,8 +216,7 @@ def cmd_retention(args) -> int:
 
     worst, failed = 0, []
     for rule in rules:
-        engine = common.engine_for(args, config)
-        engine.today = run_date
+        engine = common.engine_for(args, config, today=run_date)
         print(f"== rule {rule.name}")
         try:  # one rule's unreachable store does not stop the others
             code = _run(args, engine, retention_selection(engine, rule, run_date))[0]

@@ -23,11 +23,12 @@ def _params(context: Mapping[str, Any]) -> dict:
     return dict(context.get("params") or {})
 
 
-def _engine(context, *, resolve: bool = True):
+def _engine(context, *, resolve: bool = True, today: date | None = None):
+    """The erasure engine for a task; `today`: the run date the flow decides by (default: the real date)."""
     from pii.erasure import ErasureEngine
 
     config = load_run_config(_params(context), resolve=resolve)
-    return ErasureEngine(config, progress=task_progress)
+    return ErasureEngine(config, progress=task_progress, today=today)
 
 
 def run_date(params: Mapping[str, Any]) -> date:
@@ -80,9 +81,8 @@ def plan_child_purge(context: Mapping[str, Any]) -> dict:
 
     with lethe_outcomes():
         params = _params(context)
-        engine = _engine(context)
         day = run_date(params)
-        engine.today = day
+        engine = _engine(context, today=day)
         selection = child_purge(engine, day, threshold=params.get("threshold") or None)
         return _plan(engine, selection, context)
 
@@ -95,9 +95,8 @@ def retention_report(context: Mapping[str, Any]) -> list[str]:
 
     with lethe_outcomes():
         params = _params(context)
-        engine = _engine(context)
         day = run_date(params)
-        engine.today = day
+        engine = _engine(context, today=day)
         schedule = load_schedule(engine.config)
         names = list(params.get("rules") or []) or [r.name for r in schedule.rules]
         rows, due = [], []
@@ -123,9 +122,8 @@ def plan_retention_rule(rule_name: str, context: Mapping[str, Any]) -> str:
 
     with lethe_outcomes():
         params = _params(context)
-        engine = _engine(context)
         day = run_date(params)
-        engine.today = day
+        engine = _engine(context, today=day)
         rule = load_schedule(engine.config).rule(rule_name)
         return _plan(engine, retention_selection(engine, rule, day), context)["plan_id"]
 

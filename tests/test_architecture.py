@@ -146,3 +146,15 @@ def test_when_a_dag_needs_an_approval_or_a_form_then_it_comes_from_plugins():
     assert built_here == []
     factory = (ROOT / "plugins" / "flow_dag.py").read_text(encoding="utf-8")
     assert "ErasureApprovalOperator(" in factory and "ErasureApprovalOperator.partial(" in factory
+
+
+def test_when_a_flow_runs_for_a_date_then_the_date_is_passed_not_set_from_outside():
+    """The run date goes in as an argument (`ErasureEngine(..., today=)`); no caller sets `x.today`."""
+    set_outside = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
+                if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+            set_outside += [(name, node.lineno) for t in targets if isinstance(t, ast.Attribute) and t.attr == "today"
+                            and not (isinstance(t.value, ast.Name) and t.value.id == "self")]
+    assert set_outside == []
