@@ -5,11 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from connectors import open_connector
+from pii.stores import connect
 from connectors.base import Progress, null_progress
 from pii.config import Config, StoreConfig
 from pii.coverage import Coverage
-from pii.detection import model_name
 from pii.findings import Finding, merge, summarise
 from pii.inventory import Inventory
 from pii.subject import Subject, SubjectMatcher
@@ -57,8 +56,7 @@ def locate_in_store(config: Config, store: StoreConfig, subject: Subject, *, pro
     """One store's findings. `tables` (SQL stores): search only these tables (one group of a big store;
     foreign keys are still followed into every table)."""
     started = time.perf_counter()
-    with open_connector(store, config=config, progress=progress, inventory=inventory,
-                        analyzer_model=model_name(config.detection)) as conn:
+    with connect(config, store, progress=progress, inventory=inventory) as conn:
         if tables is not None:
             if not hasattr(conn, "only_tables"):
                 raise ValueError(f"store '{store.name}' ({store.kind}) cannot be searched by table group")

@@ -24,17 +24,15 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors import open_connector
+from pii.stores import connect
 from connectors.base import DELETE as X_DELETE, DROP as X_DROP, UPDATE as X_UPDATE, ExecAction, Progress, null_progress
 from pii.config import Config
-from pii.detection import model_name
 from pii.coverage import coverage_gaps, summary_lines
 from pii.printable import looks_personal
 from pii.discover import locate_subject
 from pii.errors import LedgerError, LetheError
 from pii.findings import WEAK, Finding
 from pii.host import current_user, node_id, process_gone
-from pii.inventory import Inventory
 from pii.ledger import APPROVED, EXECUTED, EXECUTING, FAILED, PLANNED, VERIFIED, Ledger
 from pii.policy import (
     ANONYMISE, DELETE, HOLD, REDACT, RETAIN, REVIEW, Decision, OperatorSpec, Policy, apply_field_ops,
@@ -523,9 +521,7 @@ class ErasureEngine:
                     report.details.append(f"{store_name}: {len(ids)} action(s): {detail}")
 
             store = self.config.stores[store_name]
-            with open_connector(store, config=self.config, progress=self.progress,
-                                inventory=Inventory(self.config.state_url),
-                                analyzer_model=model_name(self.config.detection)) as conn:
+            with connect(self.config, store, progress=self.progress) as conn:
                 conn.apply(actions, done, matcher)
 
     def _exec_action(self, aid: str, a: dict, f: Finding, matcher: SubjectMatcher) -> ExecAction | None:

@@ -23,13 +23,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from connectors import open_connector
+from pii.stores import connect
 from pii.config import Config
-from pii.detection import model_name
 from pii.discover import locate_subject
 from pii.errors import ConfigError
 from pii.findings import Finding, merge
-from pii.inventory import Inventory
 from pii.policy import ANONYMISE, DELETE, HOLD, REDACT, REVIEW, Decision, OperatorSpec, container_matches
 from pii.selection import MESSAGE_DATE, RecordFilter, parse_date, years_before
 from pii.subject import EMAIL_RE, Subject, SubjectMatcher, normalise_email, normalise_phone
@@ -171,9 +169,7 @@ class SelectionTarget:
                 continue
             store = config.stores[name]
             counts = {"selected": 0, "undated": 0, "skipped": []}
-            with open_connector(store, config=config, progress=_without_skips(self.engine.progress),
-                                inventory=Inventory(config.state_url),
-                                analyzer_model=model_name(config.detection)) as conn:
+            with connect(config, store, progress=_without_skips(self.engine.progress)) as conn:
                 for spec in sel.filters[name]:
                     conn.skipped, conn.undated = [], 0
                     got = conn.select(filter_from_spec(spec))
@@ -202,8 +198,7 @@ class SelectionTarget:
         files = {(f.store, f.container) for f in findings if f.record is None}
         config: Config = self.engine.config
         for store_name in sorted({s for s, _ in files}):
-            with open_connector(config.stores[store_name], config=config, inventory=Inventory(config.state_url),
-                                analyzer_model=model_name(config.detection)) as conn:
+            with connect(config, store_name) as conn:
                 for spec in self.selection.filters.get(store_name, []):
                     if not spec.get("whole_files"):
                         continue

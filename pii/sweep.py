@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from connectors import open_connector
+from pii.stores import connect
 from connectors.base import Progress, null_progress
 from pii.config import STORE_KINDS, Config, StoreConfig
 from pii.detection import model_name
@@ -136,8 +136,7 @@ def sweep_store(config: Config, store_name: str, *, progress: Progress = null_pr
         raise ConfigError(f"store '{store.name}': a discovery sweep cannot classify {store.kind} stores")
     sample = sample_size(config, store, sample_rows)
     inventory = RefreshingInventory(config.state_url)
-    with open_connector(store, config=config, progress=progress, inventory=inventory,
-                        analyzer_model=model_name(config.detection)) as conn:
+    with connect(config, store, progress=progress, inventory=inventory) as conn:
         conn.check()
         run = _Sweep(config, store, conn, inventory, full=full, sample=sample, progress=progress)
         changed = {c.name: c.signature for c in conn.containers(sample) if not run.is_unchanged(c.name, c.signature)}

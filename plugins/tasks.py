@@ -110,7 +110,7 @@ def search_units(context: Mapping[str, Any]) -> list[dict]:
     """What the locate tasks map over: one unit per store, and for a SQL store with more tables than its
     ``table_group`` option (default 25), one unit per group of that many tables, so a big store spreads
     over the workers. Each unit: {"store", "tables" (None: all), "group" ("2/5")}."""
-    from connectors import open_connector
+    from pii.stores import connect
 
     with lethe_outcomes():
         params = _params(context)
@@ -122,7 +122,7 @@ def search_units(context: Mapping[str, Any]) -> list[dict]:
             groups = None
             if store.kind == "sql" and size > 0:
                 resolved = load_run_config(params, resolve=[name]).stores[name]
-                with open_connector(resolved, config=config) as conn:
+                with connect(config, resolved, inventory=None) as conn:
                     groups = conn.table_groups(size)
             if not groups or len(groups) == 1:
                 units.append({"store": name, "tables": None, "group": "1/1"})

@@ -158,3 +158,11 @@ def test_when_a_flow_runs_for_a_date_then_the_date_is_passed_not_set_from_outsid
             set_outside += [(name, node.lineno) for t in targets if isinstance(t, ast.Attribute) and t.attr == "today"
                             and not (isinstance(t.value, ast.Name) and t.value.id == "self")]
     assert set_outside == []
+
+
+def test_when_the_engine_opens_a_store_then_through_one_place():
+    """`pii.stores.connect` is the one place pii/ and plugins/ build a connector (with the config, the
+    inventory and the model); nowhere else calls `open_connector`."""
+    callers = sorted(name for name, path in MODULES.items() if name.startswith(("pii", "plugins", "dags"))
+                     and "open_connector(" in path.read_text(encoding="utf-8"))
+    assert callers == ["pii.stores"]
