@@ -115,6 +115,15 @@ class Connector(ABC):
         unreachable store raises."""
         raise NotImplementedError(f"store kind {self.kind!r} cannot be swept yet")
 
+    def keep_profiles(self, container: str, profiles: dict) -> None:
+        """Store profiles a sweep classified without the connector's own column rules (mail, text and JSON
+        lines: every column a string) in `self.inventory`, if there is one."""
+        if self.inventory is not None:
+            from pii import classify as cls
+
+            self.inventory.put(self.name, container, cls.signature(
+                [cls.ColumnInfo(c, cls.STRING) for c in profiles]), profiles)
+
     def close(self) -> None:
         pass
 

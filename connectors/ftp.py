@@ -474,9 +474,7 @@ class FtpConnector(Connector):
                             profiles, n = self._csv.classify_file(remote, rows)
                         else:
                             profiles, n = self._classify_lines(remote, kind == JSON_KIND, rows, counter)
-                            if self.inventory is not None:
-                                self.inventory.put(self.name, remote, cls.signature(
-                                    [cls.ColumnInfo(c, cls.STRING) for c in profiles]), profiles)
+                            self.keep_profiles(remote, profiles)
                 except StoreUnreachable:
                     raise
                 except StoreError as exc:

@@ -572,25 +572,10 @@ class GmailConnector(Connector):
         """The mailbox as one container, signed by its history id, message count and the ids of its newest
         `rows` messages (those the sample reads)."""
         rows = rows or 50
-        try:
-            profile = self._execute(self._client().users().getProfile(userId=self.user_id), "mailbox profile")
-        except _Gone:
-            raise StoreUnreachable(self.name, "the mailbox (user_id) was not found") from None
-        ids: list[str] = []
-        token = None
-        while len(ids) < rows:  # Gmail lists the newest messages first
-            kwargs = {"userId": self.user_id, "maxResults": min(LIST_PAGE_SIZE, rows - len(ids)),
-                      "includeSpamTrash": False, "fields": "messages(id),nextPageToken"}
-            if token:
-                kwargs["pageToken"] = token
-            try:
-                page = self._execute(self._messages.list(**kwargs), "message list")
-            except _Gone:
-                raise StoreUnreachable(self.name, "the mailbox (user_id) was not found") from None
-            ids.extend(m["id"] for m in page.get("messages") or [])
-            token = page.get("nextPageToken")
-            if not token:
-                break
+        profile = self._execute_profile()
+        ids = [m["id"] for messages in self._message_pages(
+            "message list", limit=rows, includeSpamTrash=False, fields="messages(id),nextPageToken")
+            for m in messages]
         self._sweep_ids = ids[:rows]
         return [Container(CONTAINER, change_signature("gmail", profile.get("historyId"),
                                                       profile.get("messagesTotal"), self._sweep_ids))]
@@ -611,14 +596,8 @@ class GmailConnector(Connector):
         values: dict[str, list[str]] = {c: [] for c in (*self.SWEEP_HEADERS, "subject", "body")}
         names_shown: dict[str, list[str]] = {h: [] for h in self.SWEEP_HEADERS}
         fetched = 0
-        for i in range(0, len(ids), self.batch_size):
-            chunk = ids[i:i + self.batch_size]
-            got = self._run_batch([(mid, lambda mid=mid: self._messages.get(userId=self.user_id, id=mid, format="raw"))
-                                   for mid in chunk], "message fetch")
-            for mid in chunk:
-                resource = got.get(mid)
-                if resource is _Gone or not resource or "raw" not in resource:
-                    continue  # deleted since it was listed
+        for batch in self._raw_batches(ids):
+            for _mid, resource in batch:
                 try:
                     parsed = parse_message(_b64url_decode(resource["raw"]), self.max_attachment_bytes)
                 except Exception:  # noqa: BLE001 - one unparseable message must not stop the sweep
@@ -645,9 +624,7 @@ class GmailConnector(Connector):
             profiles[h] = ColumnProfile(EMAIL, sorted(entities), confidence, len(present))
         profiles["subject"] = cls.free_text_profile(values["subject"], count)
         profiles["body"] = cls.free_text_profile(values["body"], count)
-        if self.inventory is not None:
-            self.inventory.put(self.name, CONTAINER, cls.signature(
-                [cls.ColumnInfo(c, cls.STRING) for c in profiles]), profiles)
+        self.keep_profiles(CONTAINER, profiles)
         yield Sampled(CONTAINER, profiles, fetched)
 
     def _client(self):
@@ -885,34 +862,55 @@ class GmailConnector(Connector):
         self._execute_profile()
         self._checked = True
 
-    def _execute_profile(self) -> None:
+    def _execute_profile(self) -> dict:
+        """The mailbox's profile (history id, message count); StoreUnreachable when there is no mailbox."""
         try:
-            self._execute(self._client().users().getProfile(userId=self.user_id), "mailbox profile")
+            return self._execute(self._client().users().getProfile(userId=self.user_id), "mailbox profile")
         except _Gone:
             raise StoreUnreachable(self.name, "the mailbox (user_id) was not found") from None
+
+    def _message_pages(self, what: str, *, limit: int | None = None, **query) -> Iterator[list[dict]]:
+        """The pages of a `messages.list` (newest first) for `query`, each page's message dicts; with
+        `limit`, no more pages once that many messages were listed (and no page asks for more)."""
+        token = None
+        listed = 0
+        while limit is None or listed < limit:
+            size = LIST_PAGE_SIZE if limit is None else min(LIST_PAGE_SIZE, limit - listed)
+            kwargs = {"userId": self.user_id, **query, "maxResults": size}
+            if token:
+                kwargs["pageToken"] = token
+            try:
+                page = self._execute(self._messages.list(**kwargs), what)
+            except _Gone:
+                raise StoreUnreachable(self.name, "the mailbox (user_id) was not found") from None
+            messages = page.get("messages") or []
+            listed += len(messages)
+            yield messages
+            token = page.get("nextPageToken")
+            if not token:
+                break
+
+    def _raw_batches(self, ids: list[str]) -> Iterator[list[tuple[str, dict]]]:
+        """The messages `ids` in raw form, one batch request per `batch_size` ids, each batch as
+        (id, resource) pairs in order; ids unknown or deleted since they were listed are left out."""
+        for i in range(0, len(ids), self.batch_size):
+            chunk = ids[i:i + self.batch_size]
+            got = self._run_batch(
+                [(mid, lambda mid=mid: self._messages.get(userId=self.user_id, id=mid, format="raw"))
+                 for mid in chunk], "message fetch")
+            yield [(mid, got[mid]) for mid in chunk
+                   if got.get(mid) is not _Gone and got.get(mid) and "raw" in got[mid]]
 
     # ------------------------------------------------------------------ locate
     def _list_ids(self, queries: list[str]) -> dict[str, str]:
         ids: dict[str, str] = {}
         pages = 0
         for q in queries:
-            token = None
-            while True:
-                kwargs = {"userId": self.user_id, "q": q, "maxResults": LIST_PAGE_SIZE,
-                          "includeSpamTrash": self.include_spam_trash,
-                          "fields": "messages(id,threadId),nextPageToken"}
-                if token:
-                    kwargs["pageToken"] = token
-                try:
-                    page = self._execute(self._messages.list(**kwargs), "message search")
-                except _Gone:
-                    raise StoreUnreachable(self.name, "the mailbox (user_id) was not found") from None
+            for messages in self._message_pages("message search", q=q, includeSpamTrash=self.include_spam_trash,
+                                                fields="messages(id,threadId),nextPageToken"):
                 pages += 1
-                for m in page.get("messages") or []:
+                for m in messages:
                     ids.setdefault(m["id"], m.get("threadId") or "")
-                token = page.get("nextPageToken")
-                if not token:
-                    break
         self.stats["list_pages"] = pages
         return ids
 
@@ -930,15 +928,8 @@ class GmailConnector(Connector):
         findings: list[Finding] = []
         fetched = unconfirmed = 0
         id_list = list(ids)
-        for i in range(0, len(id_list), self.batch_size):
-            chunk = id_list[i:i + self.batch_size]
-            got = self._run_batch(
-                [(mid, lambda mid=mid: self._messages.get(userId=self.user_id, id=mid, format="raw"))
-                 for mid in chunk], "message fetch")
-            for mid in chunk:
-                resource = got.get(mid)
-                if resource is _Gone or not resource or "raw" not in resource:
-                    continue  # deleted since it was listed
+        for batch in self._raw_batches(id_list):  # ids deleted since they were listed are left out
+            for mid, resource in batch:
                 fetched += 1
                 finding = self._confirm(mid, resource, matcher)
                 if finding is None:
@@ -1091,15 +1082,8 @@ class GmailConnector(Connector):
         self.say(f"{len(ids)} candidate messages")
         findings: list[Finding] = []
         fetched = unreadable = 0
-        for i in range(0, len(ids), self.batch_size):
-            chunk = ids[i:i + self.batch_size]
-            got = self._run_batch(
-                [(mid, lambda mid=mid: self._messages.get(userId=self.user_id, id=mid, format="raw"))
-                 for mid in chunk], "message fetch")
-            for mid in chunk:
-                resource = got.get(mid)
-                if resource is _Gone or not resource or "raw" not in resource:
-                    continue  # unknown id, or deleted since it was listed
+        for batch in self._raw_batches(ids):  # unknown ids, or deleted since listed, are left out
+            for mid, resource in batch:
                 if not self.include_spam_trash and {"TRASH", "SPAM"} & set(resource.get("labelIds") or []):
                     continue  # trashed counts as erased (as the searches do)
                 fetched += 1

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pii.errors import InvalidIdentifier
 
+
 def config_from(args):
     from pii.config import load_config
 

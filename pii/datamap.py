@@ -30,6 +30,7 @@ from typing import Any, Iterable
 from pii.config import Config
 from pii.errors import ConfigError
 from pii.inventory import OTHER, Inventory
+from pii.reports import write_atomic
 from pii.retention import RetentionSchedule, load_schedule
 
 REPORTS_ENV = "LETHE_REPORTS_DIR"
@@ -184,19 +185,6 @@ def _format(path: Path) -> str:
     return suffix[1:]
 
 
-def _write_atomic(path: Path, text: str) -> Path:
-    """Write `text` beside `path` and rename it into place: readers see the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
-
-
 def _table_text(rows: list[dict], fields: tuple[str, ...], fmt: str, what: str) -> str:
     if fmt == "json":
         return json.dumps({"generated_at": _now(), what: rows}, indent=2, ensure_ascii=False) + "\n"
@@ -216,7 +204,7 @@ def export_inventory(config: Config, path: str | os.PathLike, store: str | None 
     path = Path(path)
     fmt = _format(path)
     rows = rows if rows is not None else data_map(config, store)
-    return _write_atomic(path, _table_text(rows, INVENTORY_FIELDS, fmt, "columns"))
+    return write_atomic(path, _table_text(rows, INVENTORY_FIELDS, fmt, "columns"))
 
 
 def export_ropa(config: Config, path: str | os.PathLike, *, rows: list[dict] | None = None) -> Path:
@@ -224,7 +212,7 @@ def export_ropa(config: Config, path: str | os.PathLike, *, rows: list[dict] | N
     path = Path(path)
     fmt = _format(path)
     rows = rows if rows is not None else records_of_processing(config)
-    return _write_atomic(path, _table_text(rows, ROPA_FIELDS, fmt, "records"))
+    return write_atomic(path, _table_text(rows, ROPA_FIELDS, fmt, "records"))
 
 
 def reports_dir(config: Config, override: str | os.PathLike | None = None) -> Path:
@@ -379,4 +367,4 @@ def write_data_map_html(config: Config, path: str | os.PathLike, *, rows: list[d
         schedule = load_schedule(config)
         rows = rows if rows is not None else data_map(config, schedule=schedule)
         ropa = ropa if ropa is not None else records_of_processing(config, schedule=schedule, rows=rows)
-    return _write_atomic(Path(path), render_data_map_html(config, rows, ropa))
+    return write_atomic(Path(path), render_data_map_html(config, rows, ropa))

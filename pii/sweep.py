@@ -67,9 +67,9 @@ def sample_size(config: Config, store: StoreConfig, override: int | None = None)
 class _Sweep:
     """One store's sweep: decides per container whether it changed, classifies, records, counts."""
 
-    def __init__(self, config: Config, store: StoreConfig, conn, inventory: Inventory, *, full: bool,
+    def __init__(self, config: Config, store: StoreConfig, inventory: Inventory, *, full: bool,
                  sample: int, progress: Progress):
-        self.config, self.store, self.conn, self.inventory = config, store, conn, inventory
+        self.config, self.store, self.inventory = config, store, inventory
         self.full, self.sample, self.progress = full, sample, progress
         self.states = inventory.sweep_states(store.name)
         self.seen: list[str] = []
@@ -138,7 +138,7 @@ def sweep_store(config: Config, store_name: str, *, progress: Progress = null_pr
     inventory = RefreshingInventory(config.state_url)
     with connect(config, store, progress=progress, inventory=inventory) as conn:
         conn.check()
-        run = _Sweep(config, store, conn, inventory, full=full, sample=sample, progress=progress)
+        run = _Sweep(config, store, inventory, full=full, sample=sample, progress=progress)
         changed = {c.name: c.signature for c in conn.containers(sample) if not run.is_unchanged(c.name, c.signature)}
         for got in conn.sample_containers(list(changed), sample, run.counter):
             if got.error is not None:

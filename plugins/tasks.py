@@ -182,9 +182,8 @@ def locate_in_store(request_id: str, store: str, context: Mapping[str, Any], *, 
 def assemble_package(request_id: str, results: Iterable[Mapping[str, Any] | None],
                      context: Mapping[str, Any]) -> dict:
     """Write the access package from the stores' work files (`pii.package.write_access_package`)."""
-    from pii.findings import merge
     from pii.package import write_access_package
-    from pii.requests import access_request_info, pick_up, read_findings
+    from pii.requests import access_request_info, pick_up
 
     with lethe_outcomes():
         params = _params(context)
@@ -194,18 +193,12 @@ def assemble_package(request_id: str, results: Iterable[Mapping[str, Any] | None
         results = _present(results)
         searched = list(dict.fromkeys(r["store"] for r in results))
         not_searched = [s for s in selected_stores(config, params) if s not in searched]
-        findings = []
-        for r in results:
-            findings.extend(read_findings(Path(r["result_file"]), ledger))
-        findings = merge(findings)
+        findings, coverage = read_work_files(ledger, results)
         extra = {"stores_searched": searched, "stores_not_searched": not_searched,
                  "identity_verification": params.get("identity_verification")}
         request = access_request_info(ledger, subject, row, extra=extra)
         out = output_dir(config) / "access" / request_id
         metadata = {name: s.metadata for name, s in config.stores.items()}
-        from pii.coverage import merge_reports
-
-        coverage = merge_reports([r["coverage"] for r in results if r.get("coverage")])
         pkg = write_access_package(out, subject, findings, stores_metadata=metadata, request=request,
                                    coverage=coverage)
         ti = context["ti"]
@@ -262,9 +255,15 @@ def plan_erasure(request_id: str, context: Mapping[str, Any], results: Iterable[
         stores = list(params.get("stores") or []) or None
         found = None
         if results is not None:
+            results = _present(results)
+            searched = {r["store"] for r in results}
             selected = selected_stores(config, params)
-            found = _found_in_work_files(engine.ledger, results, selected, config)
-            searched = {r["store"] for r in _present(results)}
+            findings, coverage = read_work_files(engine.ledger, results)
+            for name in selected:
+                if name not in searched:
+                    log.warning("[%s] not searched: the plan cannot erase there, and the certificate says so", name)
+                    coverage.append(not_searched_report(name, config.stores[name].kind))
+            found = (findings, coverage)
             stores = [s for s in selected if s in searched]  # what the plan covers (and verification searches)
             if not stores:
                 raise UnsupportedStore("no store of this erasure could be searched: nothing is planned")
@@ -283,27 +282,26 @@ def plan_erasure(request_id: str, context: Mapping[str, Any], results: Iterable[
                 "review": len(plan.data["review"]), "held": len(plan.data["held"])}
 
 
-def _found_in_work_files(ledger, results, stores: list[str], config) -> tuple[list, list[dict]]:
-    """Findings (merged across groups of one store) and coverage reports (one per store) of the mapped
-    search tasks; every selected store without a result is reported as not searched."""
+def read_work_files(ledger, results: list[Mapping[str, Any]]) -> tuple[list, list[dict]]:
+    """The mapped `locate` tasks' findings (from their encrypted work files, merged across groups of one
+    store) and coverage reports (merged: one per store)."""
+    from pii.coverage import merge_reports
     from pii.findings import merge
     from pii.requests import read_findings
-    from pii.coverage import merge_reports
 
-    results = _present(results)
     findings = []
     for r in results:
         findings.extend(read_findings(Path(r["result_file"]), ledger))
-    coverage = merge_reports([r["coverage"] for r in results if r.get("coverage")])
-    searched = {r["store"] for r in results}
-    for name in stores:
-        if name not in searched:
-            log.warning("[%s] not searched: the plan cannot erase there, and the certificate says so", name)
-            coverage.append({"store": name, "kind": config.stores[name].kind, "complete": False, "searched": 0,
-                             "methods": {}, "skipped": [{"place": "(whole store)",
-                                                         "reason": "not searched in this run (skipped)"}],
-                             "partial": [], "excluded": []})
-    return merge(findings), coverage
+    return merge(findings), merge_reports([r["coverage"] for r in results if r.get("coverage")])
+
+
+def not_searched_report(store: str, kind: str) -> dict:
+    """The coverage report of a store no task searched (its search was skipped)."""
+    from pii.coverage import Coverage
+
+    report = Coverage(store, kind)
+    report.add_skipped("(whole store)", "not searched in this run (skipped)")
+    return report.to_dict()
 
 
 def execute_erasure(decision: Mapping[str, Any], context: Mapping[str, Any]) -> dict:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pii.reports import write_atomic
+
 
 def certificate_lines(cert: dict, report=None) -> list[str]:
     """The certificate for people: what was done, verified, kept and why; no personal values."""
@@ -51,15 +53,10 @@ def certificate_lines(cert: dict, report=None) -> list[str]:
 
 
 def write_certificate(cert: dict, path: Path, lines: list[str] | None = None) -> tuple[Path, Path]:
-    """Write the certificate as JSON at `path` and as text beside it (`.txt`); returns both paths. Each is
-    written to a temp name and renamed, so a reader never sees half a certificate."""
-    import os
-
+    """Write the certificate as JSON at `path` and as text beside it (`.txt`); returns both paths."""
     path = Path(path)
     text = path.with_suffix(".txt") if path.suffix != ".txt" else path.with_suffix(".txt.txt")
     lines = certificate_lines(cert) if lines is None else lines
-    for target, body in ((path, json.dumps(cert, indent=2, sort_keys=True) + "\n"), (text, "\n".join(lines) + "\n")):
-        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-        tmp.write_text(body, encoding="utf-8")
-        os.replace(tmp, target)
+    write_atomic(path, json.dumps(cert, indent=2, sort_keys=True) + "\n")
+    write_atomic(text, "\n".join(lines) + "\n")
     return path, text

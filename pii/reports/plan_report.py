@@ -5,8 +5,9 @@ and, for a child-age text clue, its kind, age and score); never a value from the
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from pii.reports import write_atomic
 
 
 def plan_report(engine, plan, selection=None) -> dict:
@@ -23,9 +24,5 @@ def plan_report(engine, plan, selection=None) -> dict:
 
 
 def write_plan_report(report: dict, path: Path) -> Path:
-    """Write the report as JSON at `path` (through a temp name and a rename: never half a report)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write the report as JSON at `path` (`write_atomic`: never half a report)."""
+    return write_atomic(Path(path), json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
