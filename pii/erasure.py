@@ -375,6 +375,9 @@ class ErasureEngine:
         actor = actor or current_user()
         row = self.ledger.get_plan(plan_id)
         request_id, plan = row["request_id"], row["plan"]
+        if row["state"] == VERIFIED and (subject is None or plan.get("selection")) \
+                and not self.ledger.is_sealed(request_id):
+            return self._finish_completed(plan_id, request_id, actor)
         target = self.target_for(request_id, plan, subject)
         owner = _lock_owner(actor)
         lock_names = [f"plan:{plan_id}"] + self._lock_names(target, plan)
@@ -408,6 +411,15 @@ class ErasureEngine:
         verified = self._verify(plan_id, plan, target, actor)
         verified.done, verified.rows, verified.details = report.done, report.rows, report.details
         return verified
+
+    def _finish_completed(self, plan_id: str, request_id: str, actor: str) -> ExecutionReport:
+        """A verified plan whose request store is already shredded: the run that verified it completed it
+        (suppression, then shredding) and was stopped before marking the request completed. Nothing is
+        left to search with or to do but that last mark; the report is the verification on record."""
+        if self.ledger.get_request(request_id)["status"] != "completed":
+            self.ledger.set_request_status(request_id, "completed", actor=actor)
+        cert = self.certificate(plan_id)
+        return ExecutionReport(plan_id, VERIFIED, remaining=0, not_verified=list(cert["not_verified"]))
 
     def target_for(self, request_id: str, plan: dict, subject: Subject | None = None):
         """The target a stored plan is about: its subject, or (special flows) its selection, rebuilt from

@@ -1197,6 +1197,12 @@ class Ledger:
         except IntegrityError:
             pass  # sealed before
 
+    def is_sealed(self, request_id: str) -> bool:
+        """Whether the request store still holds the request's sealed identifiers (not yet shredded)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(ledger_request_secrets.c.request_id).where(
+                ledger_request_secrets.c.request_id == request_id)).first() is not None
+
     def unseal_subject(self, request_id: str) -> Subject:
         """The request's identifiers from the request store (LedgerError when shredded or never sealed)."""
         data = self._unseal(request_id)

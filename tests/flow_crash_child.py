@@ -15,6 +15,11 @@ SIGKILLs itself at the N-th approval, after the plan was stored and before it is
 SIGKILLs itself in the middle of the N-th CSV rewrite: the temp file is written, about to be synced and
 renamed over the original (a crash that leaves a temp file behind).
 
+    python tests/flow_crash_child.py shred:N LETHE-ARGS...
+
+SIGKILLs itself right after the N-th shredding of a request's sealed data, before the request is marked
+completed (a verified plan whose re-run can no longer rebuild its target from the request store).
+
 These moments are too short to hit often by timing a kill from outside.
 """
 from __future__ import annotations
@@ -74,6 +79,22 @@ def kill_before_approval(n: int) -> None:
     ErasureEngine.approve = approve
 
 
+def kill_after_shred(n: int) -> None:
+    from pii.ledger import Ledger
+
+    real = Ledger.shred_subject
+    calls = [0]
+
+    def shred_subject(self, *args, **kwargs):
+        gone = real(self, *args, **kwargs)
+        calls[0] += 1
+        if calls[0] == n:
+            _die()
+        return gone
+
+    Ledger.shred_subject = shred_subject
+
+
 def kill_in_rewrite(n: int) -> None:
     from connectors import csvfiles
 
@@ -101,6 +122,8 @@ def main(moment: str, argv: list[str]) -> int:
         kill_after_done(store, int(n))
     elif kind == "approve":
         kill_before_approval(int(rest))
+    elif kind == "shred":
+        kill_after_shred(int(rest))
     elif kind == "rewrite":
         kill_in_rewrite(int(rest))
     else:

@@ -520,6 +520,7 @@ def kill_plan(i: int) -> dict[str, list]:
                  4: ["rewrite:2", second],          # the second visit log's temp file written, not renamed
                  }.get(i, [first] if i % 3 == 0 else [first, second])
     in_error = {1: ["done:exports:1"],              # the file dropped, ledger not told
+                2: ["shred:1"],                     # verified, sealed data shredded, request not yet completed
                 3: [(0.1 + i * GOLDEN) % 1.0],
                 5: ["approve:1"],                   # the plan stored, not yet approved
                 7: [(0.1 + i * GOLDEN) % 1.0, 0.5 * second]}.get(i, [])

@@ -803,3 +803,14 @@ def test_when_full_flow_is_recorded_then_no_raw_identifier_is_in_any_ledger_tabl
         + json.dumps(ledger.export_suppression()).lower()
     leaked = [raw for raw in RAW if raw.lower() in exported]
     assert leaked == []
+
+
+def test_when_a_request_is_sealed_then_shredded_then_the_request_store_says_so(ledger):
+    rid = ledger.create_request("erasure", alice(), "helpdesk", date(2026, 11, 20))
+    assert not ledger.is_sealed(rid)
+    ledger.seal_subject(rid, alice())
+    assert ledger.is_sealed(rid) and ledger.unseal_subject(rid).emails == alice().emails
+    assert ledger.shred_subject(rid, actor="dpo")
+    assert not ledger.is_sealed(rid)
+    with pytest.raises(LedgerError, match="not in the request store"):
+        ledger.unseal_subject(rid)
