@@ -341,36 +341,37 @@ def cmd_demo(args) -> int:
 # ---------------------------------------------------------------------------- erasure
 def cmd_erase(args) -> int:
     from pii.host import current_user
+    from pii.runs import RunService, SubjectRun
 
     config = config_from(args)
     subject = subject_from(args, config)
     received = received_from(args)
-    engine = engine_for(args, config)
+    runs = RunService(engine_for(args, config))
+    spec = SubjectRun(subject, include_weak=args.include_weak, stores=args.store or None)
     if args.dry_run:
-        plan = engine.build_plan(subject, include_weak=args.include_weak, stores=args.store or None)
+        plan = runs.dry_run(spec)
         print("dry run: nothing stored, nothing changed")
         for line in plan.lines():
             print(line)
         return 0
     requester = args.requester or current_user()
     if args.yes:
-        plan_id = engine.open_plan_for(subject)
-        if plan_id:
-            print(f"resuming plan {plan_id} (an earlier run did not finish)")
-        else:
-            if engine.supersede_unapproved(subject, requester):
+        def notify(event: str, **d) -> None:
+            if event == "withdrawn":
                 print("an earlier unapproved request of yours for this subject was withdrawn")
-            plan = engine.submit(subject, requester, received_at=received, include_weak=args.include_weak,
-                                 stores=args.store or None)
-            for line in plan.lines():
-                print(line)
-            plan_id = plan.plan_id
-            engine.approve(plan_id, current_user())
-            print(f"plan {plan_id} approved by {current_user()}")
-        report = engine.execute(plan_id, subject=subject)
-        return print_report(engine, report, args.certificate)
-    plan = engine.submit(subject, requester, received_at=received, include_weak=args.include_weak,
-                         stores=args.store or None)
+            elif event == "resuming":
+                print(f"resuming plan {d['plan_id']} (an earlier run did not finish)")
+            elif event == "planned":
+                for line in d["plan"].lines():
+                    print(line)
+            elif event == "approved":
+                print(f"plan {d['plan_id']} approved by {d['approver']}")
+            elif event == "closed":  # nothing to change: approved and verified at once
+                print(f"plan {d['plan'].plan_id} approved by {d['approver']}")
+
+        outcome = runs.run_through(spec, requester, current_user(), received_at=received, notify=notify)
+        return print_report(runs.engine, outcome.last, args.certificate)
+    plan = runs.store(spec, requester, received_at=received)
     for line in plan.lines():
         print(line)
     print(f"plan {plan.plan_id} stored; awaiting approval: lethe approve {plan.plan_id} --execute")
@@ -379,14 +380,15 @@ def cmd_erase(args) -> int:
 
 def cmd_approve(args) -> int:
     from pii.host import current_user
+    from pii.runs import RunService
 
     config = config_from(args)
-    engine = engine_for(args, config)
+    runs = RunService(engine_for(args, config))
     approver = args.approver or current_user()
-    engine.approve(args.plan_id, approver, require_distinct=args.require_distinct)
+    runs.approve(args.plan_id, approver, require_distinct=args.require_distinct)
     print(f"plan {args.plan_id} approved by {approver}")
     if args.execute:
-        return print_report(engine, engine.execute(args.plan_id), args.certificate)
+        return print_report(runs.engine, runs.run(args.plan_id), args.certificate)
     return 0
 
 
@@ -401,8 +403,10 @@ def cmd_reject(args) -> int:
 
 
 def cmd_execute(args) -> int:
-    engine = engine_for(args, config_from(args))
-    return print_report(engine, engine.execute(args.plan_id), args.certificate)
+    from pii.runs import RunService
+
+    runs = RunService(engine_for(args, config_from(args)))
+    return print_report(runs.engine, runs.run(args.plan_id), args.certificate)
 
 
 def cmd_show_plan(args) -> int:

@@ -68,37 +68,49 @@ def _run(args, engine, selection, *, include_weak: bool = False) -> tuple[int, o
     """Run a flow as the command's mode says; returns the exit status and the plan it made."""
     from pii import cli_common as common
     from pii.host import current_user
-    from pii.flows import close_if_empty, preview_selection, submit_selection
+    from pii.runs import RunService, SelectionRun
 
+    runs = RunService(engine)
+    spec = SelectionRun(selection, include_weak=include_weak)
     if args.dry_run:
-        plan = preview_selection(engine, selection, include_weak=include_weak)
+        plan = runs.dry_run(spec)
         print("dry run: nothing stored, nothing changed")
         _print_plan(plan)
         _write_report(args, engine, plan, selection)
         return 0, plan
     requester = args.requester or current_user()
+    received = common.received_from(args) if getattr(args, "received", None) else None
     if args.yes:
-        from pii.flows import unfinished_plans, withdraw_unapproved
+        codes: list[int] = []
 
-        if withdraw_unapproved(engine, selection, requester):
-            print("an earlier unapproved run of this flow was withdrawn (its sealed data shredded)")
-        for plan_id in unfinished_plans(engine, selection):
-            print(f"resuming plan {plan_id} (an earlier run did not finish)")
-            code = common.print_report(engine, engine.execute(plan_id), None)
-            if code:
-                return code, None
-    plan = submit_selection(engine, selection, requester, received_at=common.received_from(args)
-                            if getattr(args, "received", None) else None, include_weak=include_weak)
+        def notify(event: str, **d) -> None:
+            if event == "withdrawn":
+                print("an earlier unapproved run of this flow was withdrawn (its sealed data shredded)")
+            elif event == "resuming":
+                print(f"resuming plan {d['plan_id']} (an earlier run did not finish)")
+            elif event == "resumed":
+                codes.append(common.print_report(engine, d["report"], None))
+            elif event == "planned":
+                _print_plan(d["plan"])
+                _write_report(args, engine, d["plan"], selection)
+            elif event == "closed":
+                print(f"plan {d['plan'].plan_id}: nothing to change; {d['state']}")
+            elif event == "approved":
+                print(f"plan {d['plan_id']} approved by {d['approver']}")
+
+        outcome = runs.run_through(spec, requester, current_user(), received_at=received, notify=notify)
+        if outcome.plan is None:  # stopped at a resumed plan that did not verify
+            return codes[-1], None
+        if outcome.closed:
+            return 0, outcome.plan
+        return common.print_report(engine, outcome.last, args.certificate), outcome.plan
+    plan = runs.store(spec, requester, received_at=received)
     _print_plan(plan)
     _write_report(args, engine, plan, selection)
-    closed = close_if_empty(engine, plan)
+    closed = runs.close_if_empty(plan, current_user())
     if closed:
-        print(f"plan {plan.plan_id}: nothing to change; {closed}")
+        print(f"plan {plan.plan_id}: nothing to change; {closed.state}")
         return 0, plan
-    if args.yes:
-        engine.approve(plan.plan_id, current_user())
-        print(f"plan {plan.plan_id} approved by {current_user()}")
-        return common.print_report(engine, engine.execute(plan.plan_id), args.certificate), plan
     print(f"plan {plan.plan_id} stored; awaiting approval: lethe approve {plan.plan_id} --execute")
     return common.EXIT_AWAITING_APPROVAL, plan
 

@@ -341,17 +341,6 @@ def submit_selection(engine, selection: Selection, requester: str, *, received_a
     return engine.store_plan(plan, request_id, requester)
 
 
-def close_if_empty(engine, plan) -> str | None:
-    """A stored plan with nothing to carry out is approved and verified at once (nobody need be asked), so
-    the ledger records the run as complete. Returns the state it ended in, or None when it has actions."""
-    from pii.host import current_user
-
-    if plan.actions:
-        return None
-    engine.approve(plan.plan_id, current_user())
-    return engine.execute(plan.plan_id).state
-
-
 def unfinished_plans(engine, selection: Selection) -> list[str]:
     """Plans of earlier runs of the same flow (same lineage) that were approved but did not finish (a
     crash, a store that went away): `--yes` resumes them before planning anew, so nothing is left half done."""
@@ -368,14 +357,6 @@ def unfinished_plans(engine, selection: Selection) -> list[str]:
                     p["state"] == VERIFIED and request["status"] != "completed"):
                 out.append(p["plan_id"])
     return out
-
-
-def withdraw_unapproved(engine, selection: Selection, requester: str) -> int:
-    """Withdraw this requester's earlier requests of the same flow whose plans were never approved (a run
-    killed between planning and approval): their plans expire and their sealed data (a source, the
-    identifiers collected for the suppression list) is shredded, as erasure's `supersede_unapproved` does.
-    Returns how many were withdrawn."""
-    return engine.withdraw_unapproved(SelectionTarget(engine, selection).lineage(), requester)
 
 
 def lapse_flow_requests(engine, *, actor: str = "lethe: plan expired") -> int:

@@ -39,11 +39,13 @@ def run_date(params: Mapping[str, Any]) -> date:
 
 def _plan(engine, selection, context, *, include_weak: bool = False) -> dict:
     """Store the plan; write its report (no values) to the output folder; close it at once when empty."""
-    from pii.flows import close_if_empty, submit_selection
+    from pii.host import current_user
     from pii.reports.plan_report import plan_report, write_plan_report
+    from pii.runs import RunService, SelectionRun
 
     params = _params(context)
-    plan = submit_selection(engine, selection, requester_of(params, context), include_weak=include_weak)
+    runs = RunService(engine)
+    plan = runs.store(SelectionRun(selection, include_weak=include_weak), requester_of(params, context))
     for line in plan.lines():
         log.info("%s", line)
     folder = output_dir(engine.config) / selection.flow
@@ -51,7 +53,8 @@ def _plan(engine, selection, context, *, include_weak: bool = False) -> dict:
     path = write_plan_report(plan_report(engine, plan, selection), folder / f"{plan.plan_id}.report.json")
     out = {"plan_id": plan.plan_id, "request_id": plan.request_id, "actions": len(plan.actions),
            "review": len(plan.data["review"]), "held": len(plan.data["held"]), "report": str(path)}
-    out["closed"] = close_if_empty(engine, plan)
+    closed = runs.close_if_empty(plan, current_user())
+    out["closed"] = closed.state if closed else None
     if out["closed"]:
         log.info("plan %s: nothing to change (%s)", plan.plan_id, out["closed"])
     return out

@@ -245,6 +245,7 @@ def plan_erasure(request_id: str, context: Mapping[str, Any], results: Iterable[
     the certificate cannot call it verified."""
     from pii.erasure import ErasureEngine
     from pii.requests import pick_up
+    from pii.runs import RunService, SubjectRun
 
     with lethe_outcomes():
         params = _params(context)
@@ -267,9 +268,9 @@ def plan_erasure(request_id: str, context: Mapping[str, Any], results: Iterable[
             stores = [s for s in selected if s in searched]  # what the plan covers (and verification searches)
             if not stores:
                 raise UnsupportedStore("no store of this erasure could be searched: nothing is planned")
-        plan = engine.submit(subject, requester_of(params, context), received_at=received,
-                             include_weak=bool(params.get("include_weak")), stores=stores,
-                             request_id=request_id, found=found)
+        spec = SubjectRun(subject, include_weak=bool(params.get("include_weak")), stores=stores,
+                          request_id=request_id, found=found)
+        plan = RunService(engine).store(spec, requester_of(params, context), received_at=received)
         if results is not None:
             ti = context["ti"]
             remove_work_dir(run_work_dir(config, ti.dag_id, ti.run_id))
@@ -309,13 +310,14 @@ def execute_erasure(decision: Mapping[str, Any], context: Mapping[str, Any]) -> 
     from airflow.sdk.exceptions import AirflowSkipException
 
     from pii.erasure import ErasureEngine
+    from pii.runs import RunService
 
     if not decision or decision.get("decision") != "approved":
         raise AirflowSkipException("the plan was not approved: nothing is erased")
     with lethe_outcomes():
         config = load_run_config(_params(context), resolve=True)
         engine = ErasureEngine(config, progress=task_progress)
-        report = engine.execute(decision["plan_id"], actor=actor_of(context))
+        report = RunService(engine).run(decision["plan_id"], actor=actor_of(context))
         log.info("plan %s: %s; %d done, %d drifted, %d failed, %d rows, %s remaining", report.plan_id,
                  report.state, report.done, report.drifted, report.failed, report.rows, report.remaining)
         return {"plan_id": report.plan_id, "state": report.state, "done": report.done, "drifted": report.drifted,
