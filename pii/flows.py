@@ -102,31 +102,12 @@ def _lineage(flow: str, key: str) -> str:
 
 
 def filter_spec(**kw) -> dict:
-    """A JSON spec of a RecordFilter (dates as ISO text; a child text clue as {"threshold", "min_score"})."""
-    out = {}
-    for k, v in kw.items():
-        if v is None or v == () or v == [] or v == {}:
-            continue
-        out[k] = v.isoformat() if isinstance(v, dt.date) else v
-    return out
+    """The JSON spec of the RecordFilter these fields make (`RecordFilter.to_spec`)."""
+    return RecordFilter(**kw).to_spec()
 
 
 def filter_from_spec(spec: Mapping) -> RecordFilter:
-    kw = dict(spec)
-    for k in ("before", "after"):
-        if kw.get(k):
-            kw[k] = dt.date.fromisoformat(kw[k])
-    clue = kw.pop("text_clue", None)
-    if clue:
-        from pii import age
-
-        kw["text_test"] = age.text_test(int(clue["threshold"]), min_score=float(clue.get("min_score", 0.0)))
-        kw["text_terms"] = tuple(age.PREFILTER_TERMS)
-        kw.setdefault("entity", "CHILD_AGE")
-    for k in ("containers", "text_terms", "mail_from", "message_ids"):
-        if k in kw:
-            kw[k] = tuple(kw[k])
-    return RecordFilter(**kw)
+    return RecordFilter.from_spec(dict(spec))
 
 
 # ---------------------------------------------------------------------------- the target
@@ -491,7 +472,7 @@ def child_purge(engine, run_date: dt.date, *, threshold: int | None = None) -> S
             if kind == "gmail":
                 extra = {"date_column": MESSAGE_DATE,
                          "after": run_date - dt.timedelta(days=settings["mail_lookback_days"] + 1)}
-            specs.append({**filter_spec(**extra), "text_clue": clue})
+            specs.append(filter_spec(**extra, text_clue=clue))
         filters[name] = specs
     return Selection(
         flow=CHILD_PURGE, lineage=_lineage(CHILD_PURGE, str(age)), filters=filters, action=DELETE,
@@ -502,13 +483,13 @@ def child_purge(engine, run_date: dt.date, *, threshold: int | None = None) -> S
 
 def retention_selection(engine, rule, run_date: dt.date) -> Selection:
     config = engine.config
-    flt = rule.record_filter(run_date)
+    from dataclasses import replace
+
     from pii.selection import FILE_TIME
 
-    spec = filter_spec(containers=list(flt.containers), equals={k: list(v) for k, v in flt.equals.items()},
-                       date_column=flt.date_column, before=flt.before,
-                       whole_files=(rule.date == FILE_TIME and rule.action == DELETE),
-                       follow_links=rule.include_linked)
+    flt = replace(rule.record_filter(run_date), whole_files=(rule.date == FILE_TIME and rule.action == DELETE),
+                  follow_links=rule.include_linked)
+    spec = flt.to_spec()
     stores = [s for s in config.stores if rule.covers_store(s)]
     return Selection(
         flow=RETENTION, lineage=_lineage(RETENTION, rule.name), filters={s: [spec] for s in stores},

@@ -123,14 +123,65 @@ class RecordFilter:
     whole_files: bool = False
     entity: str | None = None
     follow_links: bool = False
+    #: a child's age stated in free text, {"threshold": AGE, "min_score": S}: sets `text_test` and
+    #: `text_terms` (pii.age), and, unlike a bare `text_test`, survives `to_spec` / `from_spec`
+    text_clue: dict | None = None
 
     def __post_init__(self):
         self.containers = tuple(self.containers) or ("*",)
         self.equals = {str(k): tuple(str(v).strip() for v in (vs if isinstance(vs, (list, tuple, set)) else [vs]))
                        for k, vs in (self.equals or {}).items()}
+        if self.text_clue:
+            from pii import age
+
+            self.text_clue = {"threshold": int(self.text_clue["threshold"]),
+                              "min_score": float(self.text_clue.get("min_score", 0.0))}
+            self.text_test = age.text_test(self.text_clue["threshold"], min_score=self.text_clue["min_score"])
+            self.text_terms = tuple(age.PREFILTER_TERMS)
+            self.entity = self.entity or "CHILD_AGE"
         self.text_terms = tuple(t.lower() for t in self.text_terms)
+        self.mail_from, self.message_ids = tuple(self.mail_from), tuple(self.message_ids)
+        for name in ("before", "after"):
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, dt.date.fromisoformat(getattr(self, name)))
         if (self.before or self.after) and not self.date_column:
             raise ValueError("a date bound needs date_column")
+
+    # ---- as JSON (a plan's selection is sealed in the request store and rebuilt to resume or verify)
+    _SPEC_FIELDS = ("containers", "equals", "date_column", "before", "after", "mail_from", "message_ids",
+                    "whole_files", "entity", "follow_links", "text_clue")
+
+    def to_spec(self) -> dict:
+        """The filter as JSON: every field that differs from its default, dates as ISO text; `from_spec`
+        rebuilds an equal filter. A bare `text_test` (a function) has no JSON form: use `text_clue`."""
+        if self.text_test is not None and not self.text_clue:
+            raise ValueError("a filter with a text_test function cannot be serialised (give a text_clue)")
+        default = RecordFilter()
+        out: dict[str, Any] = {}
+        for name in self._SPEC_FIELDS:
+            value = getattr(self, name)
+            if name == "entity" and self.text_clue and value == "CHILD_AGE":
+                continue  # implied by the clue
+            if value == getattr(default, name):
+                continue
+            if isinstance(value, dt.date):
+                value = value.isoformat()
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif name == "equals":
+                value = {k: list(v) for k, v in value.items()}
+            out[name] = value
+        if not self.text_clue and self.text_terms:
+            out["text_terms"] = list(self.text_terms)
+        return out
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "RecordFilter":
+        """The filter `to_spec` wrote (unknown keys are refused, so a stored spec never half-applies)."""
+        unknown = set(spec) - set(cls._SPEC_FIELDS) - {"text_terms"}
+        if unknown:
+            raise ValueError(f"unknown record filter field(s): {', '.join(sorted(unknown))}")
+        return cls(**spec)
 
     # ---- helpers every connector uses, so the semantics stay one
     def columns_needed(self) -> list[str]:
