@@ -68,7 +68,7 @@ from presidio_analyzer import Pattern as _Pattern  # noqa: E402
 from presidio_analyzer import PatternRecognizer as _PatternRecognizer  # noqa: E402
 from presidio_analyzer import RecognizerResult as _RecognizerResult  # noqa: E402
 
-from pii.selection import age_on, parse_date  # noqa: E402
+from pii.dates import age_on, parse_date  # noqa: E402
 
 ENTITY = "CHILD_AGE"
 

@@ -29,7 +29,8 @@ from pii.discover import locate_subject
 from pii.errors import ConfigError
 from pii.findings import Finding, merge
 from pii.policy import ANONYMISE, DELETE, HOLD, REDACT, REVIEW, Decision, OperatorSpec, container_matches
-from pii.selection import MESSAGE_DATE, RecordFilter, parse_date, years_before
+from pii.dates import parse_date, years_before
+from pii.selection import MESSAGE_DATE, RecordFilter
 from pii.subject import EMAIL_RE, Subject, SubjectMatcher, normalise_email, normalise_phone
 
 RECEIVED_IN_ERROR, CHILD_PURGE, RETENTION, UNSUBSCRIBE = "received_in_error", "child_purge", "retention", "unsubscribe"

@@ -249,7 +249,7 @@ class GeneraliseDateOperator(FieldOperator):
     defaults = {"to": "year"}
 
     def transform(self, value):
-        from pii.selection import parse_date
+        from pii.dates import parse_date
 
         d = parse_date(value)
         month = self.config["to"] == "month"

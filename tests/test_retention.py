@@ -8,7 +8,8 @@ import pytest
 from pii.errors import ConfigError
 from pii.policy import OperatorSpec
 from pii.retention import Period, parse_schedule
-from pii.selection import RecordFilter, age_on, parse_date, years_before
+from pii.dates import age_on, parse_date, years_before
+from pii.selection import RecordFilter
 
 D = dt.date
 STORES = {"crm": None, "exports": None}
