@@ -11,7 +11,7 @@ case-insensitively; default every file), and the CSV connector's ``encoding``, `
 configuration error.
 
 What is read, by file name:
-- ``.csv`` / ``.tsv``: exactly as the CSV connector reads a local export (connectors.csvfiles: encoding
+- ``.csv`` / ``.tsv``: exactly as the CSV connector reads a local export (connectors.fileformat: encoding
   and dialect detection, record numbering, column classification cached in the inventory under the
   remote path, prefilter, matching, records); it runs unchanged on a downloaded copy.
 - ``.txt``: each line is a record (row = 1-based line number, blank lines counted), searched as free text;
@@ -72,8 +72,8 @@ from pathlib import Path
 from typing import Iterator
 
 from connectors.base import DROP, Connector, Container, Done, ExecAction, Sampled, change_signature
-from connectors.csvfiles import (
-    SAMPLE_ROWS, TMP_MARK, CsvConnector, FilePlan, RowFilter, FilePlanOfActions,
+from connectors.fileformat import (
+    EXTRA_KEY, SAMPLE_ROWS, TMP_MARK, FileFormat, FilePlan, FilePlanOfActions, RowFilter,
     is_temp_name, line_terminator, write_codec,
 )
 from pii import classify as cls
@@ -225,23 +225,6 @@ def split_line(line: str, json_lines: bool) -> tuple[str, object]:
     return text, doc
 
 
-class _LocalCopies(CsvConnector):
-    """The CSV connector's reading, classification, matching and rewriting, run on downloaded copies:
-    ``rel`` is the remote path (locations, containers, inventory keys, messages), `_path` its local copy."""
-
-    location_key = "path"
-
-    def __init__(self, store, **kwargs):
-        super().__init__(store, **kwargs)
-        self.copies: dict[str, Path] = {}
-
-    def _path(self, rel: str) -> Path:
-        try:
-            return self.copies[rel]
-        except KeyError:
-            raise StoreError(self.name, f"file {rel}", "has no local copy") from None
-
-
 class _ReusingFTP_TLS(ftplib.FTP_TLS):
     """FTP_TLS whose data connections resume the control connection's TLS session, as servers such as
     vsftpd (require_ssl_reuse) insist on."""
@@ -262,8 +245,11 @@ class FtpConnector(Connector):
 
     def __init__(self, store, **kwargs):
         super().__init__(store, **kwargs)
-        self._csv = _LocalCopies(store, **kwargs)
-        self._csv.progress = lambda _store, message: self.say(message)  # one voice, whatever progress is now
+        self._copies: dict[str, Path] = {}  # remote path -> its downloaded copy, while it exists
+        # CSV/TSV files read, classified, searched and rewritten as the CSV connector's, on the local copies:
+        # ``rel`` is the remote path (locations, containers, inventory keys, messages)
+        self.fileformat = FileFormat(self, self._local_copy, location_key="path")
+        self._shown = PlaceNames(None, "file")  # place names as printed: set per subject by locate/apply
         self._ftp: ftplib.FTP | None = None
         self._last_use = 0.0
         self._mlsd: bool | None = None  # None until tried; False on servers without MLSD
@@ -471,7 +457,7 @@ class FtpConnector(Connector):
                 try:
                     with self._copy(remote, work):
                         if kind == CSV_KIND:
-                            profiles, n = self._csv.classify_file(remote, rows)
+                            profiles, n = self.fileformat.classify_file(remote, rows)
                         else:
                             profiles, n = self._classify_lines(remote, kind == JSON_KIND, rows, counter)
                             self.keep_profiles(remote, profiles)
@@ -520,13 +506,12 @@ class FtpConnector(Connector):
         return profiles, n
 
     def locate(self, matcher: SubjectMatcher) -> list[Finding]:
-        shown = self._csv.shown = PlaceNames(matcher, "file")
+        shown = self._shown = PlaceNames(matcher, "file")
         root = self._root_path()
         files, temps = self._listing(root)
         if self._clean_temps(temps):  # an original was put back: list again so that it is scanned
             files = self._listing(root)[0]
         self.coverage = Coverage(self.name, self.kind)
-        self._csv.coverage = self.coverage  # CSV files are searched by the CSV connector: one report
         self.not_scanned = [(shown(p), r) for p, r in self._unlisted]
         wanted = self._select(root, files)
         scan = [f for f in wanted if file_kind(f.path)]
@@ -654,7 +639,7 @@ class FtpConnector(Connector):
     def _select_file(self, remote: str, kind: str, flt: RecordFilter, needed: list[str]) -> list[Finding]:
         """Findings from one downloaded file: one per selected record, or one for the file (whole_files)."""
         if kind == CSV_KIND:
-            with self._csv._open(remote) as (columns, extra_key, rows):
+            with self.fileformat.open(remote) as (columns, extra_key, rows):
                 records = self._csv_records(remote, flt, needed, columns, extra_key, rows)
                 if records is None:
                     return []
@@ -722,7 +707,7 @@ class FtpConnector(Connector):
                 sample.append(item)
                 if len(sample) >= SAMPLE_ROWS:
                     break
-            profiles = self._csv._profiles(remote, columns, [r for _, r in sample])
+            profiles = self.fileformat.profiles(remote, columns, [r for _, r in sample])
             text_at = [i for i, c in enumerate(columns)
                        if profiles.get(c) is not None and profiles[c].kind == FREE_TEXT]
             if not text_at:
@@ -732,7 +717,7 @@ class FtpConnector(Connector):
         def generate():
             for source in (sample, rows):
                 for n, row in source:
-                    yield (n, self._csv._record(columns, extra_key, row),
+                    yield (n, self.fileformat.record(columns, extra_key, row),
                            lambda row=row: [(columns[i], row[i], False) for i in text_at]
                            + [(extra_key, v, True) for v in row[len(columns):]])
         return generate()
@@ -811,7 +796,7 @@ class FtpConnector(Connector):
                         kind = facts.get("type", "").casefold()
                         name = posixpath.basename(name.rstrip("/"))
                         if broken and kind == "file":
-                            shown = self._csv.shown(posixpath.join(folder, name))
+                            shown = self._shown(posixpath.join(folder, name))
                             reason = ("its name holds a line break, which an FTP listing cannot carry: not "
                                       "searched (rename it on the server)")
                             self._unlisted.append((shown + "\u2026", reason))
@@ -898,39 +883,46 @@ class FtpConnector(Connector):
         try:
             with os.fdopen(fd, "wb") as fh, self._remote(f"file {remote}", "download"):
                 self._session().retrbinary(f"RETR {remote}", fh.write, blocksize=BLOCK)
-            self._csv.copies[remote] = local
+            self._copies[remote] = local
             yield local
         finally:
-            self._csv.copies.pop(remote, None)
-            self._csv._layouts.clear()  # keyed by (path, mtime, size): never reuse one for another copy
+            self._copies.pop(remote, None)
+            self.fileformat.forget_layouts()  # keyed by (path, mtime, size): never reuse one for another copy
             try:
                 local.unlink()
             except FileNotFoundError:
                 pass
 
+    def _local_copy(self, remote: str) -> Path:
+        """The downloaded copy of `remote` (while `_copy` holds it): the file `self.fileformat` reads."""
+        try:
+            return self._copies[remote]
+        except KeyError:
+            raise StoreError(self.name, f"file {remote}", "has no local copy") from None
+
     # ---- scanning
     def _scan(self, remote: str, matcher: SubjectMatcher) -> list[Finding]:
         kind = file_kind(remote)
         if kind == CSV_KIND:
-            return self._csv._scan_file(remote, matcher)
+            return self.fileformat.scan_file(remote, matcher, self.coverage, self._shown)
         return self._scan_lines(remote, matcher, kind == JSON_KIND)
 
     def _lines(self, remote: str) -> Iterator[tuple[int, str]]:
         """(line number, line with its ending) of a downloaded copy, decoded as the CSV connector would."""
-        encoding, fallback = self._csv.text_encoding(remote)
+        encoding, fallback = self.fileformat.text_encoding(remote)
         if fallback:
-            self.say(f"{self._csv.shown(remote)}: not valid UTF-8, read as {encoding}")
-        with open(self._csv.copies[remote], encoding=encoding, newline="") as fh:
+            self.say(f"{self._shown(remote)}: not valid UTF-8, read as {encoding}")
+        with open(self._copies[remote], encoding=encoding, newline="") as fh:
             n = 0
             try:
                 for n, line in enumerate(fh, 1):
                     yield n, line
             except UnicodeDecodeError:
-                raise StoreError(self.name, f"file {self._csv.shown(remote)}",
+                raise StoreError(self.name, f"file {self._shown(remote)}",
                                  f"cannot be decoded near line {n + 1}") from None
 
     def _scan_lines(self, remote: str, matcher: SubjectMatcher, json_lines: bool) -> list[Finding]:
-        candidate = RowFilter(matcher, FilePlan([LINE_KEY], "_extra"))
+        candidate = RowFilter(matcher, FilePlan([LINE_KEY], EXTRA_KEY))
         by_key = bool(matcher.id_keys)  # ids under a JSON key compare whole, whatever their length
         findings: list[Finding] = []
         n = 0
@@ -949,8 +941,8 @@ class FtpConnector(Connector):
                 finding = self._text_finding(remote, n, text, matcher)
             if finding is not None:
                 findings.append(finding)
-        self.coverage.add_searched(self._csv.shown(remote), lines=n)
-        self.say(f"{self._csv.shown(remote)}: {n} lines scanned, {len(findings)} matched")
+        self.coverage.add_searched(self._shown(remote), lines=n)
+        self.say(f"{self._shown(remote)}: {n} lines scanned, {len(findings)} matched")
         return findings
 
     def _finding(self, remote: str, n: int, entities: set[str], identifier: bool, record: dict) -> Finding:
@@ -1112,7 +1104,7 @@ class FtpConnector(Connector):
         record (`ExecAction.expected`) is no longer there is left alone too. A `drop` action (location
         ``{"path": remote}``, no row) deletes the whole file (DELE); a file already gone counts as done."""
         root = self._root_path()
-        shown = self._csv.shown = PlaceNames(matcher, "file")
+        shown = self._shown = PlaceNames(matcher, "file")
         by_file: dict[str, list[ExecAction]] = {}
         for a in actions:
             remote = a.container or (a.location.get("path") if isinstance(a.location, dict) else None)
@@ -1206,7 +1198,7 @@ class FtpConnector(Connector):
             if local.stat().st_size != before[0]:
                 raise StoreError(self.name, place, "changed while it was being read; try again")
             if file_kind(remote) == CSV_KIND:
-                deleted, updated = self._csv._rewrite(remote, todo)
+                deleted, updated = self.fileformat.rewrite(remote, todo)
             else:
                 deleted, updated = self._rewrite_lines(remote, todo, file_kind(remote) == JSON_KIND)
             if not (deleted or updated):  # the rows are gone already: leave the remote file alone
@@ -1282,8 +1274,8 @@ class FtpConnector(Connector):
     # ---- rewriting lines
     def _rewrite_lines(self, remote: str, todo: FilePlanOfActions, json_lines: bool) -> tuple[int, int]:
         """Delete and update lines of the local copy in place (temp beside it, then rename)."""
-        local = self._csv.copies[remote]
-        encoding, _fallback = self._csv.text_encoding(remote)
+        local = self._copies[remote]
+        encoding, _fallback = self.fileformat.text_encoding(remote)
         with open(local, "rb") as fh:
             codec, bom = write_codec(encoding, fh.read(4))
         tmp = local.with_name(local.name + ".new")

@@ -96,7 +96,7 @@ def kill_after_shred(n: int) -> None:
 
 
 def kill_in_rewrite(n: int) -> None:
-    from connectors import csvfiles
+    from connectors import fileformat
 
     real = os.fsync
     calls = [0]
@@ -106,7 +106,7 @@ def kill_in_rewrite(n: int) -> None:
             name = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             name = ""
-        if csvfiles.TMP_MARK in name:
+        if fileformat.TMP_MARK in name:
             calls[0] += 1
             if calls[0] == n:
                 _die()

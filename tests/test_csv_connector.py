@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.csvfiles import CsvConnector, FilePlan, RowFilter, match_row, sniff_dialect, unique_columns
+from connectors.csvfiles import CsvConnector
+from connectors.fileformat import FileFormat, FilePlan, RowFilter, match_row, sniff_dialect, unique_columns
 from pii.classify import NUMBER, STRING
 from pii.config import StoreConfig
 from pii.errors import StoreError, StoreUnreachable
@@ -330,7 +331,7 @@ def test_when_a_relative_path_leaves_the_folder_then_iter_records_refuses(tmp_pa
     ("empty", ["", " "], STRING),
 ])
 def test_when_sampled_values_are_all_plain_numbers_then_the_column_is_typed_number(column, values, expected):
-    assert CsvConnector._column_type(column, values) == expected
+    assert FileFormat.column_type(column, values) == expected
 
 
 # --------------------------------------------------------------------------- inventory cache

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors import csvfiles
+from connectors import fileformat
 from connectors.base import DELETE, UPDATE, ExecAction
-from connectors.csvfiles import TMP_MARK, CsvConnector
+from connectors.csvfiles import CsvConnector
+from connectors.fileformat import TMP_MARK
 from pii.config import StoreConfig
 from pii.errors import StoreError
 from pii.policy import redact_fields
@@ -281,15 +282,15 @@ def test_when_the_process_dies_mid_write_then_the_original_is_whole_and_the_next
         tmp_path, monkeypatch):
     original = b"email\nbob@x.org\nalice.smith@x.org\ncarol@x.org\n"
     conn, folder, _ = make_store(tmp_path, {"a.csv": original})
-    real = csvfiles.CsvConnector._updated_record
+    real = fileformat.FileFormat._updated_record
 
     def die(*args, **kwargs):
         raise SystemExit("killed")  # not an OSError: stands in for a crash between writes
 
-    monkeypatch.setattr(csvfiles.CsvConnector, "_updated_record", die)
+    monkeypatch.setattr(fileformat.FileFormat, "_updated_record", die)
     with pytest.raises(SystemExit):
         run(conn, [delete("a.csv", 1), update("a.csv", 2, {"email": None})])
-    monkeypatch.setattr(csvfiles.CsvConnector, "_updated_record", real)
+    monkeypatch.setattr(fileformat.FileFormat, "_updated_record", real)
 
     assert (folder / "a.csv").read_bytes() == original
     assert temps(folder) == []
@@ -311,7 +312,7 @@ def test_when_a_crashed_run_left_temp_files_then_locate_and_apply_remove_them_an
     assert temps(folder) == [live.name]
     assert "2 stray temp files from an interrupted erasure removed" in messages
 
-    old = time.time() - 2 * csvfiles.STALE_TMP_SECONDS
+    old = time.time() - 2 * fileformat.STALE_TMP_SECONDS
     os.utime(live, (old, old))
     (folder / f".a.csv{TMP_MARK}abc").write_bytes(crash_body)
     run(conn, [delete("a.csv", 5)])
@@ -332,7 +333,7 @@ def test_when_a_temp_file_names_another_host_then_only_its_age_makes_it_stray(tm
     }, pattern=["**/*", "**/.*"])
     (found,) = conn.locate(MATCHER)  # the temps are never scanned
     assert temps(folder) == [f".a.csv{TMP_MARK}999999999-{other}{'b' * 12}"]
-    old = time.time() - 2 * csvfiles.STALE_TMP_SECONDS
+    old = time.time() - 2 * fileformat.STALE_TMP_SECONDS
     os.utime(folder / temps(folder)[0], (old, old))
     assert conn.remove_stray_temps() == 1 and temps(folder) == []
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from connectors import csvscan
-from connectors.csvfiles import CsvConnector, FilePlan, RowFilter
+from connectors.csvfiles import CsvConnector
+from connectors.fileformat import FilePlan, RowFilter
 from pii.config import StoreConfig
 from pii.subject import Subject, SubjectMatcher
 
@@ -32,14 +33,14 @@ def store(tmp_path: Path, files: dict[str, str | bytes], **options) -> tuple[Csv
 def slow_reference(conn: CsvConnector, rel: str, matcher: SubjectMatcher) -> list[tuple]:
     """What the record-by-record path (the csv module over the whole file) finds."""
     out = []
-    with conn._open(rel) as (columns, extra_key, rows):
+    with conn.fileformat.open(rel) as (columns, extra_key, rows):
         rows = list(rows)
-        profiles = conn._profiles(rel, columns, [r for _, r in rows[:50]])
+        profiles = conn.fileformat.profiles(rel, columns, [r for _, r in rows[:50]])
         plan = FilePlan.build(columns, profiles, matcher, extra_key)
         candidate = RowFilter(matcher, plan)
         for n, row in rows:
             if candidate(row):
-                f = conn._finding(rel, n, row, plan, matcher)
+                f = conn.fileformat.finding(rel, n, row, plan, matcher)
                 if f is not None:
                     out.append((f.location["row"], f.match, tuple(f.entities), tuple(sorted(f.record.items()))))
     return out

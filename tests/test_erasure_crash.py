@@ -49,7 +49,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from connectors.csvfiles import TMP_MARK
+from connectors.fileformat import TMP_MARK
 from pii.ledger import (
     ledger_actions, ledger_events, ledger_locks, ledger_plan_actions, ledger_plans, ledger_request_secrets,
     ledger_requests, ledger_suppression,

@@ -353,13 +353,13 @@ def test_when_the_original_changes_during_the_erasure_then_the_newer_file_is_kep
     server.put("/incoming/leads.csv", LEADS)
     newer = LEADS + b"zoe@x.org;Zoe;;\r\n"
     with connect(server, tmp_path) as conn:
-        real = conn._csv._rewrite
+        real = conn.fileformat.rewrite
 
         def rewrite_while_a_partner_uploads(rel, todo):
             server.put("/incoming/leads.csv", newer)
             return real(rel, todo)
 
-        monkeypatch.setattr(conn._csv, "_rewrite", rewrite_while_a_partner_uploads)
+        monkeypatch.setattr(conn.fileformat, "rewrite", rewrite_while_a_partner_uploads)
         with pytest.raises(StoreError, match="changed while it was being rewritten"):
             apply(conn, [ExecAction("a1", "/incoming/leads.csv", {"path": "/incoming/leads.csv", "row": 2},
                                     DELETE)])

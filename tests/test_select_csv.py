@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from connectors.base import DELETE, DROP, ExecAction
-from connectors.csvfiles import TMP_MARK, CsvConnector
+from connectors.csvfiles import CsvConnector
+from connectors.fileformat import TMP_MARK
 from pii.config import StoreConfig
 from pii.errors import StoreError
 from pii.inventory import Inventory
