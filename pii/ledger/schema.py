@@ -1,0 +1,192 @@
+"""The ledger's tables in Lethe's state database, the triggers that keep its audit trail append-only, their
+creation on first use, and the two row lookups (a request, a plan) that several stores share."""
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import DDL, Column, Index, Integer, String, Table, Text, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from pii.errors import LedgerError
+from pii.state import metadata
+
+ledger_meta = Table(
+    "ledger_meta", metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", String(200), nullable=False),
+)
+
+ledger_requests = Table(
+    "ledger_requests", metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("requester_hash", String(80), nullable=False),
+    Column("region", String(8), nullable=False),
+    Column("received_at", String(10), nullable=False),
+    Column("due_at", String(10), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
+
+ledger_request_identifiers = Table(
+    "ledger_request_identifiers", metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("kind", String(100), primary_key=True),
+    Column("hash", String(64), primary_key=True),
+    Index("ix_ledger_request_identifiers_hash", "kind", "hash"),
+)
+
+ledger_plans = Table(
+    "ledger_plans", metadata,
+    Column("plan_id", String(64), primary_key=True),
+    Column("request_id", String(64), nullable=False, index=True),
+    Column("state", String(20), nullable=False),
+    Column("plan_json", Text, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("action_count", Integer, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("expires_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    Column("decided_by", String(200)),
+    Column("decided_at", String(32)),
+    Column("decision_reason", String(1000)),
+)
+
+ledger_plan_actions = Table(
+    "ledger_plan_actions", metadata,
+    Column("plan_id", String(64), primary_key=True),
+    Column("action_id", String(200), primary_key=True),
+    Column("seq", Integer, nullable=False),
+)
+
+ledger_actions = Table(
+    "ledger_actions", metadata,
+    Column("plan_id", String(64), primary_key=True),
+    Column("action_id", String(200), primary_key=True),
+    Column("state", String(20), nullable=False),
+    Column("rows", Integer),
+    Column("detail", Text),
+    Column("attempts", Integer, nullable=False),
+    Column("started_at", String(32)),
+    Column("finished_at", String(32)),
+    Column("updated_at", String(32), nullable=False),
+)
+
+ledger_locks = Table(
+    "ledger_locks", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("owner", String(200), nullable=False),
+    Column("acquired_at", String(32), nullable=False),
+    Column("expires_at", String(32), nullable=False),
+)
+
+ledger_suppression = Table(
+    "ledger_suppression", metadata,
+    Column("kind", String(100), primary_key=True),
+    Column("hash", String(64), primary_key=True),
+    Column("reason", String(1000), nullable=False),
+    Column("request_id", String(64)),
+    Column("created_at", String(32), nullable=False),
+)
+
+# Addresses a controller chose to keep beside their suppression hashes (e.g. unsubscribed addresses, so a
+# mailing tool can drop them from any list): a deliberate retention under legitimate interest, encrypted.
+ledger_suppressed_addresses = Table(
+    "ledger_suppressed_addresses", metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("sealed", Text, nullable=False),
+    Column("reason", String(1000), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+ledger_events = Table(
+    "ledger_events", metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", String(32), nullable=False),
+    Column("request_id", String(64), index=True),
+    Column("plan_id", String(64), index=True),
+    Column("event", String(40), nullable=False),
+    Column("actor", String(200)),
+    Column("details", Text, nullable=False),
+)
+
+# The request store: a request's identifiers, encrypted with a key derived from the ledger key, so a plan
+# can be executed by id (after a second person's approval, or by an Airflow task) without the identifiers
+# passing through the command line or Airflow's metadata. Deleted (crypto-shredded) once a request is done.
+ledger_request_secrets = Table(
+    "ledger_request_secrets",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("sealed", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+# Legal holds on a subject (keyed hashes of identifiers): while one is active, no erasure of that subject runs.
+ledger_holds = Table(
+    "ledger_holds",
+    metadata,
+    Column("kind", String(100), primary_key=True),
+    Column("hash", String(64), primary_key=True),
+    Column("reason", String(1000), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+LEDGER_TABLES = (ledger_meta, ledger_requests, ledger_request_identifiers, ledger_plans, ledger_plan_actions,
+                 ledger_actions, ledger_locks, ledger_suppression, ledger_events, ledger_request_secrets,
+                 ledger_holds, ledger_suppressed_addresses)
+
+# The audit trail is append-only in the database too, not only in this API (SQLite and PostgreSQL).
+for _ddl in (
+    "CREATE TRIGGER IF NOT EXISTS ledger_events_no_update BEFORE UPDATE ON ledger_events "
+    "BEGIN SELECT RAISE(ABORT, 'ledger_events is append-only'); END",
+    "CREATE TRIGGER IF NOT EXISTS ledger_events_no_delete BEFORE DELETE ON ledger_events "
+    "BEGIN SELECT RAISE(ABORT, 'ledger_events is append-only'); END",
+):
+    event.listen(ledger_events, "after_create", DDL(_ddl).execute_if(dialect="sqlite"))
+for _ddl in (
+    "CREATE OR REPLACE FUNCTION ledger_events_append_only() RETURNS trigger AS $$ "
+    "BEGIN RAISE EXCEPTION 'ledger_events is append-only'; END; $$ LANGUAGE plpgsql",
+    "CREATE TRIGGER ledger_events_no_change BEFORE UPDATE OR DELETE ON ledger_events "
+    "FOR EACH ROW EXECUTE FUNCTION ledger_events_append_only()",
+    "CREATE TRIGGER ledger_events_no_truncate BEFORE TRUNCATE ON ledger_events "
+    "FOR EACH STATEMENT EXECUTE FUNCTION ledger_events_append_only()",
+):
+    event.listen(ledger_events, "after_create", DDL(_ddl).execute_if(dialect="postgresql"))
+
+_ready_urls: set[str] = set()
+
+
+def ensure_tables(url: str, engine: Engine) -> None:
+    """state_engine creates the tables declared when it first sees a URL; this module may be imported later."""
+    if url in _ready_urls:
+        return
+    for attempt in range(3):
+        try:
+            metadata.create_all(engine, tables=list(LEDGER_TABLES))
+            break
+        except (OperationalError, ProgrammingError, IntegrityError):  # another process created them meanwhile
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
+    _ready_urls.add(url)
+
+
+def request_row(engine: Engine, request_id: str):
+    """The request's row (LedgerError when it is not in the ledger)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(ledger_requests).where(
+            ledger_requests.c.request_id == request_id)).mappings().first()
+    if row is None:
+        raise LedgerError(f"request {request_id} is not in the ledger")
+    return row
+
+
+def plan_row(engine: Engine, plan_id: str):
+    """The plan's row (LedgerError when it is not in the ledger)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(ledger_plans).where(ledger_plans.c.plan_id == plan_id)).mappings().first()
+    if row is None:
+        raise LedgerError(f"plan {plan_id} is not in the ledger")
+    return row
