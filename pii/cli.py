@@ -412,7 +412,7 @@ def cmd_execute(args) -> int:
 def cmd_show_plan(args) -> int:
     import json
 
-    from pii.erasure import Plan
+    from pii.plans import Plan
 
     engine = engine_for(args, config_from(args))
     row = engine.ledger.get_plan(args.plan_id)

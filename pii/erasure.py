@@ -22,12 +22,12 @@ import json
 import os
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
+from pii.plans import Plan, PlannedAction, actions_of
 from pii.stores import connect
 from connectors.base import DELETE as X_DELETE, DROP as X_DROP, UPDATE as X_UPDATE, ExecAction, Progress, null_progress
 from pii.config import Config
-from pii.coverage import coverage_gaps, summary_lines
+from pii.coverage import coverage_gaps
 from pii.printable import looks_personal
 from pii.discover import locate_subject
 from pii.errors import LedgerError, LetheError
@@ -49,70 +49,6 @@ class ErasureBlocked(LetheError):
     """The erasure cannot go ahead (a hold on the subject, a plan in the wrong state...)."""
 
     exit_code = 3
-
-
-def shown_container(container: str) -> str:
-    """How a stored container prints: one named after the subject is kept as a keyed hash, shown withheld."""
-    if isinstance(container, str) and container.startswith("hmac:"):
-        return f"<named after the subject, withheld: {container[5:13]}>"
-    return container
-
-
-@dataclass
-class Plan:
-    """A plan as stored in the ledger (JSON, no personal values) plus, in memory only, the findings."""
-
-    data: dict
-    findings: list[Finding] = field(default_factory=list, repr=False)
-    plan_id: str | None = None
-    request_id: str | None = None
-
-    @property
-    def actions(self) -> list[dict]:
-        return self.data["actions"]
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """store/container -> action -> locations."""
-        out: dict[str, dict[str, int]] = {}
-        for a in self.actions + self.data["review"] + self.data["held"]:
-            per = out.setdefault(f"{a['store']}/{shown_container(a['container'])}", {})
-            per[a["action"]] = per.get(a["action"], 0) + 1
-        return out
-
-    def lines(self) -> list[str]:
-        """Human-readable plan, no personal values: what would happen where, and why."""
-        out = []
-        totals: dict[str, int] = {}
-        for a in self.actions + self.data["review"] + self.data["held"]:
-            totals[a["action"]] = totals.get(a["action"], 0) + 1
-        summary = ", ".join(f"{totals.get(k, 0)} {k}" for k in (DELETE, ANONYMISE, REDACT, RETAIN, HOLD, REVIEW))
-        out.append(f"plan: {summary}")
-        for where, per in sorted(self.counts().items()):
-            out.append(f"  {where}: " + ", ".join(f"{n} {k}" for k, n in sorted(per.items())))
-        reasons: dict[tuple, int] = {}
-        for a in self.actions + self.data["held"]:
-            if a["action"] in (RETAIN, HOLD, ANONYMISE):
-                key = (a["action"], a["store"], a["container"], a.get("reason") or "",
-                       a.get("legal_basis") or "", a.get("until") or "", ",".join(sorted(a.get("fields", {}))))
-                reasons[key] = reasons.get(key, 0) + 1
-        for (action, store, container, reason, basis, until, fields), n in sorted(reasons.items()):
-            extra = f"; legal basis: {basis}" if basis else ""
-            extra += f"; until {until}" if until else ""
-            extra += f"; fields anonymised: {fields}" if fields else ""
-            out.append(f"  {action} {n} in {store}/{shown_container(container)}: {reason}{extra}")
-        if self.data["review"]:
-            what = ("locations where only free text suggests it (no date of birth)" if self.data.get("flow")
-                    else "weak (name-only) locations")
-            out.append(f"  {len(self.data['review'])} {what} need a person's review; "
-                       "not erased unless included (--include-weak)")
-        for s in self.data.get("out_of_scope", []):
-            out.append(f"  out of scope: {s['name']}: {s.get('route') or 'no erasure route given'}")
-        gaps = coverage_gaps(self.data.get("coverage"))
-        if gaps:
-            out.append(f"  WARNING: {len(gaps)} place(s) could not be fully searched: what they hold is not in "
-                       "this plan, and the certificate will not call those stores verified")
-        out.extend(summary_lines(self.data.get("coverage") or [], indent="  "))
-        return out
 
 
 @dataclass
@@ -240,17 +176,11 @@ class ErasureEngine:
             if skip_prints and _letters(self.fingerprint(f)) in skip_prints:
                 continue
             decision = target.decide(f, today, include_weak)
-            entry = {
-                "action_id": self.action_id(f.store, f.location),
-                "store": f.store,
-                "container": self._stored_container(f.container, matcher),
-                "location": self._stored_location(f, matcher),
-                "match": f.match,
-                "strength": f.strength,
-                "entities": sorted(f.entities),
-                "fingerprint": self.fingerprint(f),
-                **_decision_fields(decision),
-            }
+            entry = PlannedAction.decided(
+                decision=decision, action_id=self.action_id(f.store, f.location), store=f.store,
+                container=self._stored_container(f.container, matcher), location=self._stored_location(f, matcher),
+                match=f.match, strength=f.strength, entities=tuple(sorted(f.entities)),
+                fingerprint=self.fingerprint(f)).to_dict()
             if decision.action == REVIEW:
                 review.append(entry)
             elif decision.action == HOLD:
@@ -434,7 +364,7 @@ class ErasureEngine:
 
     def _lock_names(self, target, plan: dict) -> list[str]:
         names = target.lock_names()
-        return names + [f"store:{s}" for s in sorted({a["store"] for a in plan["actions"]})]
+        return names + [f"store:{s}" for s in sorted({a.store for a in actions_of(plan["actions"])})]
 
     def _break_dead_locks(self, names: list[str], owner: str) -> None:
         """Locks left by a worker of this host whose process is gone (killed, crashed) are broken now
@@ -459,17 +389,17 @@ class ErasureEngine:
     def _carry_out(self, plan_id: str, plan: dict, target, owner: str, report: ExecutionReport) -> None:
         matcher = target.matcher
         pending = set(self.ledger.pending_actions(plan_id))
-        planned = {a["action_id"]: a for a in plan["actions"] if a["action_id"] in pending}
+        planned = {a.action_id: a for a in actions_of(plan["actions"]) if a.action_id in pending}
         if not planned:
             return
-        stores = sorted({a["store"] for a in planned.values()})
+        stores = sorted({a.store for a in planned.values()})
         current = target.locate(stores)
         by_id = {self.action_id(f.store, f.location): f for f in current}
         by_print: dict[tuple, list[Finding]] = {}
         for f in current:
             by_print.setdefault((f.store, self._stored_container(f.container, target.matcher), self.fingerprint(f)),
                                 []).append(f)
-        planned_ids = {a["action_id"] for a in plan["actions"]}
+        planned_ids = {a["action_id"] for a in plan["actions"]}  # the stored form: only ids are needed
         report.new_locations = sum(1 for aid, f in by_id.items()
                                    if aid not in planned_ids and f.strength != WEAK)
         expected_after = {r["action_id"]: _expected_of(r["detail"]) for r in self.ledger.actions(plan_id)
@@ -487,18 +417,18 @@ class ErasureEngine:
                 report.done += 1
                 continue
             if f is None:  # a CSV row renumbered by an edit elsewhere in its file: find it by content
-                candidates = by_print.get((a["store"], a["container"], a["fingerprint"]), [])
+                candidates = by_print.get((a.store, a.container, a.fingerprint), [])
                 f = next((c for c in candidates if self.action_id(c.store, c.location) not in planned_ids), None)
             if f is None:
-                marks.add("done" if a["action"] != RETAIN else "skipped", aid,
+                marks.add("done" if a.action != RETAIN else "skipped", aid,
                           "not found any more (already carried out or gone)")
                 report.done += 1
                 continue
-            if self.fingerprint(f) != a["fingerprint"]:
+            if self.fingerprint(f) != a.fingerprint:
                 marks.add("drifted", aid, "content changed since the plan was made: not touched; re-plan")
                 report.drifted += 1
                 continue
-            if a.get("fields") and a["action"] in (ANONYMISE, RETAIN):
+            if a.fields and a.action in (ANONYMISE, RETAIN):
                 if earlier is None:
                     earlier = self._changed_as_planned(target, exclude=plan_id)
                 now = _letters(self.fingerprint(f))
@@ -508,10 +438,10 @@ class ErasureEngine:
                     continue
             exec_action = self._exec_action(aid, a, f, matcher)
             if exec_action is None:  # retained as it is, or nothing left to change
-                marks.add("skipped", aid, f"retained: {a.get('reason')}")
+                marks.add("skipped", aid, f"retained: {a.reason}")
                 report.done += 1
                 continue
-            todo.setdefault(a["store"], []).append(exec_action)
+            todo.setdefault(a.store, []).append(exec_action)
             if exec_action.kind == X_UPDATE:
                 post[aid] = _letters(self.ledger.protect_value({"record": {**(f.record or {}),
                                                                            **exec_action.updates}})[5:])
@@ -536,10 +466,10 @@ class ErasureEngine:
             with connect(self.config, store, progress=self.progress) as conn:
                 conn.apply(actions, done, matcher)
 
-    def _exec_action(self, aid: str, a: dict, f: Finding, matcher: SubjectMatcher) -> ExecAction | None:
-        action = a["action"]
+    def _exec_action(self, aid: str, a: PlannedAction, f: Finding, matcher: SubjectMatcher) -> ExecAction | None:
+        action = a.action
         ops = {col: OperatorSpec.from_dict(spec, f"plan action {aid}, column {col}")
-               for col, spec in (a.get("fields") or {}).items()}
+               for col, spec in (a.fields or {}).items()}
         if action == DELETE:
             if f.record is None and "row" not in f.location and ("file" in f.location or "path" in f.location):
                 return ExecAction(aid, f.container, f.location, X_DROP)  # a whole file (pii.selection)
@@ -569,8 +499,8 @@ class ErasureEngine:
         gaps += [g for g in coverage_gaps(plan.get("coverage")) if g["store"] not in covered]
         report.not_verified = gaps
         today = self.today or dt.date.today()
-        kept = {a["fingerprint"] for a in plan["actions"] if a["action"] == RETAIN}
-        kept |= {a["fingerprint"] for a in plan["held"]}
+        kept = {a.fingerprint for a in actions_of(plan["actions"]) if a.action == RETAIN}
+        kept |= {a.fingerprint for a in actions_of(plan["held"])}
         changed_as_planned = self._changed_as_planned(target)
         remaining = 0
         for f in current:
@@ -636,9 +566,11 @@ class ErasureEngine:
             "actions": states,
             "rows_affected": rows,
             "by_location": Plan(plan).counts(),
-            "retained": [{k: a.get(k) for k in ("store", "container", "reason", "legal_basis", "until")}
-                         for a in plan["actions"] if a["action"] == RETAIN],
-            "held": [{k: a.get(k) for k in ("store", "container", "reason", "until")} for a in plan["held"]],
+            "retained": [{"store": a.store, "container": a.container, "reason": a.reason,
+                          "legal_basis": a.legal_basis, "until": a.until}
+                         for a in actions_of(plan["actions"]) if a.action == RETAIN],
+            "held": [{"store": a.store, "container": a.container, "reason": a.reason, "until": a.until}
+                     for a in actions_of(plan["held"])],
             "review_not_erased": len(plan["review"]),
             # verified: nothing erasable remains AND every place was searched; otherwise `not_verified` says where
             "verified": row["state"] == VERIFIED and not not_verified,
@@ -667,23 +599,6 @@ class _Marks:
             ledger.mark_actions(plan_id, ids, state, rows={aid: 0 for aid in ids},
                                 details={aid: detail for aid in ids}, actor=actor)
         self.by.clear()
-
-
-def _decision_fields(d: Decision) -> dict[str, Any]:
-    out: dict[str, Any] = {"action": d.action, "reason": d.reason}
-    if d.rule_index is not None:
-        out["rule"] = d.rule_index
-    if d.legal_basis:
-        out["legal_basis"] = d.legal_basis
-    if d.until:
-        out["until"] = d.until.isoformat()
-    if d.field_ops:
-        out["fields"] = {col: spec.to_dict() for col, spec in d.field_ops.items()}
-    if d.proposed is not None:
-        out["proposed"] = d.proposed.action
-        if d.proposed.field_ops:
-            out["fields"] = {col: spec.to_dict() for col, spec in d.proposed.field_ops.items()}
-    return out
 
 
 def _lock_owner(actor: str) -> str:

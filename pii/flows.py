@@ -265,11 +265,11 @@ def review_entries(engine, plan, *, threshold: int | None = None) -> list[dict]:
 
     real = {engine.action_id(f.store, f.location): f for f in plan.findings}
     out = []
-    for a in plan.data["review"]:
-        f = real.get(a["action_id"])
-        row = {"store": a["store"], "container": a["container"],
-               "location": (printable_finding(f.to_manifest())["location"] if f else a["location"]),
-               "entities": a.get("entities") or [], "reason": a["reason"], "clue": None, "age": None, "score": None}
+    for a in plan.review:
+        f = real.get(a.action_id)
+        row = {"store": a.store, "container": a.container,
+               "location": (printable_finding(f.to_manifest())["location"] if f else a.location),
+               "entities": list(a.entities), "reason": a.reason, "clue": None, "age": None, "score": None}
         if f is not None and threshold and f.record:
             from pii import age
 
@@ -307,13 +307,13 @@ def harvest_identifiers(findings: list[Finding], config: Config) -> dict:
 # ---------------------------------------------------------------------------- running a flow
 def submit_selection(engine, selection: Selection, requester: str, *, received_at: dt.date | None = None,
                      include_weak: bool = False):
-    """Plan a selection and store the plan awaiting approval (pii.erasure.Plan with `request_id`)."""
+    """Plan a selection and store the plan awaiting approval (pii.plans.Plan with `request_id`)."""
     engine.policy.check_environment()
     lapse_flow_requests(engine)
     target = SelectionTarget(engine, selection)
     target.check_holds()
     plan = _plan_selection(engine, target, include_weak)
-    to_delete = {a["action_id"] for a in plan.actions if a["action"] == DELETE}
+    to_delete = {a.action_id for a in plan.actions if a.action == DELETE}
     deleted = [f for f in plan.findings if engine.action_id(f.store, f.location) in to_delete]
     harvested = harvest_identifiers(target.records_of(deleted), engine.config) if selection.suppress else {}
     request_id = engine.ledger.create_request(selection.flow, target.request_subject, requester, received_at,

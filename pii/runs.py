@@ -22,7 +22,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from pii.erasure import ErasureEngine, ExecutionReport, Plan, SubjectTarget
+from pii.erasure import ErasureEngine, ExecutionReport, SubjectTarget
+from pii.plans import Plan
 from pii.findings import Finding
 from pii.subject import Subject
 

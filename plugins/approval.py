@@ -85,7 +85,7 @@ class ErasureApprovalOperator(HITLOperator):
 
     def execute(self, context):
         with lethe_outcomes():
-            from pii.erasure import Plan
+            from pii.plans import Plan
             from pii.errors import LedgerError
             from pii.ledger import PLANNED
 

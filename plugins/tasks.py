@@ -275,8 +275,8 @@ def plan_erasure(request_id: str, context: Mapping[str, Any], results: Iterable[
             ti = context["ti"]
             remove_work_dir(run_work_dir(config, ti.dag_id, ti.run_id))
         actions: dict[str, int] = {}
-        for a in plan.actions + plan.data["review"] + plan.data["held"]:
-            actions[a["action"]] = actions.get(a["action"], 0) + 1
+        for a in plan.everything():
+            actions[a.action] = actions.get(a.action, 0) + 1
         for line in plan.lines():
             log.info("%s", line)
         return {"plan_id": plan.plan_id, "request_id": request_id, "actions": actions,

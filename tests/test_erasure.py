@@ -46,7 +46,7 @@ def test_when_dry_run_then_nothing_changes_and_nothing_is_stored(any_sql_url, tm
     engine, schema = _setup(any_sql_url, tmp_path)
     before = snapshot(any_sql_url, schema)
     plan = engine.build_plan(ALICE)
-    assert {a["action"] for a in plan.actions} == {"delete", "redact"}
+    assert {a.action for a in plan.actions} == {"delete", "redact"}
     assert len(plan.data["review"]) == 1  # the name-only badge
     assert snapshot(any_sql_url, schema) == before
     assert engine.ledger.find_requests(ALICE) == []
@@ -184,8 +184,8 @@ def test_when_stored_plan_is_read_then_it_holds_no_personal_values(sqlite_url, t
     text = str(engine.ledger.get_plan(plan.plan_id)["plan"]).lower()
     for value in ("alice.smith@example.org", "7946 0123", "79460123", "alice smith"):
         assert value not in text
-    newsletter = next(a for a in plan.actions if a["container"] == "newsletter")
-    assert str(newsletter["location"]["key"]).startswith("hmac:")  # a key-less row's locator is hashed
+    newsletter = next(a for a in plan.actions if a.container == "newsletter")
+    assert str(newsletter.location["key"]).startswith("hmac:")  # a key-less row's locator is hashed
 
 
 def test_when_table_names_are_hostile_then_erasure_quotes_them(sqlite_url, tmp_path):

@@ -19,7 +19,7 @@ def plan_report(engine, plan, selection=None) -> dict:
     return {"plan_id": plan.plan_id, "request_id": plan.request_id, "flow": flow,
             "created_at": plan.data.get("created_at"), "selection": plan.data.get("selection"),
             "selected": plan.data.get("selection_report"), "counts": plan.counts(),
-            "held": [{k: a.get(k) for k in ("store", "container", "reason")} for a in plan.data["held"]],
+            "held": [{"store": a.store, "container": a.container, "reason": a.reason} for a in plan.held],
             "review": review_entries(engine, plan, threshold=threshold)}
 
 

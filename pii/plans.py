@@ -1,0 +1,151 @@
+"""Plans and their planned actions, typed.
+
+A plan is stored in the ledger as JSON (no personal values: personal locators are keyed hashes); `Plan`
+wraps that JSON with, in memory only, the findings it was built from. Each planned location is a
+`PlannedAction`: where (store, container, location), what was seen (match, strength, entities, a keyed
+fingerprint), and what the policy decided (action, reason, rule, legal basis, until, the fields to
+anonymise, what a weak location would get if included). `PlannedAction.to_dict` is the stored form and
+`from_dict` reads it back, so the keys are written in one place.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pii.coverage import coverage_gaps, summary_lines
+from pii.findings import Finding
+from pii.policy import ANONYMISE, DELETE, HOLD, REDACT, RETAIN, REVIEW, Decision
+
+
+def shown_container(container: str) -> str:
+    """How a stored container prints: one named after the subject is kept as a keyed hash, shown withheld."""
+    if isinstance(container, str) and container.startswith("hmac:"):
+        return f"<named after the subject, withheld: {container[5:13]}>"
+    return container
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    action_id: str            # keyed hash of store + location
+    store: str
+    container: str            # as stored: a name, or "hmac:..." when named after the subject
+    location: dict            # as stored: personal locators replaced by keyed hashes
+    match: str
+    strength: str
+    entities: tuple[str, ...]
+    fingerprint: str          # keyed hash of what was seen there
+    action: str               # delete, anonymise, redact, retain, hold, review
+    reason: str
+    rule: int | None = None   # index of the policy rule that decided it
+    legal_basis: str | None = None
+    until: str | None = None  # ISO date a retention runs to
+    fields: dict[str, dict] | None = None  # column -> OperatorSpec.to_dict() (anonymise, retain with fields)
+    proposed: str | None = None  # for review: the action it would get if included
+
+    @classmethod
+    def decided(cls, *, decision: Decision, **where: Any) -> "PlannedAction":
+        """A location (the `where` fields) with the policy's decision on it."""
+        ops = decision.field_ops
+        if decision.proposed is not None and decision.proposed.field_ops:
+            ops = decision.proposed.field_ops
+        return cls(**where, action=decision.action, reason=decision.reason, rule=decision.rule_index,
+                   legal_basis=decision.legal_basis or None,
+                   until=decision.until.isoformat() if decision.until else None,
+                   fields={c: spec.to_dict() for c, spec in ops.items()} if ops else None,
+                   proposed=decision.proposed.action if decision.proposed is not None else None)
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"action_id": self.action_id, "store": self.store, "container": self.container,
+                               "location": self.location, "match": self.match, "strength": self.strength,
+                               "entities": list(self.entities), "fingerprint": self.fingerprint,
+                               "action": self.action, "reason": self.reason}
+        for name in ("rule", "legal_basis", "until", "fields", "proposed"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "PlannedAction":
+        return cls(action_id=data["action_id"], store=data["store"], container=data["container"],
+                   location=data["location"], match=data["match"], strength=data["strength"],
+                   entities=tuple(data.get("entities") or ()), fingerprint=data["fingerprint"],
+                   action=data["action"], reason=data.get("reason") or "", rule=data.get("rule"),
+                   legal_basis=data.get("legal_basis"), until=data.get("until"), fields=data.get("fields"),
+                   proposed=data.get("proposed"))
+
+
+def actions_of(stored: list[dict]) -> list[PlannedAction]:
+    return [PlannedAction.from_dict(a) for a in stored]
+
+
+@dataclass
+class Plan:
+    """A plan as stored in the ledger (JSON, no personal values) plus, in memory only, the findings."""
+
+    data: dict
+    findings: list[Finding] = field(default_factory=list, repr=False)
+    plan_id: str | None = None
+    request_id: str | None = None
+
+    @property
+    def actions(self) -> list[PlannedAction]:
+        """What approval lets happen (delete, anonymise, redact, and what is retained as planned)."""
+        return actions_of(self.data["actions"])
+
+    @property
+    def review(self) -> list[PlannedAction]:
+        """Locations a person must review (weak evidence, text clues): not changed unless included."""
+        return actions_of(self.data["review"])
+
+    @property
+    def held(self) -> list[PlannedAction]:
+        """Locations under a hold: never changed by this plan."""
+        return actions_of(self.data["held"])
+
+    def everything(self) -> list[PlannedAction]:
+        return self.actions + self.review + self.held
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """store/container -> action -> locations."""
+        out: dict[str, dict[str, int]] = {}
+        for a in self.everything():
+            per = out.setdefault(f"{a.store}/{shown_container(a.container)}", {})
+            per[a.action] = per.get(a.action, 0) + 1
+        return out
+
+    def lines(self) -> list[str]:
+        """Human-readable plan, no personal values: what would happen where, and why."""
+        out = []
+        totals: dict[str, int] = {}
+        for a in self.everything():
+            totals[a.action] = totals.get(a.action, 0) + 1
+        summary = ", ".join(f"{totals.get(k, 0)} {k}" for k in (DELETE, ANONYMISE, REDACT, RETAIN, HOLD, REVIEW))
+        out.append(f"plan: {summary}")
+        for where, per in sorted(self.counts().items()):
+            out.append(f"  {where}: " + ", ".join(f"{n} {k}" for k, n in sorted(per.items())))
+        reasons: dict[tuple, int] = {}
+        for a in self.actions + self.held:
+            if a.action in (RETAIN, HOLD, ANONYMISE):
+                key = (a.action, a.store, a.container, a.reason or "", a.legal_basis or "", a.until or "",
+                       ",".join(sorted(a.fields or {})))
+                reasons[key] = reasons.get(key, 0) + 1
+        for (action, store, container, reason, basis, until, fields), n in sorted(reasons.items()):
+            extra = f"; legal basis: {basis}" if basis else ""
+            extra += f"; until {until}" if until else ""
+            extra += f"; fields anonymised: {fields}" if fields else ""
+            out.append(f"  {action} {n} in {store}/{shown_container(container)}: {reason}{extra}")
+        review = self.data["review"]
+        if review:
+            what = ("locations where only free text suggests it (no date of birth)" if self.data.get("flow")
+                    else "weak (name-only) locations")
+            out.append(f"  {len(review)} {what} need a person's review; "
+                       "not erased unless included (--include-weak)")
+        for s in self.data.get("out_of_scope", []):
+            out.append(f"  out of scope: {s['name']}: {s.get('route') or 'no erasure route given'}")
+        gaps = coverage_gaps(self.data.get("coverage"))
+        if gaps:
+            out.append(f"  WARNING: {len(gaps)} place(s) could not be fully searched: what they hold is not in "
+                       "this plan, and the certificate will not call those stores verified")
+        out.extend(summary_lines(self.data.get("coverage") or [], indent="  "))
+        return out
