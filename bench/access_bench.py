@@ -14,7 +14,7 @@ What it does:
    exports, and plants a subject, Dana Example, in a handful of places (her customer row, her orders and
    their items, her own support notes, mentions of her email/phone/name in other members' notes, two
    CSV rows) next to decoys (near-miss emails, phones and names) that must never match.
-2. Writes stores.yaml and runs `pii.discover.locate_subject` cold (inventory cache deleted: columns are
+2. Writes stores.yaml and runs `pii.engine.discover.locate_subject` cold (inventory cache deleted: columns are
    classified, with NER on samples) and warm (cache filled); checks that every planted location is found
    and no decoy (nor anything else) is.
 3. Measures the naive baseline on a slice (Presidio `analyze` on each row's string values joined into
@@ -46,10 +46,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pii.config import load_config  # noqa: E402
-from pii.discover import locate_subject  # noqa: E402
-from pii.errors import ConfigError  # noqa: E402
-from pii.subject import Subject  # noqa: E402
+from pii.core.config import load_config  # noqa: E402
+from pii.engine.discover import locate_subject  # noqa: E402
+from pii.core.errors import ConfigError  # noqa: E402
+from pii.core.subject import Subject  # noqa: E402
 
 WORLD_VERSION = 1  # bump when the generator changes, so --reuse rebuilds
 TARGET_SECONDS = 30.0
@@ -491,8 +491,8 @@ def match_counts(result) -> Counter:
 # ============================================================================ naive baseline
 def baseline(out: Path, counts: dict, sql_sample: int, csv_sample: int, seed: int) -> dict:
     """Presidio over each sampled row's string values; seconds per row per container, extrapolated."""
-    from pii import detection
-    from pii.detection import DEFAULT_MODEL, analyze, build_analyzer
+    from pii.core import detection
+    from pii.core.detection import DEFAULT_MODEL, analyze, build_analyzer
 
     cached = DEFAULT_MODEL in detection._analyzers  # loaded by the cold access's column classification
     t = time.perf_counter()

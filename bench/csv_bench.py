@@ -90,8 +90,8 @@ def floor(path: Path, runs: int = 3) -> float:
 
 def lethe(folder: Path) -> tuple[float, set[int]]:
     from connectors.csvfiles import CsvConnector
-    from pii.config import StoreConfig
-    from pii.subject import Subject, SubjectMatcher
+    from pii.core.config import StoreConfig
+    from pii.core.subject import Subject, SubjectMatcher
 
     cfg = StoreConfig(name="exports", kind="csv", options={"path": str(folder)},
                       base_dir=str(folder))

@@ -3,7 +3,7 @@
     .venv/bin/python bench/erase_bench.py [--orders 20000] [--url postgresql+psycopg://...]
 
 Builds the world (SQLite by default, or any SQLAlchemy URL of an empty database), plans, approves and
-executes the erasure through the library (`pii.erasure.ErasureEngine`), checks that every one of the
+executes the erasure through the library (`pii.engine.erasure.ErasureEngine`), checks that every one of the
 subject's rows is gone and every other row is intact, and prints rows/s for each phase.
 """
 from __future__ import annotations
@@ -21,10 +21,10 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pii.config import parse_config  # noqa: E402
-from pii.erasure import ErasureEngine  # noqa: E402
+from pii.core.config import parse_config  # noqa: E402
+from pii.engine.erasure import ErasureEngine  # noqa: E402
 from pii.ledger import Ledger  # noqa: E402
-from pii.subject import Subject  # noqa: E402
+from pii.core.subject import Subject  # noqa: E402
 
 SUBJECT = dict(emails=["erin.example@bench.test"], phones=["020 7946 0777"], names=["Erin Example"])
 

@@ -5,7 +5,7 @@
 Builds one `enquiries` table (SQLite by default, or any SQLAlchemy URL of an empty database) of --rows
 rows with a DATE-typed `received_on` column (indexed; pushed down as `WHERE received_on < cutoff`) and a
 text `logged_at` column (ISO text: read and parsed in Python), plus a CSV export of --csv-rows visitor
-records. Then, through the library (`pii.flows` + `pii.erasure.ErasureEngine`), it runs three rules:
+records. Then, through the library (`pii.engine.flows` + `pii.engine.erasure.ErasureEngine`), it runs three rules:
 
 - `enquiries-typed`: delete rows whose `received_on` is more than two years old (push-down),
 - `enquiries-text`: anonymise for statistics rows whose `logged_at` is more than three years old
@@ -30,10 +30,10 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pii.config import parse_config  # noqa: E402
-from pii.erasure import ErasureEngine  # noqa: E402
-from pii.flows import retention_selection, submit_selection  # noqa: E402
-from pii.retention import parse_schedule  # noqa: E402
+from pii.core.config import parse_config  # noqa: E402
+from pii.engine.erasure import ErasureEngine  # noqa: E402
+from pii.engine.flows import retention_selection, submit_selection  # noqa: E402
+from pii.core.retention import parse_schedule  # noqa: E402
 
 RUN_DATE = dt.date(2026, 11, 22)
 

@@ -11,7 +11,7 @@ a) the floor, measured in the same run: per table ONE `count(*)` whose WHERE cla
    collations being case-insensitive; SQLite LIKE, ASCII case-insensitive; JSON cast to text), best of 3,
    summed over the tables; and an indexed lookup, members by lower(email) (MariaDB: email = ..., its
    collation is case-insensitive), best of 3;
-b) Lethe: `pii.discover.locate_subject` on a stores.yaml written to a temporary folder, cold once (empty
+b) Lethe: `pii.engine.discover.locate_subject` on a stores.yaml written to a temporary folder, cold once (empty
    inventory: columns are classified) and warm 3 times;
 c) recall: findings against the planted rows (per table and kind), decoys, and anything else;
 d) one results line per run.
@@ -170,9 +170,9 @@ def write_config(folder: Path, url: str) -> Path:
 
 
 def run_lethe(config_path: Path, *, cold: bool, verbose: bool):
-    from pii.config import load_config
-    from pii.discover import locate_subject
-    from pii.subject import Subject
+    from pii.core.config import load_config
+    from pii.engine.discover import locate_subject
+    from pii.core.subject import Subject
 
     config = load_config(config_path)
     if cold:

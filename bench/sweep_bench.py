@@ -1,4 +1,4 @@
-"""Discovery-sweep benchmark: how fast `pii.sweep.sweep_store` samples and classifies a large SQL + CSV
+"""Discovery-sweep benchmark: how fast `pii.engine.sweep.sweep_store` samples and classifies a large SQL + CSV
 world, and how much an incremental re-sweep saves.
 
 Run it from the project root (the first run builds the world, about a minute at the default size):
@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pii.config import load_config  # noqa: E402
-from pii.sweep import sweep_store  # noqa: E402
+from pii.core.config import load_config  # noqa: E402
+from pii.engine.sweep import sweep_store  # noqa: E402
 
 WORLD_VERSION = 1
 SQL_STORE, CSV_STORE = "warehouse", "exports"
@@ -196,7 +196,7 @@ def main(argv=None) -> int:
     print(f"model: {args.model}; sample rows: {args.sample_rows or 'connector defaults (SQL 30, CSV 50)'}")
     total = world["tables"] + world["files"]
     t0 = time.perf_counter()
-    from pii.detection import build_analyzer
+    from pii.core.detection import build_analyzer
     if args.model != "none":
         build_analyzer(args.model)
     print(f"analyzer loaded in {time.perf_counter() - t0:.1f} s (not counted below)")

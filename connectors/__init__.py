@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from pii.errors import ConfigError
+from pii.core.errors import ConfigError
 
 _MODULES = {"sql": ("connectors.sql", "SqlConnector"), "csv": ("connectors.csvfiles", "CsvConnector"),
             "ftp": ("connectors.ftp", "FtpConnector"), "gmail": ("connectors.gmail", "GmailConnector")}

@@ -8,11 +8,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
 
-from pii.config import Config, StoreConfig
-from pii.coverage import Coverage
-from pii.findings import Finding
-from pii.selection import RecordFilter
-from pii.subject import SubjectMatcher
+from pii.core.config import Config, StoreConfig
+from pii.core.coverage import Coverage
+from pii.core.findings import Finding
+from pii.core.selection import RecordFilter
+from pii.core.subject import SubjectMatcher
 
 Progress = Callable[[str, str], None]  # (store name, message without personal data)
 EntityCounter = Callable[[list[str]], dict[str, int]]  # texts -> {entity type: texts holding one} (Presidio)
@@ -34,7 +34,7 @@ class Sampled:
     sample size), how many records were sampled, or why it could not be read (no values)."""
 
     container: str
-    profiles: dict = field(default_factory=dict)  # column -> pii.inventory.ColumnProfile
+    profiles: dict = field(default_factory=dict)  # column -> pii.core.inventory.ColumnProfile
     rows: int = 0
     error: str | None = None
 
@@ -66,7 +66,7 @@ class Connector(ABC):
         self.store = store
         self.config = config
         self.progress = progress
-        self.inventory = inventory  # pii.inventory.Inventory or None: cache of column classifications
+        self.inventory = inventory  # pii.state.inventory.Inventory or None: cache of column classifications
         self.analyzer_model = analyzer_model
         self.skipped: list[tuple[str, str]] = []  # select(): containers left out, and why (no values)
         self.undated = 0  # select(): records whose date could not be read
@@ -81,15 +81,15 @@ class Connector(ABC):
 
     @abstractmethod
     def check(self) -> None:
-        """Connect once; raise pii.errors.StoreUnreachable naming the store when it cannot be reached."""
+        """Connect once; raise pii.core.errors.StoreUnreachable naming the store when it cannot be reached."""
 
     @abstractmethod
     def locate(self, matcher: SubjectMatcher) -> list[Finding]:
         """Every location in this store holding data about the matcher's subject. Fills `self.coverage`
-        (pii/coverage.py) afresh: every place searched, and every place that could not be, with why."""
+        (pii/core/coverage.py) afresh: every place searched, and every place that could not be, with why."""
 
     def select(self, flt: "RecordFilter") -> list[Finding]:
-        """Every record (or, with `flt.whole_files`, every file) the filter selects: see pii/selection.py
+        """Every record (or, with `flt.whole_files`, every file) the filter selects: see pii/core/selection.py
         for the semantics all connectors share. Containers skipped for lacking a named column are listed
         in `self.skipped` as (container, reason); records without a readable date are counted in
         `self.undated`."""
@@ -100,7 +100,7 @@ class Connector(ABC):
         idempotent: an action whose record is already gone or changed affects nothing."""
         raise NotImplementedError(f"store kind {self.kind!r} cannot erase yet")
 
-    # ---- discovery: what a sweep (pii/sweep.py) needs, the same for every kind
+    # ---- discovery: what a sweep (pii/engine/sweep.py) needs, the same for every kind
     def containers(self, rows: int | None = None) -> list[Container]:
         """Every container of the store with its change signature; cheap (listings, counts, file stats),
         reads no records. `rows`: the sample size the sweep will use (a mailbox is signed by the ids of its
@@ -119,7 +119,7 @@ class Connector(ABC):
         """Store profiles a sweep classified without the connector's own column rules (mail, text and JSON
         lines: every column a string) in `self.inventory`, if there is one."""
         if self.inventory is not None:
-            from pii import classify as cls
+            from pii.core import classify as cls
 
             self.inventory.put(self.name, container, cls.signature(
                 [cls.ColumnInfo(c, cls.STRING) for c in profiles]), profiles)

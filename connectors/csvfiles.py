@@ -23,7 +23,7 @@ keeps every untouched record byte for byte: raw records are cut out of the text 
 that numbers them, so numbering and rewriting can never disagree. A `drop` action removes a whole file
 (selected with `RecordFilter.whole_files`); it is refused while another run's rewrite of it is under way.
 
-`select(RecordFilter)` (pii/selection.py) streams each file whose name matches, testing every record
+`select(RecordFilter)` (pii/core/selection.py) streams each file whose name matches, testing every record
 against the filter; `FILE_TIME` is the file's modification time as a UTC date.
 """
 from __future__ import annotations
@@ -40,14 +40,14 @@ from connectors.base import DROP, Connector, Container, Done, ExecAction, Sample
 from connectors.fileformat import (
     SAMPLE_ROWS, TMP_MARK, FileFormat, FilePlanOfActions, clean_stray_temps, fsync_dir, is_temp_name,
 )
-from pii.coverage import Coverage
-from pii.errors import StoreError, StoreUnreachable
-from pii.findings import Finding
-from pii.inventory import FREE_TEXT, ColumnProfile
-from pii.policy import container_matches
-from pii.printable import PlaceNames
-from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
-from pii.subject import SubjectMatcher
+from pii.core.coverage import Coverage
+from pii.core.errors import StoreError, StoreUnreachable
+from pii.core.findings import Finding
+from pii.core.inventory import FREE_TEXT, ColumnProfile
+from pii.core.policy import container_matches
+from pii.core.printable import PlaceNames
+from pii.core.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
+from pii.core.subject import SubjectMatcher
 
 DEFAULT_PATTERNS = ("**/*.csv", "**/*.tsv")
 
@@ -150,7 +150,7 @@ class CsvConnector(Connector):
             for n, row in rows:
                 yield n, self.fileformat.record(columns, extra_key, row)
 
-    # ---- selection (pii/selection.py)
+    # ---- selection (pii/core/selection.py)
     def select(self, flt: RecordFilter) -> list[Finding]:
         """Records (or, with `flt.whole_files`, files) the filter selects, file by file, streamed."""
         self.skipped, self.undated = [], 0

@@ -25,7 +25,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Iterator
 
-from pii.subject import SubjectMatcher, fold
+from pii.core.subject import SubjectMatcher, fold
 
 BLOCK_CHARS = 1 << 18  # 256 KiB: memory stays flat (a few blocks at a time), parsing a hit block is cheap
 _NOT_DIGIT_BYTES = bytes(b for b in range(256) if not 0x30 <= b <= 0x39)
@@ -67,7 +67,7 @@ class Unterminated:
 class RawNeedles:
     """The subject's tokens as the folded raw bytes (UTF-8) of a block must show them for a record to match.
 
-    Folding is `pii.subject.fold`, applied to the block as bytes: ASCII letters lowered in place, each run of
+    Folding is `pii.core.subject.fold`, applied to the block as bytes: ASCII letters lowered in place, each run of
     non-ASCII characters folded (and other scripts' digits read as digits), so the result equals
     ``fold(text).encode()`` at a fraction of the cost for mostly-ASCII text."""
 

@@ -40,17 +40,17 @@ import phonenumbers
 
 from connectors import csvscan
 from connectors.base import DELETE, Connector, ExecAction
-from pii import classify as classify_mod
-from pii.classify import NUMBER, STRING, ColumnInfo
-from pii.coverage import Coverage
-from pii.errors import ConfigError, StoreError
-from pii.findings import STRONG, WEAK, Finding
-from pii.host import host_tag, process_gone
-from pii.inventory import (
+from pii.core import classify as classify_mod
+from pii.core.classify import NUMBER, STRING, ColumnInfo
+from pii.core.coverage import Coverage
+from pii.core.errors import ConfigError, StoreError
+from pii.core.findings import STRONG, WEAK, Finding
+from pii.core.host import host_tag, process_gone
+from pii.core.inventory import (
     EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, OTHER, PHONE, ColumnProfile,
 )
-from pii.subject import EMAIL_FULL_RE  # the one email syntax
-from pii.subject import ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of, fold
+from pii.core.subject import EMAIL_FULL_RE  # the one email syntax
+from pii.core.subject import ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of, fold
 
 DEFAULT_FALLBACK_ENCODING = "cp1252"
 DELIMITERS = ",;\t|"
@@ -435,7 +435,7 @@ class FileFormat:
 
     @property
     def store(self):
-        """The store's configuration (pii.config.StoreConfig)."""
+        """The store's configuration (pii.core.config.StoreConfig)."""
         return self.owner.store
 
     def say(self, message: str) -> None:
@@ -611,7 +611,7 @@ class FileFormat:
         if not self.owner.analyzer_model:
             return None
         if self._entity_counter is None:
-            from pii import detection
+            from pii.core import detection
 
             analyzer = detection.build_analyzer(self.owner.analyzer_model)
             self._entity_counter = functools.partial(detection.entities_in, analyzer)
@@ -634,7 +634,7 @@ class FileFormat:
         """One file's records about the subject, through the raw-bytes prefilter of connectors/csvscan.py:
         only blocks holding one of the subject's tokens are parsed. Records the file in `coverage` (searched,
         or read in part from an unterminated quote on) under `shown(rel)`, the name as printed (a
-        pii.printable.PlaceNames withholds names that name the subject)."""
+        pii.core.printable.PlaceNames withholds names that name the subject)."""
         csv.field_size_limit(max(csv.field_size_limit(), FIELD_SIZE_LIMIT))
         layout = self.layout(rel)
         path = self.local_path(rel)

@@ -17,7 +17,7 @@ What is read, by file name:
 - ``.txt``: each line is a record (row = 1-based line number, blank lines counted), searched as free text;
   the finding's record is ``{"line": text}``.
 - ``.jsonl`` / ``.ndjson``: each line is a record. String values are searched as free text; a value under
-  a key that names an email, phone or name field (pii.classify.kind_from_name), or under a key given as
+  a key that names an email, phone or name field (pii.core.classify.kind_from_name), or under a key given as
   an ``--id``, is compared whole, as identifier columns are. Records are flattened: nested keys read
   ``contact.email``, list items ``tags[0]``. A line that is not a JSON object or array is a text line.
 - anything else is not scanned; such files are announced through progress and listed in
@@ -34,7 +34,7 @@ the server holds as many bytes as were sent (SIZE) and that the original has not
 dropped connection before the rename leaves the original as it was; the temp file is removed at once
 when possible and otherwise by the next ``locate`` or ``apply`` (see `_clean_temps`).
 
-Selection (`select`, for flows not about one person: see pii/selection.py): the same files and records as
+Selection (`select`, for flows not about one person: see pii/core/selection.py): the same files and records as
 `locate`; a JSON line's record is the parsed object there (top-level keys are its columns), FILE_TIME is a
 file's modification time from MLSD/MDTM (UTC), and `whole_files` findings are ``{"path": remote}``, which a
 ``drop`` action removes with DELE (a file already gone counts as done). Row actions check the record they
@@ -76,17 +76,17 @@ from connectors.fileformat import (
     EXTRA_KEY, SAMPLE_ROWS, TMP_MARK, FileFormat, FilePlan, FilePlanOfActions, RowFilter,
     is_temp_name, line_terminator, write_codec,
 )
-from pii import classify as cls
-from pii.classify import free_text_profile, kind_from_name
-from pii.coverage import Coverage
-from pii.host import host_tag, process_gone
-from pii.errors import ConfigError, LetheError, StoreError, StoreUnreachable
-from pii.findings import STRONG, WEAK, Finding
-from pii.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE
-from pii.policy import container_matches
-from pii.printable import PlaceNames
-from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter, record_value
-from pii.subject import ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of
+from pii.core import classify as cls
+from pii.core.classify import free_text_profile, kind_from_name
+from pii.core.coverage import Coverage
+from pii.core.host import host_tag, process_gone
+from pii.core.errors import ConfigError, LetheError, StoreError, StoreUnreachable
+from pii.core.findings import STRONG, WEAK, Finding
+from pii.core.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE
+from pii.core.policy import container_matches
+from pii.core.printable import PlaceNames
+from pii.core.selection import FILE_TIME, MESSAGE_DATE, RecordFilter, record_value
+from pii.core.subject import ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of
 
 DEFAULT_PORT = 21
 DEFAULT_TIMEOUT = 30.0
@@ -548,7 +548,7 @@ class FtpConnector(Connector):
 
     # ---- selection
     def select(self, flt: RecordFilter) -> list[Finding]:
-        """Records (or, with `flt.whole_files`, files) the filter selects; see pii/selection.py. Files are
+        """Records (or, with `flt.whole_files`, files) the filter selects; see pii/core/selection.py. Files are
         chosen by the store's pattern/skip_files and then by `flt.containers` (the remote path, the path
         relative to the store's folder, or for a pattern without "/" the file name). CSV/TSV records are the
         CSV connector's (for a text test, the free-text values that passed, as its select and `locate` record

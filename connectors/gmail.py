@@ -33,7 +33,7 @@ Erasure: a ``delete`` action moves the message to Trash (``erase: trash``; Gmail
 days) or deletes it for good (``erase: delete``, ``users.messages.batchDelete`` with at most 1000 ids a
 call). Gmail cannot edit a message: an ``update`` action is refused. A message already gone counts as done.
 
-Selection (`select`, for flows not about one person: see pii/selection.py and GmailConnector.select): senders,
+Selection (`select`, for flows not about one person: see pii/core/selection.py and GmailConnector.select): senders,
 from/to/subject values and message-date bounds become one Gmail search (a superset), message ids are fetched
 directly, and each candidate is checked in Python; findings are ``{"message_id": id}`` with the whole
 message's record, erased by the same ``delete`` actions.
@@ -65,11 +65,11 @@ from typing import Any, Callable, Iterator
 import phonenumbers
 
 from connectors.base import DELETE, UPDATE, Connector, Container, Done, ExecAction, Sampled, change_signature
-from pii.coverage import Coverage
-from pii.errors import ConfigError, StoreError, StoreUnreachable
-from pii.findings import STRONG, WEAK, Finding, merge
-from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
-from pii.subject import (
+from pii.core.coverage import Coverage
+from pii.core.errors import ConfigError, StoreError, StoreUnreachable
+from pii.core.findings import STRONG, WEAK, Finding, merge
+from pii.core.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
+from pii.core.subject import (
     ENTITY_EMAIL, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, TextMatch, entities_of, name_tokens,
     normalise_email,
 )
@@ -585,8 +585,8 @@ class GmailConnector(Connector):
         and names by Presidio), subject and body (free text); stored in the inventory."""
         if CONTAINER not in names:
             return
-        from pii import classify as cls
-        from pii.inventory import EMAIL, ColumnProfile
+        from pii.core import classify as cls
+        from pii.core.inventory import EMAIL, ColumnProfile
 
         ids = getattr(self, "_sweep_ids", None)
         if ids is None:
@@ -1019,7 +1019,7 @@ class GmailConnector(Connector):
 
     # ------------------------------------------------------------------ select
     def select(self, flt: RecordFilter) -> list[Finding]:
-        """Messages the filter selects (see pii/selection.py), each a finding ``{"message_id": id}`` with match
+        """Messages the filter selects (see pii/core/selection.py), each a finding ``{"message_id": id}`` with match
         "identifier" (or "text" with a text test) and the whole message's record (as `locate` gives a party's,
         without ``_raw_eml``; ``party`` is False: no subject is involved).
 

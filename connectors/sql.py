@@ -14,7 +14,7 @@ How a subject is located, without ever scanning a table in Python:
    Rows a matched row merely points to (events, products, companies) are shared reference data and are
    not reported, unless stores.yaml lists their table under `personal_tables`.
 
-`select(RecordFilter)` (pii/selection.py) chooses rows by other conditions: `equals` as `trim(col) IN`
+`select(RecordFilter)` (pii/core/selection.py) chooses rows by other conditions: `equals` as `trim(col) IN`
 (converted values for typed columns), date bounds in the WHERE clause on DATE/DATETIME columns and parsed
 in Python for text columns, text terms as `lower(col) LIKE` prefilters on free-text columns; every
 fetched row is confirmed in Python.
@@ -41,16 +41,16 @@ from sqlalchemy.sql import sqltypes
 from connectors import sql_search as search
 from connectors.base import DELETE, UPDATE, Connector, Container, Done, ExecAction, Sampled, change_signature
 from connectors.sql_search import MAX_DISTINCT, Planner, reflect_facts
-from pii.coverage import Coverage
-from pii import classify as cls
-from pii.config import resolve_sqlite_url
-from pii.errors import ConfigError, StoreError, StoreUnreachable
-from pii.findings import STRONG, WEAK, Finding, merge
-from pii.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE, ColumnProfile
-from pii.policy import container_matches
-from pii.printable import PlaceNames
-from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
-from pii.subject import (
+from pii.core.coverage import Coverage
+from pii.core import classify as cls
+from pii.core.config import resolve_sqlite_url
+from pii.core.errors import ConfigError, StoreError, StoreUnreachable
+from pii.core.findings import STRONG, WEAK, Finding, merge
+from pii.core.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE, ColumnProfile
+from pii.core.policy import container_matches
+from pii.core.printable import PlaceNames
+from pii.core.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
+from pii.core.subject import (
     ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of, fold,
 )
 
@@ -274,7 +274,7 @@ class SqlConnector(Connector):
                 for i, c in enumerate(string_cols):
                     samples[c.name] = [r[i] for r in rows]
             if counter is None and self.analyzer_model:
-                from pii.detection import build_analyzer, entities_in
+                from pii.core.detection import build_analyzer, entities_in
                 counter = functools.partial(entities_in, build_analyzer(self.analyzer_model))
             forced = [t.split(".")[-1] for t in text_cols
                       if "." not in t or t.rsplit(".", 1)[0] in (info.name, info.container)]
@@ -634,7 +634,7 @@ class SqlConnector(Connector):
                     row = dict(row)
                     yield row, values.get(tuple(row[c] for c in cols), False)
 
-    # ------------------------------------------------------------------ selection (pii/selection.py)
+    # ------------------------------------------------------------------ selection (pii/core/selection.py)
     def select(self, flt: RecordFilter) -> list[Finding]:
         """Rows the filter selects, table by table: conditions pushed into the WHERE clause where the
         column's type allows it, then confirmed row by row in Python (the semantics are RecordFilter's).

@@ -25,7 +25,7 @@ lengths), one method:
 =====================  ==============================================================================
 
 Index methods that compare the column's *own* written form rely on what the sample showed (``trimmed``,
-``lower``, ``phone_standard``; pii.classify.column_forms) or on how people write phones in text (the last
+``lower``, ``phone_standard``; pii.core.classify.column_forms) or on how people write phones in text (the last
 three digits together); they are marked with ``assumes`` in the coverage report, and ``search: {strict:
 true}`` on the store turns them off (scans instead). Every candidate the database returns is confirmed in
 Python by the subject matcher, so predicates only need to be supersets.
@@ -41,9 +41,9 @@ from typing import Iterable, Iterator
 import sqlalchemy as sa
 from sqlalchemy.sql import sqltypes
 
-from pii import classify as cls
-from pii.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE, ColumnProfile
-from pii.subject import SubjectMatcher, fold
+from pii.core import classify as cls
+from pii.core.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE, ColumnProfile
+from pii.core.subject import SubjectMatcher, fold
 
 TEXT, JSON, BINARY, NONTEXT = "text", "json", "binary", "nontext"
 MAX_DISTINCT = 2000          # an indexed column with more distinct values than this is not enumerated
@@ -497,7 +497,7 @@ _APOS = ("'", "\u2019", "\u02bc")
 
 def _fold_pieces() -> tuple[dict[str, set[str]], dict[str, set[str]], str]:
     """What PostgreSQL's name regexes are built from: per folded letter, the characters that fold to it
-    (`pii.subject.fold`, accents and case); per folded run of two or more letters, the characters that fold
+    (`pii.core.subject.fold`, accents and case); per folded run of two or more letters, the characters that fold
     to it (ß -> ss, æ -> ae, ligatures); and the characters that fold to nothing a name keeps (apostrophes,
     combining marks). Latin, Greek and Cyrillic blocks and fullwidth forms."""
     singles: dict[str, set[str]] = {ch: {ch, ch.upper()} for ch in string.ascii_lowercase}
@@ -624,7 +624,7 @@ class Planner:
         self.nsns = list(matcher.phone_digit_tokens)
         self.name_sets = [toks for toks in matcher.name_token_sets if toks]
         self.text_ids = list(matcher.text_id_values)
-        from pii.classify import phone_forms
+        from pii.core.classify import phone_forms
 
         self.phone_forms = sorted({f for p in self.phones for f in phone_forms(p)})
 

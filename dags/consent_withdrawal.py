@@ -2,7 +2,7 @@
 marketing lists and keep only a suppression entry so they are never mailed again.
 
 plan -> needs_approval -> approval (Human-in-the-loop) -> execute and verify (suppression entry
-"unsubscribed") -> certificate. Wiring only: plugins/flow_dag.py, plugins/flow_tasks.py, pii/flows.py.
+"unsubscribed") -> certificate. Wiring only: plugins/flow_dag.py, plugins/flow_tasks.py, pii/engine/flows.py.
 """
 from __future__ import annotations
 

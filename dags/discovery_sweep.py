@@ -1,9 +1,9 @@
 """discovery_sweep: refresh the PII inventory of every store (SQL, CSV, FTP, Gmail), daily, and write the
 data map.
 
-stores -> sweep (one mapped task per store: pii.sweep.sweep_store; incremental: only tables and files
+stores -> sweep (one mapped task per store: pii.engine.sweep.sweep_store; incremental: only tables and files
 changed since the last sweep are sampled again, unless `full`) -> summary (totals, and the reports:
-HTML data map, records of processing and inventory export, pii.datamap.write_reports, into `reports_dir`,
+HTML data map, records of processing and inventory export, pii.reports.datamap.write_reports, into `reports_dir`,
 else LETHE_REPORTS_DIR, else reports/ beside stores.yaml). Counts only, never values.
 """
 from __future__ import annotations

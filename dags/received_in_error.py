@@ -3,7 +3,7 @@ a SQL import batch), the whole source or only what it holds about one person, af
 
 plan (stored in the ledger; report in the output folder) -> needs_approval -> approval (Human-in-the-loop)
 -> execute and verify (senders' and subjects' addresses go onto the suppression list: "received in error")
--> certificate. Wiring only: plugins/flow_dag.py, plugins/flow_tasks.py, rules in pii/flows.py.
+-> certificate. Wiring only: plugins/flow_dag.py, plugins/flow_tasks.py, rules in pii/engine/flows.py.
 """
 from __future__ import annotations
 

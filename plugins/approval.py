@@ -78,15 +78,15 @@ class ErasureApprovalOperator(HITLOperator):
         self.plan_id = plan_id
 
     def _engine(self, context):
-        from pii.erasure import ErasureEngine
+        from pii.engine.erasure import ErasureEngine
         from plugins.runtime import load_run_config, task_progress
 
         return ErasureEngine(load_run_config(context["params"]), progress=task_progress)
 
     def execute(self, context):
         with lethe_outcomes():
-            from pii.plans import Plan
-            from pii.errors import LedgerError
+            from pii.core.plans import Plan
+            from pii.core.errors import LedgerError
             from pii.ledger import PLANNED
 
             engine = self._engine(context)

@@ -1,6 +1,6 @@
 """Task bodies of the special-flow DAGs (received_in_error, child_data_purge, retention_purge,
 consent_withdrawal). They call the same library functions as `lethe received-in-error | child-purge |
-retention | unsubscribe` (pii/flows.py) and pass only ids and counts through XCom.
+retention | unsubscribe` (pii/engine/flows.py) and pass only ids and counts through XCom.
 
 Every flow: plan (stored in the ledger, with a report of what was selected, held and left for review)
 -> Human-in-the-loop approval (the erasure approval operator) -> execute and verify -> certificate.
@@ -25,23 +25,23 @@ def _params(context: Mapping[str, Any]) -> dict:
 
 def _engine(context, *, resolve: bool = True, today: date | None = None):
     """The erasure engine for a task; `today`: the run date the flow decides by (default: the real date)."""
-    from pii.erasure import ErasureEngine
+    from pii.engine.erasure import ErasureEngine
 
     config = load_run_config(_params(context), resolve=resolve)
     return ErasureEngine(config, progress=task_progress, today=today)
 
 
 def run_date(params: Mapping[str, Any]) -> date:
-    from pii.flows import run_date_of
+    from pii.engine.flows import run_date_of
 
     return run_date_of(params.get("run_date") or None)
 
 
 def _plan(engine, selection, context, *, include_weak: bool = False) -> dict:
     """Store the plan; write its report (no values) to the output folder; close it at once when empty."""
-    from pii.host import current_user
+    from pii.core.host import current_user
     from pii.reports.plan_report import plan_report, write_plan_report
-    from pii.runs import RunService, SelectionRun
+    from pii.engine.runs import RunService, SelectionRun
 
     params = _params(context)
     runs = RunService(engine)
@@ -61,8 +61,8 @@ def _plan(engine, selection, context, *, include_weak: bool = False) -> dict:
 
 
 def plan_received_in_error(context: Mapping[str, Any]) -> dict:
-    from pii.flows import Source, received_in_error
-    from pii.subject import Subject
+    from pii.engine.flows import Source, received_in_error
+    from pii.core.subject import Subject
 
     with lethe_outcomes():
         params = _params(context)
@@ -80,7 +80,7 @@ def plan_received_in_error(context: Mapping[str, Any]) -> dict:
 
 
 def plan_child_purge(context: Mapping[str, Any]) -> dict:
-    from pii.flows import child_purge
+    from pii.engine.flows import child_purge
 
     with lethe_outcomes():
         params = _params(context)
@@ -93,8 +93,8 @@ def plan_child_purge(context: Mapping[str, Any]) -> dict:
 def retention_report(context: Mapping[str, Any]) -> list[str]:
     """The dry run first: per rule, what has expired, what is held; written to the output folder.
     Returns the names of the rules with something to purge."""
-    from pii.flows import preview_selection, retention_selection
-    from pii.retention import load_schedule
+    from pii.engine.flows import preview_selection, retention_selection
+    from pii.core.retention import load_schedule
 
     with lethe_outcomes():
         params = _params(context)
@@ -120,8 +120,8 @@ def retention_report(context: Mapping[str, Any]) -> list[str]:
 
 
 def plan_retention_rule(rule_name: str, context: Mapping[str, Any]) -> str:
-    from pii.flows import retention_selection
-    from pii.retention import load_schedule
+    from pii.engine.flows import retention_selection
+    from pii.core.retention import load_schedule
 
     with lethe_outcomes():
         params = _params(context)
@@ -132,8 +132,8 @@ def plan_retention_rule(rule_name: str, context: Mapping[str, Any]) -> str:
 
 
 def plan_unsubscribe(context: Mapping[str, Any]) -> dict:
-    from pii.flows import unsubscribe
-    from pii.subject import Subject
+    from pii.engine.flows import unsubscribe
+    from pii.core.subject import Subject
 
     with lethe_outcomes():
         params = _params(context)

@@ -33,8 +33,8 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from pii.config import Config, StoreConfig
-from pii.errors import ConfigError
+from pii.core.config import Config, StoreConfig
+from pii.core.errors import ConfigError
 
 # Named extras that may reach a SQL driver, per connection type (libpq / PyMySQL query parameters).
 SQL_EXTRAS = {

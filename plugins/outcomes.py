@@ -20,7 +20,7 @@ import functools
 import os
 from contextlib import contextmanager
 
-from pii.errors import ConfigError, InvalidIdentifier, LedgerError, LetheError, StoreUnreachable
+from pii.core.errors import ConfigError, InvalidIdentifier, LedgerError, LetheError, StoreUnreachable
 
 DEBUG_ENV = "LETHE_DEBUG"
 
@@ -36,7 +36,7 @@ class LetheTaskError(Exception):
 
 
 def _fail_classes() -> tuple[type[BaseException], ...]:
-    from pii.erasure import ErasureBlocked
+    from pii.engine.erasure import ErasureBlocked
 
     return ConfigError, InvalidIdentifier, LedgerError, ErasureBlocked
 

@@ -20,10 +20,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-import pii.inventory  # noqa: F401 - declare every state table before the first state engine is made
-import pii.ledger  # noqa: F401   (pii.state creates the tables it knows when it first sees a URL)
-from pii.config import Config, load_config
-from pii.errors import ConfigError
+import pii.state.inventory  # noqa: F401 - declare every state table before the first state engine is made
+import pii.ledger  # noqa: F401   (pii.state.db creates the tables it knows when it first sees a URL)
+from pii.core.config import Config, load_config
+from pii.core.errors import ConfigError
 
 CONFIG_ENV = "LETHE_CONFIG"
 OVERRIDE_ENV = "LETHE_ALLOW_CONFIG_OVERRIDE"

@@ -3,7 +3,7 @@ in `pii/` (the same functions the CLI calls).
 
 What crosses task boundaries (XCom) is ids, counts and paths. The subject's identifiers travel only
 through the ledger's encrypted request store (keyed by request id), and findings with their records
-through encrypted work files (`pii.requests.write_findings`), never through Airflow's metadata.
+through encrypted work files (`pii.engine.requests.write_findings`), never through Airflow's metadata.
 Every body runs under `plugins.outcomes.lethe_outcomes`, the single mapping of Lethe errors to
 retry / fail / skip.
 """
@@ -33,7 +33,7 @@ def _params(context: Mapping[str, Any]) -> dict:
 
 
 def _counts(findings) -> dict[str, int]:
-    from pii.findings import WEAK
+    from pii.core.findings import WEAK
 
     out = {"locations": 0, "identifier": 0, "text": 0, "linked": 0, "weak": 0}
     for f in findings:
@@ -65,8 +65,8 @@ def _ledger(config):
 def register_request(kind: str, context: Mapping[str, Any]) -> dict:
     """Register the run's request in the ledger and seal its identifiers in the request store; or, when
     the run names only a ``request_id``, pick up a request registered beforehand. Returns ids only."""
-    from pii.errors import InvalidIdentifier
-    from pii.requests import has_identifiers, parse_received, pick_up, register, subject_from_conf
+    from pii.core.errors import InvalidIdentifier
+    from pii.engine.requests import has_identifiers, parse_received, pick_up, register, subject_from_conf
 
     with lethe_outcomes():
         params = _params(context)
@@ -110,7 +110,7 @@ def search_units(context: Mapping[str, Any]) -> list[dict]:
     """What the locate tasks map over: one unit per store, and for a SQL store with more tables than its
     ``table_group`` option (default 25), one unit per group of that many tables, so a big store spreads
     over the workers. Each unit: {"store", "tables" (None: all), "group" ("2/5")}."""
-    from pii.stores import connect
+    from pii.engine.stores import connect
 
     with lethe_outcomes():
         params = _params(context)
@@ -145,10 +145,10 @@ def locate_in_store(request_id: str, store: str, context: Mapping[str, Any], *, 
     """Locate the request's subject in one store (or one group of its tables); findings go to an encrypted
     work file."""
     from connectors import connector_class
-    from pii.discover import locate_in_store as locate
-    from pii.errors import ConfigError
-    from pii.inventory import Inventory
-    from pii.requests import pick_up, write_findings
+    from pii.engine.discover import locate_in_store as locate
+    from pii.core.errors import ConfigError
+    from pii.state.inventory import Inventory
+    from pii.engine.requests import pick_up, write_findings
 
     with lethe_outcomes():
         params = _params(context)
@@ -181,9 +181,9 @@ def locate_in_store(request_id: str, store: str, context: Mapping[str, Any], *, 
 
 def assemble_package(request_id: str, results: Iterable[Mapping[str, Any] | None],
                      context: Mapping[str, Any]) -> dict:
-    """Write the access package from the stores' work files (`pii.package.write_access_package`)."""
-    from pii.package import write_access_package
-    from pii.requests import access_request_info, pick_up
+    """Write the access package from the stores' work files (`pii.reports.package.write_access_package`)."""
+    from pii.reports.package import write_access_package
+    from pii.engine.requests import access_request_info, pick_up
 
     with lethe_outcomes():
         params = _params(context)
@@ -216,7 +216,7 @@ def assemble_package(request_id: str, results: Iterable[Mapping[str, Any] | None
 def record_access(request_id: str, package: Mapping[str, Any], context: Mapping[str, Any]) -> dict:
     """Close the request in the ledger: completed (identifiers shredded) when every store was searched;
     in progress (identifiers kept, so the run can be repeated by id) otherwise."""
-    from pii.requests import complete
+    from pii.engine.requests import complete
 
     with lethe_outcomes():
         config = load_run_config(_params(context))
@@ -243,9 +243,9 @@ def plan_erasure(request_id: str, context: Mapping[str, Any], results: Iterable[
     encrypted work files) the plan decides those findings instead of searching again; a store no task
     searched (skipped: its kind is not supported here) goes into the plan's coverage as not searched, so
     the certificate cannot call it verified."""
-    from pii.erasure import ErasureEngine
-    from pii.requests import pick_up
-    from pii.runs import RunService, SubjectRun
+    from pii.engine.erasure import ErasureEngine
+    from pii.engine.requests import pick_up
+    from pii.engine.runs import RunService, SubjectRun
 
     with lethe_outcomes():
         params = _params(context)
@@ -286,9 +286,9 @@ def plan_erasure(request_id: str, context: Mapping[str, Any], results: Iterable[
 def read_work_files(ledger, results: list[Mapping[str, Any]]) -> tuple[list, list[dict]]:
     """The mapped `locate` tasks' findings (from their encrypted work files, merged across groups of one
     store) and coverage reports (merged: one per store)."""
-    from pii.coverage import merge_reports
-    from pii.findings import merge
-    from pii.requests import read_findings
+    from pii.core.coverage import merge_reports
+    from pii.core.findings import merge
+    from pii.engine.requests import read_findings
 
     findings = []
     for r in results:
@@ -298,7 +298,7 @@ def read_work_files(ledger, results: list[Mapping[str, Any]]) -> tuple[list, lis
 
 def not_searched_report(store: str, kind: str) -> dict:
     """The coverage report of a store no task searched (its search was skipped)."""
-    from pii.coverage import Coverage
+    from pii.core.coverage import Coverage
 
     report = Coverage(store, kind)
     report.add_skipped("(whole store)", "not searched in this run (skipped)")
@@ -309,8 +309,8 @@ def execute_erasure(decision: Mapping[str, Any], context: Mapping[str, Any]) -> 
     """Carry out an approved plan and verify it (`ErasureEngine.execute`); skipped when rejected."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from pii.erasure import ErasureEngine
-    from pii.runs import RunService
+    from pii.engine.erasure import ErasureEngine
+    from pii.engine.runs import RunService
 
     if not decision or decision.get("decision") != "approved":
         raise AirflowSkipException("the plan was not approved: nothing is erased")
@@ -330,7 +330,7 @@ def write_certificate(report: Mapping[str, Any], context: Mapping[str, Any]) -> 
     verified (drifted rows, erasable data still found), after writing what was done."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from pii.erasure import ErasureEngine
+    from pii.engine.erasure import ErasureEngine
     from pii.reports.certificate import certificate_lines, write_certificate as write_certificate_files
 
     with lethe_outcomes():
@@ -369,11 +369,11 @@ def store_names(context: Mapping[str, Any]) -> list[str]:
 # =========================================================================== discovery_sweep
 
 def sweep_one(store: str, context: Mapping[str, Any]) -> dict:
-    """Sweep one store (`pii.sweep.sweep_store`): incremental unless the run's ``full`` is set; the run's
+    """Sweep one store (`pii.engine.sweep.sweep_store`): incremental unless the run's ``full`` is set; the run's
     ``sample_rows`` overrides the sample size. Returns counts only."""
     from connectors import connector_class
-    from pii.errors import ConfigError
-    from pii.sweep import SWEEP_KINDS, summary_line, sweep_store
+    from pii.core.errors import ConfigError
+    from pii.engine.sweep import SWEEP_KINDS, summary_line, sweep_store
 
     with lethe_outcomes():
         params = _params(context)
@@ -398,7 +398,7 @@ def sweep_one(store: str, context: Mapping[str, Any]) -> dict:
 
 def sweep_summary(results: Iterable[Mapping[str, Any] | None], context: Mapping[str, Any] | None = None) -> dict:
     """Totals of the stores' sweeps; with the run's `context`, also writes the reports (HTML data map,
-    records of processing and inventory export, `pii.datamap.write_reports`) into the run's ``reports_dir``,
+    records of processing and inventory export, `pii.reports.datamap.write_reports`) into the run's ``reports_dir``,
     else LETHE_REPORTS_DIR, else ``reports/`` beside stores.yaml."""
     results = _present(results)
     by_kind: dict[str, int] = {}
@@ -416,14 +416,14 @@ def sweep_summary(results: Iterable[Mapping[str, Any] | None], context: Mapping[
              out["stores"], out["containers"], out["swept"], out["unchanged"], out["failed"], out["columns"], rows)
     if context is None:
         return out
-    from pii import datamap
+    from pii.reports import datamap
 
     with lethe_outcomes():
         params = _params(context)
         config = load_run_config(params)
         requested = params.get("reports_dir")
         if requested and os.environ.get("LETHE_ALLOW_CONFIG_OVERRIDE") != "1":
-            from pii.errors import ConfigError
+            from pii.core.errors import ConfigError
 
             raise ConfigError("the run names its own 'reports_dir', which is only honoured when "
                               "LETHE_ALLOW_CONFIG_OVERRIDE=1 on the workers (whoever triggers a run must not "
@@ -444,13 +444,13 @@ def sweep_summary(results: Iterable[Mapping[str, Any] | None], context: Mapping[
 def check_due(context: Mapping[str, Any]) -> dict:
     """Open requests and their due dates; overdue and due-within-7-days ones are logged (ids and dates)
     and handed to the alert hook."""
-    from pii.requests import due_report
+    from pii.engine.requests import due_report
 
     with lethe_outcomes():
         params = _params(context)
         config = load_run_config(params)
-        from pii.erasure import ErasureEngine
-        from pii.flows import lapse_flow_requests
+        from pii.engine.erasure import ErasureEngine
+        from pii.engine.flows import lapse_flow_requests
 
         lapsed = lapse_flow_requests(ErasureEngine(config))  # flow runs whose plans expired unapproved
         if lapsed:
@@ -477,7 +477,7 @@ def alert(report: Mapping[str, Any]) -> None:
     if not target:
         return
     module, _, name = target.partition(":")
-    from pii.errors import ConfigError
+    from pii.core.errors import ConfigError
 
     try:
         hook = getattr(importlib.import_module(module), name)

@@ -2,7 +2,7 @@
 output captured, and the demo subject's identifiers that must never appear in that output."""
 from __future__ import annotations
 
-from pii import cli
+from pii.cli import main as cli
 
 PERSONAL = ["alice.smith@example.org", "7946 0123", "79460123", "Alice Smith", "C-10042"]
 

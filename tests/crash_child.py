@@ -24,10 +24,10 @@ if __name__ == "__main__":  # run as a script: make the project importable
 
 from connectors.base import DELETE, UPDATE, ExecAction  # noqa: E402
 from connectors.csvfiles import CsvConnector  # noqa: E402
-from pii.config import StoreConfig  # noqa: E402
-from pii.findings import WEAK  # noqa: E402
-from pii.policy import redact_fields  # noqa: E402
-from pii.subject import Subject, SubjectMatcher  # noqa: E402
+from pii.core.config import StoreConfig  # noqa: E402
+from pii.core.findings import WEAK  # noqa: E402
+from pii.core.policy import redact_fields  # noqa: E402
+from pii.core.subject import Subject, SubjectMatcher  # noqa: E402
 from tests.sql_world import ALICE  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def erase_csv_folder(folder: Path, announce=lambda: None) -> int:
 
 def lethe_killed_after_rewrite(target: str, argv: list[str]) -> int:
     from connectors import csvfiles
-    from pii import cli
+    from pii.cli import main as cli
 
     rewrite = csvfiles.CsvConnector._rewrite
 

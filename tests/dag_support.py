@@ -67,7 +67,7 @@ def answer(monkeypatch):
 
 
 def ledger_for(world):
-    from pii.config import load_config
+    from pii.core.config import load_config
     from pii.ledger import Ledger
 
     return Ledger(load_config(world.config_path).state_url)

@@ -65,7 +65,7 @@ def kill_after_done(store: str, n: int) -> None:
 
 
 def kill_before_approval(n: int) -> None:
-    from pii.erasure import ErasureEngine
+    from pii.engine.erasure import ErasureEngine
 
     real = ErasureEngine.approve
     calls = [0]
@@ -128,7 +128,7 @@ def main(moment: str, argv: list[str]) -> int:
         kill_in_rewrite(int(rest))
     else:
         raise SystemExit(f"unknown moment {moment!r}")
-    from pii import cli
+    from pii.cli import main as cli
 
     return cli.main(argv)
 

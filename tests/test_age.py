@@ -1,4 +1,4 @@
-"""pii.age: clues that a free text was written by or about a child (child-data purge)."""
+"""pii.core.age: clues that a free text was written by or about a child (child-data purge)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from pii import age
-from pii.age import PREFILTER_TERMS, ChildAgeRecognizer, find_child_clues, might_mention_age, text_test
-from pii.selection import RecordFilter
+from pii.core import age
+from pii.core.age import PREFILTER_TERMS, ChildAgeRecognizer, find_child_clues, might_mention_age, text_test
+from pii.core.selection import RecordFilter
 
 TODAY = dt.date(2026, 5, 1)
 REC = ChildAgeRecognizer(today=TODAY)
@@ -378,7 +378,7 @@ def test_when_text_test_used_in_record_filter_then_child_texts_pass():
 
 
 def test_when_recognizer_runs_in_presidio_engine_then_metadata_carries_age():
-    from pii import detection
+    from pii.core import detection
 
     engine = detection.build_analyzer(detection.NO_MODEL)
     before = len(engine.registry.recognizers)

@@ -41,7 +41,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from pii.demo import build_demo, location_key
+from pii.demo.world import build_demo, location_key
 from tests.airflow_runner import (
     HOSTNAME_ENV, AirflowProcesses, Api, answer_path, api_ready, base_env, free_port, wait_for, wait_for_approval,
     write_passwords,
@@ -135,7 +135,7 @@ def processes(request, tmp_path):
 @pytest.mark.slow
 def test_when_access_and_erasure_run_on_celery_then_worker_runs_each_store_and_table_group(
         tmp_path, pg_databases, redis_broker, processes, monkeypatch):
-    from pii.config import load_config
+    from pii.core.config import load_config
     from pii.ledger import Ledger
 
     t0 = time.monotonic()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from pii.demo import DemoWorld, build_demo
+from pii.demo.world import DemoWorld, build_demo
 from tests.airflow_runner import (
     VENV_BIN, AirflowProcesses, Api, answer_path, api_ready, base_env, free_port, wait_for, wait_for_approval,
     write_passwords,
@@ -182,7 +182,7 @@ def test_access_run_over_rest_answers_like_the_cli_and_is_timed(cluster):
 
 
 def test_when_erasure_is_rejected_over_rest_then_stores_are_untouched_and_plan_rejected(cluster):
-    from pii.config import load_config
+    from pii.core.config import load_config
     from pii.ledger import Ledger
 
     api, dpo, world = cluster.api, cluster.dpo, cluster.world
@@ -214,8 +214,8 @@ def test_when_erasure_is_rejected_over_rest_then_stores_are_untouched_and_plan_r
 
 
 def test_when_erasure_is_approved_over_rest_then_subject_is_erased_and_plan_verified(cluster):
-    from pii.config import load_config
-    from pii.discover import locate_subject
+    from pii.core.config import load_config
+    from pii.engine.discover import locate_subject
     from pii.ledger import Ledger
 
     api, dpo, world, procs = cluster.api, cluster.dpo, cluster.world, cluster.procs

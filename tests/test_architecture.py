@@ -5,8 +5,10 @@ that a change could silently break.
 - no private name (``_x``) imported from another module;
 - the CSV and FTP connectors and their shared file-format module use no private attribute of another
   object (``other._x``; their own ``self._x`` is theirs);
-- the CLI (pii/cli.py) imported by no other module: the library and the Airflow tasks call the library;
-- no connector importing a pii module that itself uses connectors (connectors sit below the engine).
+- the CLI (pii/cli/main.py) imported by no other module: the library and the Airflow tasks call the library;
+- no connector importing a pii module that itself uses connectors (connectors sit below the engine);
+- layers import only downwards (`LAYERS`): core <- connectors, state <- ledger <- reports <- engine <- cli,
+  plugins <- dags; the demo world is imported by the CLI alone.
 """
 from __future__ import annotations
 
@@ -99,7 +101,7 @@ def test_when_the_checker_reads_a_cycle_then_it_reports_it():
     # the checks below can fail: a made-up graph with a cycle is found, one without is not
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": {"c"}}) == []
-    assert len(MODULES) > 40 and "pii.cli" in MODULES and "connectors.sql" in MODULES
+    assert len(MODULES) > 40 and "pii.cli.main" in MODULES and "connectors.sql" in MODULES
 
 
 def test_when_modules_import_each_other_then_there_is_no_cycle():
@@ -137,16 +139,57 @@ def test_when_a_file_connector_needs_another_objects_work_then_through_its_publi
     assert _foreign_private(MODULES[module].read_text(encoding="utf-8")) == []
 
 
-@pytest.mark.parametrize("cli", ["pii.cli"])
-def test_when_the_library_or_airflow_needs_something_then_it_does_not_import_the_cli(cli):
-    importers = sorted(name for name, deps in _graph().items() if cli in deps)
+def test_when_the_library_or_airflow_needs_something_then_it_does_not_import_the_cli():
+    importers = sorted((name, d) for name, deps in _graph().items() if not name.startswith("pii.cli")
+                       for d in deps if d.startswith("pii.cli"))
     assert importers == []
+
+
+# Which layer may import which (besides itself). pii/ has no flat modules: every module sits in a layer.
+LAYERS = {
+    "pii.core": set(),                                  # no I/O on stores, no connectors
+    "connectors": {"pii.core"},
+    "pii.state": {"pii.core"},
+    "pii.ledger": {"pii.core", "pii.state"},
+    "pii.reports": {"pii.core", "pii.state", "pii.ledger"},
+    "pii.engine": {"pii.core", "pii.state", "pii.ledger", "pii.reports", "connectors"},
+    "pii.demo": {"pii.core", "connectors"},             # the demo world and its local FTP/Gmail servers
+    "pii.cli": {"pii.core", "pii.state", "pii.ledger", "pii.reports", "pii.engine", "pii.demo", "connectors"},
+    "plugins": {"pii.core", "pii.state", "pii.ledger", "pii.reports", "pii.engine", "connectors"},
+    "dags": {"plugins"},
+}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "pii" and len(parts) > 1 else parts[0]
+
+
+def _layer_breaches(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
+    return sorted((m, d) for m, deps in edges.items() for d in deps
+                  if _layer(d) != _layer(m) and _layer(d) not in LAYERS.get(_layer(m), set()))
+
+
+def test_when_the_layer_checker_reads_a_wrong_import_then_it_reports_it():
+    edges = {"pii.core.subject": {"pii.engine.erasure", "pii.core.errors"}, "connectors.sql": {"pii.core.errors"},
+             "pii.reports.plan_report": {"pii.engine.flows"}, "plugins.tasks": {"pii.demo.world"}}
+    assert _layer_breaches(edges) == [("pii.core.subject", "pii.engine.erasure"),
+                                      ("pii.reports.plan_report", "pii.engine.flows"),
+                                      ("plugins.tasks", "pii.demo.world")]
+
+
+def test_when_modules_import_across_layers_then_only_downwards():
+    flat = sorted(m for m, path in MODULES.items() if m.count(".") == 1 and m.startswith("pii.")
+                  and path.name != "__init__.py")
+    assert flat == [], "every pii module belongs to a layer (a sub-package)"
+    assert {_layer(m) for m in MODULES} <= set(LAYERS) | {"pii"}
+    assert _layer_breaches(_graph()) == []
 
 
 def test_when_a_connector_imports_pii_then_not_a_module_that_uses_connectors():
     edges = _graph()
     uses_connectors = {m for m in MODULES if m.startswith("pii") and any(d.startswith("connectors") for d in edges[m])}
-    assert {"pii.sweep", "pii.erasure", "pii.discover"} <= uses_connectors  # the engine does
+    assert {"pii.engine.sweep", "pii.engine.erasure", "pii.engine.discover"} <= uses_connectors  # the engine does
     wrong = sorted((m, d) for m in MODULES if m.startswith("connectors") for d in edges[m] if d in uses_connectors)
     assert wrong == []
 
@@ -188,8 +231,8 @@ def test_when_a_flow_runs_for_a_date_then_the_date_is_passed_not_set_from_outsid
 
 
 def test_when_the_engine_opens_a_store_then_through_one_place():
-    """`pii.stores.connect` is the one place pii/ and plugins/ build a connector (with the config, the
+    """`pii.engine.stores.connect` is the one place pii/ and plugins/ build a connector (with the config, the
     inventory and the model); nowhere else calls `open_connector`."""
     callers = sorted(name for name, path in MODULES.items() if name.startswith(("pii", "plugins", "dags"))
                      and "open_connector(" in path.read_text(encoding="utf-8"))
-    assert callers == ["pii.stores"]
+    assert callers == ["pii.engine.stores"]

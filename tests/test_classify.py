@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pii.classify import ColumnInfo, classify, kind_from_name, signature
+from pii.core.classify import ColumnInfo, classify, kind_from_name, signature
 
 
 @pytest.mark.parametrize("column, kind", [
@@ -63,6 +63,6 @@ def test_when_columns_change_then_signature_changes():
     ("companies", "contact_name", "name"), (None, "name", "name"),
 ])
 def test_when_a_table_names_things_then_its_bare_name_column_is_not_a_person(table, column, kind):
-    from pii.classify import ColumnInfo, classify
+    from pii.core.classify import ColumnInfo, classify
 
     assert classify([ColumnInfo(column)], {}, container=table)[column].kind == kind

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pii import cli
-from pii.demo import DEMO_SUBJECT, build_demo, location_key
+from pii.cli import main as cli
+from pii.demo.world import DEMO_SUBJECT, build_demo, location_key
 from tests.cli_support import assert_no_personal_data, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ def test_when_lethe_demo_runs_as_a_program_then_it_finds_every_expected_location
 
 
 def test_when_package_key_is_set_then_access_writes_only_encrypted_files(demo, tmp_path, monkeypatch):
-    from pii.package import generate_key, read_manifest
+    from pii.reports.package import generate_key, read_manifest
 
     key = generate_key()
     monkeypatch.setenv("LETHE_PACKAGE_KEY", key)
@@ -247,7 +247,7 @@ def test_when_a_planned_row_drifted_then_erase_yes_again_makes_a_new_plan(fresh_
 
 
 def test_when_all_four_store_kinds_are_erased_then_subject_is_gone_everywhere(tmp_path, monkeypatch):
-    from pii import demo_remote
+    from pii.demo import remote as demo_remote
 
     ftp_port, gmail_port = demo_remote.free_port(0), demo_remote.free_port(0)
     world = build_demo(tmp_path / "demo", remote=True, ftp_port=ftp_port, gmail_port=gmail_port)
@@ -276,7 +276,7 @@ def test_when_all_four_store_kinds_are_erased_then_subject_is_gone_everywhere(tm
 
 
 def test_when_a_drop_holds_an_unreadable_file_then_the_access_answer_lists_it(tmp_path, monkeypatch):
-    from pii import demo_remote
+    from pii.demo import remote as demo_remote
 
     ftp_port, gmail_port = demo_remote.free_port(0), demo_remote.free_port(0)
     world = build_demo(tmp_path / "demo", remote=True, ftp_port=ftp_port, gmail_port=gmail_port)
@@ -302,8 +302,8 @@ def test_when_a_drop_holds_an_unreadable_file_then_the_access_answer_lists_it(tm
 
 
 def test_when_ledger_url_comes_from_the_environment_then_it_is_used(tmp_path, monkeypatch):
-    from pii.config import parse_config
-    from pii.errors import ConfigError
+    from pii.core.config import parse_config
+    from pii.core.errors import ConfigError
 
     raw = {"ledger_env": "LETHE_TEST_LEDGER_URL", "stores": {"x": {"kind": "csv", "path": "."}}}
     with pytest.raises(ConfigError, match="LETHE_TEST_LEDGER_URL"):
@@ -313,7 +313,7 @@ def test_when_ledger_url_comes_from_the_environment_then_it_is_used(tmp_path, mo
 
 
 def test_when_a_request_is_registered_then_its_identifiers_are_sealed_under_the_id(demo):
-    from pii.config import load_config
+    from pii.core.config import load_config
     from pii.ledger import Ledger
 
     code, stdout, stderr = run("--config", demo.config_path, "register", "--kind", "access",

@@ -16,9 +16,9 @@ import pytest
 
 from connectors import open_connector
 from connectors.base import DELETE, ExecAction
-from pii.config import StoreConfig
-from pii.errors import StoreUnreachable
-from pii.subject import Subject, SubjectMatcher
+from pii.core.config import StoreConfig
+from pii.core.errors import StoreUnreachable
+from pii.core.subject import Subject, SubjectMatcher
 
 SUBJECT = Subject.build(emails=["alice.smith@example.org"])
 DECOY = Subject.build(emails=["malice.smith@example.org"])

@@ -7,11 +7,12 @@ import pytest
 
 from connectors.csvfiles import CsvConnector
 from connectors.fileformat import FileFormat, FilePlan, RowFilter, match_row, sniff_dialect, unique_columns
-from pii.classify import NUMBER, STRING
-from pii.config import StoreConfig
-from pii.errors import StoreError, StoreUnreachable
-from pii.inventory import EMAIL, FREE_TEXT, NAME, PHONE, ColumnProfile, Inventory
-from pii.subject import Subject, SubjectMatcher
+from pii.core.classify import NUMBER, STRING
+from pii.core.config import StoreConfig
+from pii.core.errors import StoreError, StoreUnreachable
+from pii.core.inventory import EMAIL, FREE_TEXT, NAME, PHONE, ColumnProfile
+from pii.state.inventory import Inventory
+from pii.core.subject import Subject, SubjectMatcher
 
 ALICE = dict(emails=["alice.smith@x.org"], names=["Alice Smith"], phones=["+442079460123"])
 EMAIL_E, PHONE_E, PERSON_E, ID_E = "EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON", "ID"

@@ -14,10 +14,10 @@ from connectors import fileformat
 from connectors.base import DELETE, UPDATE, ExecAction
 from connectors.csvfiles import CsvConnector
 from connectors.fileformat import TMP_MARK
-from pii.config import StoreConfig
-from pii.errors import StoreError
-from pii.policy import redact_fields
-from pii.subject import Subject, SubjectMatcher
+from pii.core.config import StoreConfig
+from pii.core.errors import StoreError
+from pii.core.policy import redact_fields
+from pii.core.subject import Subject, SubjectMatcher
 
 MATCHER = SubjectMatcher(Subject.build(emails=["alice.smith@x.org"]))
 
@@ -322,7 +322,7 @@ def test_when_a_crashed_run_left_temp_files_then_locate_and_apply_remove_them_an
 def test_when_a_temp_file_names_another_host_then_only_its_age_makes_it_stray(tmp_path, monkeypatch):
     """A shared folder (NFS, SMB) seen by several hosts: a pid means nothing on another host, so another
     host's temp is left alone until it is older than STALE_TMP_SECONDS; this host's dead run's goes now."""
-    from pii.host import host_tag
+    from pii.core.host import host_tag
 
     other = "0" * 8 if host_tag() != "0" * 8 else "1" * 8
     body = b"email\nalice.smith@x.org\n"

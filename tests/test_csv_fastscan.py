@@ -11,8 +11,8 @@ import pytest
 from connectors import csvscan
 from connectors.csvfiles import CsvConnector
 from connectors.fileformat import FilePlan, RowFilter
-from pii.config import StoreConfig
-from pii.subject import Subject, SubjectMatcher
+from pii.core.config import StoreConfig
+from pii.core.subject import Subject, SubjectMatcher
 
 SUBJECT = dict(emails=["nora.quill@x.org"], names=["Nora Quill"], phones=["+447700900456"], region="GB")
 TOKENS = ["nora.quill@x.org", "NORA.QUILL@X.ORG", "07700 900456", "+44 7700 900 456", "Nora Quill",
@@ -168,7 +168,7 @@ def test_when_a_file_is_named_after_the_subject_then_progress_and_coverage_withh
 
 
 def test_when_an_access_package_holds_a_person_named_file_then_its_file_names_do_not_name_them(tmp_path):
-    from pii.package import write_access_package
+    from pii.reports.package import write_access_package
 
     conn, _ = store(tmp_path, {"nora.quill@x.org.csv": "email\nnora.quill@x.org\n"})
     subject = Subject.build(**SUBJECT)
@@ -220,7 +220,7 @@ def test_when_any_character_folds_to_other_ascii_than_nfkd_gives_then_it_is_a_li
     reads planes 0 and 1 only)."""
     import unicodedata
 
-    from pii.subject import fold
+    from pii.core.subject import fold
 
     listed = dict(csvscan.fold_specials())
     for code in range(0x80, 0x10000):

@@ -19,7 +19,7 @@ import pytest
 
 os.environ["LETHE_TASK_RETRIES"] = "0"  # read when the DAG files are parsed: no retry delays in tests
 
-from pii.demo import build_demo, location_key  # noqa: E402
+from pii.demo.world import build_demo, location_key  # noqa: E402
 from tests.dag_support import answer, flow, ledger_for, states, xcoms  # noqa: F401 - `answer` is a fixture
 
 DAGS = Path(__file__).resolve().parent.parent / "dags"
@@ -196,7 +196,7 @@ def test_when_a_big_sql_store_is_split_into_table_groups_then_each_group_is_a_ta
 
 
 def test_when_access_is_requested_by_id_then_identifiers_never_enter_airflow(world, capfd, caplog):
-    from pii.requests import register
+    from pii.engine.requests import register
 
     subject = world.build_subject(with_ids=True)
     request_id = register(ledger_for(world), "access", subject, "privacy team",
@@ -250,8 +250,8 @@ def test_when_request_id_is_unknown_then_register_fails_without_retry(world):
 
 # ---------------------------------------------------------------------------- subject_erasure
 def test_when_erasure_is_approved_then_subject_is_gone_and_plan_verified(world, answer):
-    from pii.config import load_config
-    from pii.discover import locate_subject
+    from pii.core.config import load_config
+    from pii.engine.discover import locate_subject
 
     seen = answer("Approve", user="dpo")
     dr = flow("subject_erasure").test(run_conf={**SUBJECT_CONF, "requester": "support desk",
@@ -284,8 +284,8 @@ def test_when_erasure_searches_a_big_store_in_table_groups_then_the_plan_equals_
     the library gives, and executing it verifies."""
     import yaml
 
-    from pii.config import load_config
-    from pii.erasure import ErasureEngine
+    from pii.core.config import load_config
+    from pii.engine.erasure import ErasureEngine
 
     direct = ErasureEngine(load_config(world.config_path)).build_plan(world.build_subject())
     cfg = yaml.safe_load(world.config_path.read_text())
@@ -360,7 +360,7 @@ def test_when_requester_approves_own_plan_under_distinct_rule_then_approval_fail
 
 
 def test_when_erasure_is_requested_by_id_then_it_runs_from_the_request_store(world, answer):
-    from pii.requests import register
+    from pii.engine.requests import register
 
     request_id = register(ledger_for(world), "erasure", world.build_subject(), "privacy team",
                           request_id="erase-2026-0007")
@@ -376,8 +376,8 @@ def test_when_erasure_is_requested_by_id_then_it_runs_from_the_request_store(wor
 # ---------------------------------------------------------------------------- scheduled flows
 def test_when_discovery_sweep_runs_then_inventory_holds_every_store(world, monkeypatch):
     import connectors
-    from pii.config import load_config
-    from pii.inventory import Inventory
+    from pii.core.config import load_config
+    from pii.state.inventory import Inventory
 
     add_mailbox(world)  # a kind with no connector in this installation: skipped
     monkeypatch.setitem(connectors._MODULES, "gmail", ("connectors.not_installed", "GmailConnector"))
@@ -410,7 +410,7 @@ def record_alert(report):  # LETHE_ALERT_HOOK target
 
 
 def test_when_requests_are_overdue_then_requests_due_reports_them_and_alerts(world, monkeypatch):
-    from pii.requests import register
+    from pii.engine.requests import register
 
     ledger = ledger_for(world)
     today = dt.date.today()

@@ -1,4 +1,4 @@
-"""The data map and records of processing (pii.datamap): rows from the inventory, the retention schedule
+"""The data map and records of processing (pii.reports.datamap): rows from the inventory, the retention schedule
 and the stores' metadata; the "no retention rule" flag; CSV/JSON exports that parse back; a self-contained
 HTML page that escapes every name; and the `lethe inventory` options that write them."""
 from __future__ import annotations
@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pii.config import load_config
-from pii.datamap import (
+from pii.core.config import load_config
+from pii.reports.datamap import (
     NO_RULE, NOT_SWEPT, data_map, export_inventory, export_ropa, records_of_processing, reports_dir,
     write_data_map_html, write_reports,
 )
-from pii.errors import ConfigError
-from pii.inventory import ColumnProfile, Inventory
-from pii.retention import load_schedule
-from pii.sweep import sweep_store
+from pii.core.errors import ConfigError
+from pii.core.inventory import ColumnProfile
+from pii.state.inventory import Inventory
+from pii.core.retention import load_schedule
+from pii.engine.sweep import sweep_store
 
 EVIL = '<script>alert("x")</script>&'
 RETENTION = [
@@ -205,7 +206,7 @@ def test_when_reports_folder_is_chosen_then_run_beats_env_beats_default(world, m
 
 # --------------------------------------------------------------------------- end to end, no values
 def test_when_swept_store_is_mapped_then_no_sampled_value_reaches_any_report(tmp_path, capsys):
-    from pii.cli import main
+    from pii.cli.main import main
 
     exports = tmp_path / "exports"
     exports.mkdir()

@@ -1,5 +1,5 @@
-"""The embedded demo stores (pii/demo.py): deterministic, loadable, and truthful about where the demo
-subject's data is. An independent reference scan (pii.subject + column names only, no connectors)
+"""The embedded demo stores (pii/demo/world.py): deterministic, loadable, and truthful about where the demo
+subject's data is. An independent reference scan (pii.core.subject + column names only, no connectors)
 re-derives the expected findings from the written files, so a random fake person who happened to match
 the subject, or a decoy that matched, would fail here before any end-to-end test."""
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pii.classify import kind_from_name
-from pii.config import load_config
-from pii.demo import DEMO_SUBJECT, DEMO_SUBJECT_IDS, EXPORT_FILES, DemoWorld, build_demo, location_key
-from pii.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE
-from pii.subject import Subject, SubjectMatcher
+from pii.core.classify import kind_from_name
+from pii.core.config import load_config
+from pii.demo.world import DEMO_SUBJECT, DEMO_SUBJECT_IDS, EXPORT_FILES, DemoWorld, build_demo, location_key
+from pii.core.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE
+from pii.core.subject import Subject, SubjectMatcher
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def test_when_demo_is_built_twice_then_every_file_is_byte_identical(tmp_path):
     a = build_demo(tmp_path / "a")
     b = build_demo(tmp_path / "b")
     ta, tb = _tree(tmp_path / "a"), _tree(tmp_path / "b")
-    from pii.demo_flows import EXPORT_FILES as FLOW_FILES
+    from pii.demo.flows import EXPORT_FILES as FLOW_FILES
 
     assert sorted(ta) == sorted(["stores.yaml", "data/crm.db"]
                                 + [f"data/exports/{f}" for f in EXPORT_FILES + FLOW_FILES])

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from pii import detection
-from pii.errors import ConfigError
-from pii.subject import Subject, SubjectMatcher
+from pii.core import detection
+from pii.core.errors import ConfigError
+from pii.core.subject import Subject, SubjectMatcher
 
 
 @pytest.fixture(scope="module")

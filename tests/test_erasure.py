@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pii.config import parse_config
-from pii.erasure import ErasureEngine
-from pii.errors import LedgerError
-from pii.policy import parse_policy
-from pii.subject import Subject
+from pii.core.config import parse_config
+from pii.engine.erasure import ErasureEngine
+from pii.core.errors import LedgerError
+from pii.core.policy import parse_policy
+from pii.core.subject import Subject
 from tests import sql_world
 
 ALICE = Subject.build(**sql_world.ALICE)
@@ -208,7 +208,7 @@ def test_when_table_names_are_hostile_then_erasure_quotes_them(sqlite_url, tmp_p
 
 
 def test_when_subject_is_under_a_legal_hold_then_erasure_is_refused_until_released(sqlite_url, tmp_path):
-    from pii.erasure import ErasureBlocked
+    from pii.engine.erasure import ErasureBlocked
 
     engine, schema = _setup(sqlite_url, tmp_path)
     before = snapshot(sqlite_url, schema)

@@ -197,7 +197,7 @@ def child_env() -> dict:
 
 
 def lethe(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pii.cli", "--config", "stores.yaml", *args], cwd=root,
+    return subprocess.run([sys.executable, "-m", "pii.cli.main", "--config", "stores.yaml", *args], cwd=root,
                           env=child_env(), capture_output=True, text=True, timeout=300)
 
 
@@ -384,7 +384,7 @@ class Run:
 
 def erase(world: World) -> Run:
     """`lethe --config stores.yaml erase <her identifiers> --yes`: the command a person runs, and runs again."""
-    return Run([sys.executable, "-m", "pii.cli", "--config", "stores.yaml", "erase", *SUBJECT_ARGS, "--yes"],
+    return Run([sys.executable, "-m", "pii.cli.main", "--config", "stores.yaml", "erase", *SUBJECT_ARGS, "--yes"],
                world.root)
 
 

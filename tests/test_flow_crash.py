@@ -244,7 +244,7 @@ def child_env() -> dict:
 
 def lethe_argv(*args: str) -> list[str]:
     script = Path(sys.executable).with_name("lethe")  # .venv/bin/lethe, the command a person runs
-    head = [str(script)] if script.exists() else [sys.executable, "-m", "pii.cli"]
+    head = [str(script)] if script.exists() else [sys.executable, "-m", "pii.cli.main"]
     return [*head, "--config", "stores.yaml", *args]
 
 

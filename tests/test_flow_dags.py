@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pii import demo_flows, demo_remote
-from pii.demo import build_demo
+from pii.demo import flows as demo_flows
+
+from pii.demo import remote as demo_remote
+from pii.demo.world import build_demo
 from tests.dag_support import answer, flow, ledger_for, states, xcoms  # noqa: F401 - `answer` is a fixture
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

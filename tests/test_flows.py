@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pii import demo_flows, demo_remote
-from pii.demo import build_demo
+from pii.demo import flows as demo_flows
+
+from pii.demo import remote as demo_remote
+from pii.demo.world import build_demo
 from tests.cli_support import assert_no_personal_data, run
 
 RUN = ["--date", demo_flows.RUN_DATE.isoformat()]
@@ -59,7 +61,7 @@ def mailbox(world) -> Path:
 
 
 def suppressed(world, email: str) -> bool:
-    from pii.config import load_config
+    from pii.core.config import load_config
     from pii.ledger import Ledger
 
     return Ledger(load_config(world.config_path).state_url).is_suppressed("email", email)
@@ -347,7 +349,7 @@ def test_when_the_controller_keeps_addresses_then_the_mailing_export_holds_them(
 
 def test_when_a_flow_run_breaks_off_then_the_next_yes_run_resumes_its_plan(world, monkeypatch):
     from connectors.csvfiles import CsvConnector
-    from pii.errors import StoreError
+    from pii.core.errors import StoreError
 
     visitors = world.root / "data" / "exports" / "visitors.csv"
     before = visitors.read_text().splitlines()
@@ -366,7 +368,7 @@ def test_when_a_flow_run_breaks_off_then_the_next_yes_run_resumes_its_plan(world
     assert "resuming plan" in out
     assert visitors.read_text().splitlines() == [
         line for n, line in enumerate(before) if n not in world.flows.expired_visitor_rows]
-    from pii.config import load_config
+    from pii.core.config import load_config
     from pii.ledger import Ledger
 
     ledger = Ledger(load_config(world.config_path).state_url)
@@ -399,7 +401,7 @@ def test_when_the_policy_promises_unsubscribes_within_days_then_the_request_is_d
     world.config_path.write_text(world.config_path.read_text() + "unsubscribe:\n  within_days: 10\n")
     code, out, err = run(*cfg(world), "unsubscribe", "--email", "alice.smith@example.org")
     assert code == 3, err
-    from pii.config import load_config
+    from pii.core.config import load_config
     from pii.ledger import Ledger
 
     ledger = Ledger(load_config(world.config_path).state_url)
@@ -416,7 +418,7 @@ def test_when_a_flow_plan_expires_unapproved_then_the_next_run_withdraws_it_and_
 
     import sqlalchemy as sa
 
-    from pii.config import load_config
+    from pii.core.config import load_config
     from pii.ledger import Ledger, ledger_plans, ledger_request_secrets
 
     code, out, err = run(*cfg(world), "received-in-error", "--store", "exports", "--file", demo_flows.ERROR_EXPORT)

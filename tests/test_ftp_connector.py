@@ -18,12 +18,12 @@ from connectors import open_connector
 from connectors.base import DELETE, UPDATE, ExecAction
 from connectors.csvfiles import CsvConnector
 from connectors.ftp import HOST_TAG, FtpConnector
-from pii.config import StoreConfig
-from pii.errors import ConfigError, StoreError, StoreUnreachable
-from pii.findings import WEAK
-from pii.inventory import Inventory
-from pii.policy import REDACTED, redact_fields
-from pii.subject import Subject, SubjectMatcher
+from pii.core.config import StoreConfig
+from pii.core.errors import ConfigError, StoreError, StoreUnreachable
+from pii.core.findings import WEAK
+from pii.state.inventory import Inventory
+from pii.core.policy import REDACTED, redact_fields
+from pii.core.subject import Subject, SubjectMatcher
 from connectors.fakes.ftp_server import PASSWORD, PASSWORD_ENV, FtpServer, self_signed_cert
 
 MATCHER = SubjectMatcher(Subject.build(emails=["alice.smith@x.org"], names=["Alice Smith"],

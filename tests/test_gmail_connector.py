@@ -12,9 +12,9 @@ import pytest
 from connectors import connector_class
 from connectors.base import DELETE, UPDATE, ExecAction
 from connectors.gmail import GmailConnector, html_to_text, search_queries
-from pii.config import StoreConfig
-from pii.errors import ConfigError, StoreError, StoreUnreachable
-from pii.subject import Subject, SubjectMatcher
+from pii.core.config import StoreConfig
+from pii.core.errors import ConfigError, StoreError, StoreUnreachable
+from pii.core.subject import Subject, SubjectMatcher
 from connectors.fakes.gmail_server import FakeGmail, SearchSyntaxError, mail
 
 USER = "support@example.test"

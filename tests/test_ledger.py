@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pii.errors import LedgerError
+from pii.core.errors import LedgerError
 from pii.ledger import KEY_ENV, KEY_FILE, Ledger
-from pii.subject import Subject
+from pii.core.subject import Subject
 
 KEY = b"test-ledger-key-0123456789abcdef"
 ROOT = Path(__file__).resolve().parent.parent

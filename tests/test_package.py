@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pii.errors import PackageError
-from pii.findings import Finding
-from pii.package import (
+from pii.core.errors import PackageError
+from pii.core.findings import Finding
+from pii.reports.package import (
     HTML_ROW_CAP,
     KEY_ENV,
     PackageResult,
@@ -25,7 +25,7 @@ from pii.package import (
     safe_name,
     write_access_package,
 )
-from pii.subject import Subject
+from pii.core.subject import Subject
 
 ALICE_EMAIL = "alice.smith@example.com"
 BOB_EMAIL = "bob.jones@example.com"
@@ -35,7 +35,7 @@ WHEN = datetime(2026, 11, 21, 12, 0, 0, tzinfo=timezone.utc)
 
 @pytest.fixture(scope="module")
 def analyzer():
-    from pii.detection import build_analyzer
+    from pii.core.detection import build_analyzer
 
     return build_analyzer()
 
@@ -474,9 +474,9 @@ def test_when_folder_holds_no_package_then_read_manifest_fails_clearly(tmp_path)
 def test_when_a_record_carries_a_whole_message_then_it_is_written_as_eml_not_as_a_column(tmp_path):
     import base64 as b64
 
-    from pii.findings import Finding
-    from pii.package import write_access_package
-    from pii.subject import Subject
+    from pii.core.findings import Finding
+    from pii.reports.package import write_access_package
+    from pii.core.subject import Subject
 
     raw = b"From: alice.smith@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
     f = Finding(store="mail", location={"message_id": "18c2f00"}, entities=["EMAIL_ADDRESS"], match="identifier",

@@ -1,12 +1,12 @@
-"""Typed planned actions (pii/plans.py): the stored form is written and read in one place, a decision's
+"""Typed planned actions (pii/core/plans.py): the stored form is written and read in one place, a decision's
 fields land where the executor looks for them, and a Plan reads its lists as typed actions."""
 from __future__ import annotations
 
 import datetime as dt
 import json
 
-from pii.plans import Plan, PlannedAction, shown_container
-from pii.policy import ANONYMISE, DELETE, RETAIN, REVIEW, Decision, OperatorSpec
+from pii.core.plans import Plan, PlannedAction, shown_container
+from pii.core.policy import ANONYMISE, DELETE, RETAIN, REVIEW, Decision, OperatorSpec
 
 WHERE = dict(action_id="a1", store="crm", container="members", location={"table": "members", "key": {"id": 7}},
              match="identifier", strength="strong", entities=("EMAIL_ADDRESS",), fingerprint="fp1")

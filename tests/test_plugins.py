@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from pii.errors import ConfigError, InvalidIdentifier, LedgerError, PackageError, StoreError, StoreUnreachable
+from pii.core.errors import ConfigError, InvalidIdentifier, LedgerError, PackageError, StoreError, StoreUnreachable
 
 
 # ---------------------------------------------------------------------------- error mapping
@@ -38,7 +38,7 @@ def test_when_a_lethe_error_is_raised_then_it_maps_to_retry_or_fail(exc, expecte
 
 
 def test_when_an_erasure_is_blocked_then_the_task_fails_without_retry():
-    from pii.erasure import ErasureBlocked
+    from pii.engine.erasure import ErasureBlocked
 
     got = _outcome(ErasureBlocked("the subject is under a legal hold (Litigation)"))
     assert type(got).__name__ == "AirflowFailException" and "legal hold" in str(got)
@@ -84,7 +84,7 @@ def test_when_mapped_errors_decorates_a_function_then_it_maps_the_same_way():
 def _store(kind: str, **options):
     from pathlib import Path
 
-    from pii.config import StoreConfig
+    from pii.core.config import StoreConfig
 
     return StoreConfig(name="crm" if kind == "sql" else "drop", kind=kind, options=options, base_dir=Path("/tmp"))
 
@@ -158,9 +158,9 @@ def test_when_a_gmail_store_names_a_connection_then_credentials_go_through_a_pro
 
 
 def test_when_demo_crm_is_reached_through_a_connection_then_locate_finds_the_same(tmp_path, monkeypatch):
-    from pii.config import load_config
-    from pii.demo import build_demo
-    from pii.discover import locate_subject
+    from pii.core.config import load_config
+    from pii.demo.world import build_demo
+    from pii.engine.discover import locate_subject
     from plugins.hooks import resolve_config
 
     world = build_demo(tmp_path / "demo")
@@ -192,7 +192,7 @@ def test_when_run_conf_names_a_config_then_it_is_honoured_only_when_allowed(monk
 
 
 def test_when_output_folders_are_not_set_then_they_sit_beside_stores_yaml(monkeypatch, tmp_path):
-    from pii.config import parse_config
+    from pii.core.config import parse_config
     from plugins.runtime import output_dir, work_root
 
     config = parse_config({"stores": {"x": {"kind": "csv", "path": "e"}}}, tmp_path / "stores.yaml")
@@ -240,7 +240,7 @@ def test_when_the_plan_body_is_rendered_then_it_shows_lines_and_the_distinct_rul
                                             {"received_at": "a", "due_at": "b"}, [], distinct=False)
 
 
-# ---------------------------------------------------------------------------- pii.requests / pii.sweep
+# ---------------------------------------------------------------------------- pii.engine.requests / pii.engine.sweep
 @pytest.fixture
 def ledger(tmp_path):
     from pii.ledger import Ledger
@@ -257,7 +257,7 @@ def ledger(tmp_path):
     ({}, "at least one identifier"),
 ])
 def test_when_run_conf_identifiers_are_bad_then_invalid_identifier_names_kind_not_value(conf, message):
-    from pii.requests import subject_from_conf
+    from pii.engine.requests import subject_from_conf
 
     with pytest.raises(InvalidIdentifier, match=message) as info:
         subject_from_conf(conf)
@@ -265,7 +265,7 @@ def test_when_run_conf_identifiers_are_bad_then_invalid_identifier_names_kind_no
 
 
 def test_when_a_request_is_registered_then_it_can_be_picked_up_by_id_only(ledger):
-    from pii.requests import pick_up, register, subject_from_conf
+    from pii.engine.requests import pick_up, register, subject_from_conf
 
     subject = subject_from_conf({"emails": ["A@Example.org"], "ids": {"customer_no": "C-1"}})
     rid = register(ledger, "access", subject, "desk", received_at=dt.date(2026, 1, 31), request_id="sar-1")
@@ -280,8 +280,8 @@ def test_when_a_request_is_registered_then_it_can_be_picked_up_by_id_only(ledger
 
 
 def test_when_findings_go_to_a_work_file_then_it_is_encrypted_and_reads_back(ledger, tmp_path):
-    from pii.findings import Finding
-    from pii.requests import read_findings, write_findings
+    from pii.core.findings import Finding
+    from pii.engine.requests import read_findings, write_findings
 
     found = [Finding("crm", {"table": "members", "key": {"id": 1}}, ["EMAIL_ADDRESS"], container="members",
                      record={"email": "alice@example.org", "joined": dt.date(2024, 1, 2)})]
@@ -292,7 +292,7 @@ def test_when_findings_go_to_a_work_file_then_it_is_encrypted_and_reads_back(led
 
 
 def test_when_requests_are_open_then_due_report_splits_overdue_and_due_soon(ledger):
-    from pii.requests import due_report, register, subject_from_conf
+    from pii.engine.requests import due_report, register, subject_from_conf
 
     subject = subject_from_conf({"emails": ["a@example.org"]})
     today = dt.date(2026, 11, 21)
@@ -306,10 +306,10 @@ def test_when_requests_are_open_then_due_report_splits_overdue_and_due_soon(ledg
 
 
 def test_when_a_store_is_swept_then_its_inventory_is_refreshed(tmp_path):
-    from pii.config import load_config
-    from pii.demo import build_demo
-    from pii.inventory import Inventory
-    from pii.sweep import sweep_store
+    from pii.core.config import load_config
+    from pii.demo.world import build_demo
+    from pii.state.inventory import Inventory
+    from pii.engine.sweep import sweep_store
 
     world = build_demo(tmp_path / "demo")
     config = load_config(world.config_path)

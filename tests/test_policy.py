@@ -1,4 +1,4 @@
-"""Erasure policy: rules, defaults, weak evidence, exemptions, field operators, text redaction (pii/policy.py)."""
+"""Erasure policy: rules, defaults, weak evidence, exemptions, field operators, text redaction (pii/core/policy.py)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,13 +8,13 @@ import hmac
 import pytest
 from presidio_anonymizer.operators import Decrypt
 
-from pii.errors import ConfigError
-from pii.findings import STRONG, WEAK, Finding
-from pii.policy import (
+from pii.core.errors import ConfigError
+from pii.core.findings import STRONG, WEAK, Finding
+from pii.core.policy import (
     ACTIONS, OPERATORS, RULE_ACTIONS, RULE_KEYS, Decision, OperatorSpec, Policy, apply_field_ops, load_policy,
     parse_policy, redact_fields, redact_text,
 )
-from pii.subject import Subject, SubjectMatcher, TextMatch
+from pii.core.subject import Subject, SubjectMatcher, TextMatch
 
 TODAY = dt.date(2026, 11, 21)
 HASH_KEY = "k" * 32
@@ -467,7 +467,7 @@ def test_when_policy_file_has_empty_rules_then_the_default_applies(tmp_path):
 
 # --------------------------------------------------------------------------- legal holds
 def _finding(store="crm", table="payments", match="identifier", strength="strong"):
-    from pii.findings import Finding
+    from pii.core.findings import Finding
     return Finding(store=store, location={"table": table, "key": {"id": 1}}, entities=["EMAIL_ADDRESS"],
                    match=match, strength=strength, container=table)
 
@@ -483,7 +483,7 @@ def _finding(store="crm", table="payments", match="identifier", strength="strong
 def test_when_a_legal_hold_covers_a_finding_then_it_is_held_before_any_rule(holds, finding_kwargs, today, expected):
     import datetime as dt
 
-    from pii.policy import parse_policy
+    from pii.core.policy import parse_policy
     policy = parse_policy({"holds": holds, "rules": [{"action": "delete"}]}, "p.yaml")
     decision = policy.decide(_finding(**finding_kwargs), today=dt.date.fromisoformat(today))
     assert decision.action == expected
@@ -498,7 +498,7 @@ def test_when_a_legal_hold_covers_a_finding_then_it_is_held_before_any_rule(hold
     ({"reason": "x"}, "'holds' must be a list"),
 ])
 def test_when_a_hold_is_malformed_then_config_error_names_it(holds, message):
-    from pii.errors import ConfigError
-    from pii.policy import parse_policy
+    from pii.core.errors import ConfigError
+    from pii.core.policy import parse_policy
     with pytest.raises(ConfigError, match=message):
         parse_policy({"holds": holds}, "p.yaml")

@@ -5,11 +5,11 @@ import datetime as dt
 
 import pytest
 
-from pii.errors import ConfigError
-from pii.policy import OperatorSpec
-from pii.retention import Period, parse_schedule
-from pii.dates import age_on, parse_date, years_before
-from pii.selection import RecordFilter
+from pii.core.errors import ConfigError
+from pii.core.policy import OperatorSpec
+from pii.core.retention import Period, parse_schedule
+from pii.core.dates import age_on, parse_date, years_before
+from pii.core.selection import RecordFilter
 
 D = dt.date
 STORES = {"crm": None, "exports": None}

@@ -1,16 +1,16 @@
-"""The run service (pii/runs.py) that the CLI and the Airflow tasks share: dry run, store, close an empty
+"""The run service (pii/engine/runs.py) that the CLI and the Airflow tasks share: dry run, store, close an empty
 plan, approve and run, resume, withdraw, and `run_through` (`--yes`) with the events it reports."""
 from __future__ import annotations
 
 import pytest
 
-from pii import demo_flows
-from pii.config import load_config, parse_config
-from pii.demo import build_demo
-from pii.erasure import ErasureEngine, ExecutionReport
-from pii.flows import Source, received_in_error
-from pii.runs import RunService, SelectionRun, SubjectRun
-from pii.subject import Subject
+from pii.demo import flows as demo_flows
+from pii.core.config import load_config, parse_config
+from pii.demo.world import build_demo
+from pii.engine.erasure import ErasureEngine, ExecutionReport
+from pii.engine.flows import Source, received_in_error
+from pii.engine.runs import RunService, SelectionRun, SubjectRun
+from pii.core.subject import Subject
 from tests import sql_world
 
 ALICE = Subject.build(**sql_world.ALICE)

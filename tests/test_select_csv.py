@@ -1,4 +1,4 @@
-"""CsvConnector.select and the drop action: the semantics of pii/selection.py on a folder of exports.
+"""CsvConnector.select and the drop action: the semantics of pii/core/selection.py on a folder of exports.
 No test prints or logs a stored value."""
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import pytest
 from connectors.base import DELETE, DROP, ExecAction
 from connectors.csvfiles import CsvConnector
 from connectors.fileformat import TMP_MARK
-from pii.config import StoreConfig
-from pii.errors import StoreError
-from pii.inventory import Inventory
-from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
-from pii.subject import Subject, SubjectMatcher
+from pii.core.config import StoreConfig
+from pii.core.errors import StoreError
+from pii.state.inventory import Inventory
+from pii.core.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
+from pii.core.subject import Subject, SubjectMatcher
 
 D = dt.date
 BATCH_A = ("id,import_batch,received,notes\r\n"

@@ -14,10 +14,10 @@ import pytest
 from connectors import open_connector
 from connectors.base import DELETE, DROP, UPDATE, ExecAction
 from connectors.ftp import FtpConnector
-from pii.config import StoreConfig
-from pii.errors import StoreError
-from pii.selection import FILE_TIME, RecordFilter
-from pii.subject import Subject, SubjectMatcher
+from pii.core.config import StoreConfig
+from pii.core.errors import StoreError
+from pii.core.selection import FILE_TIME, RecordFilter
+from pii.core.subject import Subject, SubjectMatcher
 from connectors.fakes.ftp_server import PASSWORD, PASSWORD_ENV, FtpServer
 
 MATCHER = SubjectMatcher(Subject.build(emails=["nobody@x.org"]))
@@ -110,7 +110,7 @@ def test_when_containers_name_one_file_then_other_files_are_not_read(server, tmp
         none = conn.select(RecordFilter(containers=("Orders.csv",), equals={"batch": "B-8"}))
     assert rows(by_name) == rows(by_rel) == [("/incoming/2024/returns.tsv", 1)]
     assert rows(by_remote) == [("/incoming/orders.csv", 2), ("/incoming/orders.csv", 3)]
-    assert none == []  # file globs are case-sensitive, as pii.policy.container_matches says
+    assert none == []  # file globs are case-sensitive, as pii.core.policy.container_matches says
 
 
 def test_when_a_date_column_holds_unreadable_dates_then_they_are_not_selected_and_counted_undated(server, tmp_path):

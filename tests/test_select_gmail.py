@@ -11,10 +11,10 @@ import pytest
 
 from connectors.base import DELETE, ExecAction
 from connectors.gmail import GmailConnector
-from pii.config import StoreConfig
-from pii.errors import ConfigError
-from pii.selection import MESSAGE_DATE, RecordFilter
-from pii.subject import Subject, SubjectMatcher
+from pii.core.config import StoreConfig
+from pii.core.errors import ConfigError
+from pii.core.selection import MESSAGE_DATE, RecordFilter
+from pii.core.subject import Subject, SubjectMatcher
 from connectors.fakes.gmail_server import FakeGmail, SearchSyntaxError, mail
 
 USER = "support@example.test"

@@ -1,5 +1,5 @@
 """SqlConnector.select on SQLite, PostgreSQL (non-public schema) and MariaDB: the semantics of
-pii/selection.py. No test prints or logs a stored value."""
+pii/core/selection.py. No test prints or logs a stored value."""
 from __future__ import annotations
 
 import datetime as dt
@@ -10,10 +10,10 @@ import sqlalchemy as sa
 
 from connectors.base import DELETE, ExecAction
 from connectors.sql import SqlConnector
-from pii.config import StoreConfig
-from pii.inventory import Inventory
-from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
-from pii.subject import Subject, SubjectMatcher
+from pii.core.config import StoreConfig
+from pii.state.inventory import Inventory
+from pii.core.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
+from pii.core.subject import Subject, SubjectMatcher
 
 D, T = dt.date, dt.datetime
 

@@ -1,4 +1,4 @@
-"""Record filters (pii/selection.py) serialise themselves: a plan's selection is sealed as JSON and rebuilt
+"""Record filters (pii/core/selection.py) serialise themselves: a plan's selection is sealed as JSON and rebuilt
 to resume or verify, so `from_spec(to_spec())` must give the same filter, child text clues included."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
+from pii.core.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
 
 
 @pytest.mark.parametrize("flt", [

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 
 from connectors.sql import SqlConnector
-from pii.config import StoreConfig
-from pii.errors import StoreUnreachable
-from pii.inventory import Inventory
-from pii.subject import Subject, SubjectMatcher
+from pii.core.config import StoreConfig
+from pii.core.errors import StoreUnreachable
+from pii.state.inventory import Inventory
+from pii.core.subject import Subject, SubjectMatcher
 from tests import sql_world
 
 

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.sql import SqlConnector
-from pii.config import StoreConfig
-from pii.subject import Subject, SubjectMatcher
+from pii.core.config import StoreConfig
+from pii.core.subject import Subject, SubjectMatcher
 
 NORA = dict(emails=["nora.quill@x.org"], names=["Nora Quill"], phones=["+447700900456"], region="GB")
 
@@ -208,7 +208,7 @@ def test_when_postgresql_tests_a_name_word_then_its_regex_agrees_with_python_fol
     import unicodedata
 
     from connectors.sql_search import pg_token_regex
-    from pii.subject import fold
+    from pii.core.subject import fold
 
     words = ["quill", "strauss", "obrien", "muller", "zoe", "nora", "\u00e6by", "fiona", fold("\u0421\u0435\u0440\u0433\u0435\u0439")]
     pieces = ["Quill", "QUÍLL", "qu'ill", "Qu\u2019ill", "Stra\u00dfe", "Strauß", "STRAUSS", "O'Brien",

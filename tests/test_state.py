@@ -14,7 +14,7 @@ os.environ["LETHE_LEDGER_KEY"] = "k" * 40
 url = "sqlite:///" + {db!r}
 from pii.ledger import Ledger          # the ledger sees the URL first ...
 Ledger(url)
-from pii.inventory import Inventory    # ... the inventory's table is declared only now
+from pii.state.inventory import Inventory  # ... the inventory's table is declared only now
 print(len(Inventory(url).rows()))
 """
 

@@ -1,12 +1,12 @@
-"""Normalisation and matching of a data subject's identifiers (pii/subject.py)."""
+"""Normalisation and matching of a data subject's identifiers (pii/core/subject.py)."""
 from __future__ import annotations
 
 import random
 
 import pytest
 
-from pii.errors import InvalidIdentifier
-from pii.subject import (
+from pii.core.errors import InvalidIdentifier
+from pii.core.subject import (
     ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, Subject, SubjectMatcher, fold, fold_with_map,
     name_key, normalise_email, normalise_id, normalise_phone,
 )

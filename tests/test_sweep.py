@@ -1,4 +1,4 @@
-"""Discovery sweeps (pii.sweep) on small real stores of all four kinds: SQLite and PostgreSQL, a CSV
+"""Discovery sweeps (pii.engine.sweep) on small real stores of all four kinds: SQLite and PostgreSQL, a CSV
 folder, a pyftpdlib FTP drop and the fake Gmail endpoint. What is classified, what an incremental sweep
 skips and what makes it sample a container again, sample sizes, and that no sampled value reaches the
 results, the inventory or the CLI's output."""
@@ -15,10 +15,10 @@ import yaml
 
 from connectors.fakes.ftp_server import PASSWORD, PASSWORD_ENV, FtpServer
 from connectors.fakes.gmail_server import FakeGmail, mail
-from pii.config import load_config
-from pii.errors import ConfigError
-from pii.inventory import Inventory
-from pii.sweep import sample_size, sweep_store
+from pii.core.config import load_config
+from pii.core.errors import ConfigError
+from pii.state.inventory import Inventory
+from pii.engine.sweep import sample_size, sweep_store
 
 # values planted in the stores: none may appear in a result, the inventory or the CLI's output
 SECRETS = ("zelda.quist@example.org", "Zelda Quist", "07700 900461", "7700900461", "ronan.vale@example.org",
@@ -361,7 +361,7 @@ def test_when_mailbox_is_unchanged_then_it_is_skipped_and_new_mail_makes_it_swep
 # --------------------------------------------------------------------------- CLI
 def test_when_lethe_sweep_runs_then_it_prints_a_line_per_store_and_an_incremental_rerun_skips(sql_world, csv_world,
                                                                                              tmp_path, capsys):
-    from pii.cli import main
+    from pii.cli.main import main
 
     path = write_config(tmp_path, {"crm": {"kind": "sql", "url": "sqlite:///crm.db"},
                                    "exports": {"kind": "csv", "path": "exports"}})

@@ -96,8 +96,8 @@ from pii.ledger.schema import (
     ledger_suppression,
 )
 from pii.ledger.suppression import SuppressionStore
-from pii.state import state_engine
-from pii.subject import DEFAULT_REGION, Subject
+from pii.state.db import state_engine
+from pii.core.subject import DEFAULT_REGION, Subject
 
 __all__ = [
     "Ledger", "due_date", "canonical_identifier", "subject_identifiers",
@@ -134,7 +134,7 @@ class Ledger:
                                 requests=self._requests, actions=self._actions, locks=self._locks)
         self._suppression = SuppressionStore(self.engine, self._now, self._mac, self._fernet, event)
 
-    # ---- what the stores share (and pii.requests uses `_fernet`, the tests `_now`)
+    # ---- what the stores share (and pii.engine.requests uses `_fernet`, the tests `_now`)
     def _now(self) -> datetime:
         now = self._clock()
         return now if now.tzinfo else now.replace(tzinfo=timezone.utc)

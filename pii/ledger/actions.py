@@ -11,7 +11,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from pii.errors import LedgerError
+from pii.core.errors import LedgerError
 from pii.ledger.audit import EventWriter
 from pii.ledger.common import ACTION_FINAL, ACTION_STATES, EXECUTING, STARTED, iso
 from pii.ledger.schema import ledger_actions, ledger_plan_actions, plan_row

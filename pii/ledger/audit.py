@@ -13,7 +13,7 @@ from typing import Callable
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
-from pii.errors import LedgerError
+from pii.core.errors import LedgerError
 from pii.ledger.common import iso
 from pii.ledger.schema import ledger_events
 

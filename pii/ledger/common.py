@@ -6,8 +6,8 @@ import calendar
 import re
 from datetime import date, datetime, timezone
 
-from pii.errors import LedgerError
-from pii.subject import DEFAULT_REGION, Subject, name_key, normalise_email, normalise_id, normalise_phone
+from pii.core.errors import LedgerError
+from pii.core.subject import DEFAULT_REGION, Subject, name_key, normalise_email, normalise_id, normalise_phone
 
 # --------------------------------------------------------------------------- states
 PLANNED, APPROVED, REJECTED, EXPIRED = "planned", "approved", "rejected", "expired"

@@ -15,7 +15,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 
-from pii.errors import LedgerError
+from pii.core.errors import LedgerError
 from pii.ledger.schema import ledger_meta
 
 log = logging.getLogger("pii.ledger")  # the name it logged under before the ledger became a package

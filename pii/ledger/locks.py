@@ -10,11 +10,11 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from pii.errors import LedgerError
+from pii.core.errors import LedgerError
 from pii.ledger.audit import EventWriter
 from pii.ledger.common import iso
 from pii.ledger.schema import ledger_locks
-from pii.subject import EMAIL_RE
+from pii.core.subject import EMAIL_RE
 
 
 def check_lock_args(name: str, owner: str) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from pii.errors import LedgerError
+from pii.core.errors import LedgerError
 from pii.ledger.actions import ActionStore
 from pii.ledger.audit import EventWriter
 from pii.ledger.common import (
@@ -252,7 +252,7 @@ class PlanStore:
     def record_verification(self, plan_id: str, actor: str, remaining: int, gaps: list[dict] | None = None) -> str:
         """After execution the subject is located again: `remaining` locations still found. Zero makes the
         plan verified; otherwise it stays executed and the shortfall is recorded. `gaps`: places the second
-        search could not (fully) read (pii/coverage.py, names already withheld where personal); recorded with
+        search could not (fully) read (pii/core/coverage.py, names already withheld where personal); recorded with
         the event, so the certificate says what could not be verified. Returns the state."""
         if not isinstance(remaining, int) or remaining < 0:
             raise LedgerError(f"plan {plan_id}: remaining must be a count")

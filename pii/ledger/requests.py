@@ -15,12 +15,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from pii.errors import LedgerError
+from pii.core.errors import LedgerError
 from pii.ledger.audit import EventWriter
 from pii.ledger.common import REQUEST_STATUSES, check_id, due_date, iso
 from pii.ledger.schema import ledger_request_identifiers, ledger_request_secrets, ledger_requests, request_row
 from pii.ledger.screening import Mac, Screen, actor_hash, safe_actor, subject_hashes
-from pii.subject import DEFAULT_REGION, Subject
+from pii.core.subject import DEFAULT_REGION, Subject
 
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,39}$")
 

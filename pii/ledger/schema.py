@@ -8,8 +8,8 @@ from sqlalchemy import DDL, Column, Index, Integer, String, Table, Text, event, 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from pii.errors import LedgerError
-from pii.state import metadata
+from pii.core.errors import LedgerError
+from pii.state.db import metadata
 
 ledger_meta = Table(
     "ledger_meta", metadata,

@@ -11,9 +11,9 @@ from typing import Callable, Iterable, Mapping
 
 import phonenumbers
 
-from pii.errors import LedgerError
+from pii.core.errors import LedgerError
 from pii.ledger.common import canonical_identifier, identifier_kind, subject_identifiers
-from pii.subject import EMAIL_RE, Subject, fold, normalise_id, normalise_phone
+from pii.core.subject import EMAIL_RE, Subject, fold, normalise_id, normalise_phone
 
 Mac = Callable[[str, str], str]
 

@@ -11,12 +11,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from pii.errors import LedgerError
+from pii.core.errors import LedgerError
 from pii.ledger.audit import EventWriter
 from pii.ledger.common import canonical_identifier, identifier_kind, iso, subject_identifiers
 from pii.ledger.schema import ledger_holds, ledger_suppressed_addresses, ledger_suppression, request_row
 from pii.ledger.screening import Mac, Screen, hash_identifier, safe_actor, scrub, subject_hashes
-from pii.subject import DEFAULT_REGION, Subject
+from pii.core.subject import DEFAULT_REGION, Subject
 
 
 class SuppressionStore:

@@ -11,9 +11,7 @@ from pii.reports import write_atomic
 
 
 def plan_report(engine, plan, selection=None) -> dict:
-    """The report of `plan` (made by `pii.flows.submit_selection` or `preview_selection` for `selection`)."""
-    from pii.flows import review_entries
-
+    """The report of `plan` (made by `pii.engine.flows.submit_selection` or `preview_selection` for `selection`)."""
     threshold = (selection.description.get("threshold") if selection is not None else None)
     flow = plan.data.get("flow") or (selection.flow if selection is not None else None)
     return {"plan_id": plan.plan_id, "request_id": plan.request_id, "flow": flow,
@@ -26,3 +24,27 @@ def plan_report(engine, plan, selection=None) -> dict:
 def write_plan_report(report: dict, path: Path) -> Path:
     """Write the report as JSON at `path` (`write_atomic`: never half a report)."""
     return write_atomic(Path(path), json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def review_entries(engine, plan, *, threshold: int | None = None) -> list[dict]:
+    """The plan's review list for a person: the real location (as `lethe locate` prints it) and, for a
+    child-age text clue, its kind, the age it states and its score. Never the text itself."""
+    from pii.core.printable import printable_finding
+
+    real = {engine.action_id(f.store, f.location): f for f in plan.findings}
+    out = []
+    for a in plan.review:
+        f = real.get(a.action_id)
+        row = {"store": a.store, "container": a.container,
+               "location": (printable_finding(f.to_manifest())["location"] if f else a.location),
+               "entities": list(a.entities), "reason": a.reason, "clue": None, "age": None, "score": None}
+        if f is not None and threshold and f.record:
+            from pii.core import age
+
+            clues = [c for v in f.record.values() if isinstance(v, str)
+                     for c in age.find_child_clues(v, threshold, today=engine.today)]
+            if clues:
+                best = max(clues, key=lambda c: c.score)
+                row.update(clue=best.kind, age=best.age, score=round(best.score, 2))
+        out.append(row)
+    return out

@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from pii.cli_common import (
+from pii.cli.common import (
     EXIT_AWAITING_APPROVAL, EXIT_NOT_FULLY_SEARCHED, config_from, engine_for, print_report,
     progress_for, received_from, subject_from,
 )
-from pii.errors import ConfigError, LetheError
+from pii.core.errors import ConfigError, LetheError
 
 log = logging.getLogger("lethe")
 
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_identifier_args(hp)
     hp.set_defaults(func=cmd_hold_release)
 
-    from pii import cli_flows
+    from pii.cli import flows as cli_flows
 
     cli_flows.add_parsers(sub, _add_identifier_args)
 
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------- helpers
 def _locate(args, config, subject):
-    from pii.discover import locate_subject
+    from pii.engine.discover import locate_subject
 
     result = locate_subject(config, subject, stores=args.store or None, progress=progress_for(args))
     log.info("column inventory: %d tables/files from cache, %d classified now (state db %s)",
@@ -189,7 +189,7 @@ def _safe_state_url(url: str) -> str:
 
 
 def _summary_line(findings) -> str:
-    from pii.findings import summarise
+    from pii.core.findings import summarise
 
     counts: dict[str, int] = {}
     for per in summarise(findings).values():
@@ -204,7 +204,7 @@ def _summary_line(findings) -> str:
 # ---------------------------------------------------------------------------- commands
 def cmd_access(args) -> int:
     from pii.ledger import due_date
-    from pii.package import write_access_package
+    from pii.reports.package import write_access_package
 
     config = config_from(args)
     subject = subject_from(args, config)
@@ -240,7 +240,7 @@ def cmd_access(args) -> int:
 def _coverage_status(result) -> int:
     """Print what could not be searched; EXIT_NOT_FULLY_SEARCHED when anything could not (the answer is
     written, but it does not cover those places)."""
-    from pii.coverage import summary_lines
+    from pii.core.coverage import summary_lines
 
     lines = summary_lines([c.to_dict() for c in result.coverages()])
     if lines:
@@ -262,7 +262,7 @@ def cmd_locate(args) -> int:
     subject = subject_from(args, config)
     result = _locate(args, config, subject)
     findings = result.findings
-    from pii.printable import printable_finding
+    from pii.core.printable import printable_finding
 
     shown = [printable_finding(f.to_manifest()) for f in findings]
     if args.json:
@@ -288,12 +288,12 @@ def json_location(location: dict) -> str:
 def cmd_demo(args) -> int:
     import contextlib
 
-    from pii import demo_remote
-    from pii.config import load_config
-    from pii.demo import build_demo
-    from pii.discover import locate_subject
-    from pii.package import write_access_package
-    from pii.subject import Subject
+    from pii.demo import remote as demo_remote
+    from pii.core.config import load_config
+    from pii.demo.world import build_demo
+    from pii.engine.discover import locate_subject
+    from pii.reports.package import write_access_package
+    from pii.core.subject import Subject
 
     root = Path(args.dir).resolve()
     started = time.perf_counter()
@@ -313,7 +313,7 @@ def cmd_demo(args) -> int:
         out = root / "access_package"
         metadata = {name: s.metadata for name, s in config.stores.items()}
         pkg = write_access_package(out, subject, findings, stores_metadata=metadata)
-        print("demo subject: the fictional Alice Smith (see pii/demo.py)")
+        print("demo subject: the fictional Alice Smith (see pii/demo/world.py)")
         print(_summary_line(findings))
         for store in result.stores:
             print(f"  {store.store} ({store.kind}): {len(store.findings)} locations, {store.seconds:.2f}s")
@@ -340,8 +340,8 @@ def cmd_demo(args) -> int:
 
 # ---------------------------------------------------------------------------- erasure
 def cmd_erase(args) -> int:
-    from pii.host import current_user
-    from pii.runs import RunService, SubjectRun
+    from pii.core.host import current_user
+    from pii.engine.runs import RunService, SubjectRun
 
     config = config_from(args)
     subject = subject_from(args, config)
@@ -379,8 +379,8 @@ def cmd_erase(args) -> int:
 
 
 def cmd_approve(args) -> int:
-    from pii.host import current_user
-    from pii.runs import RunService
+    from pii.core.host import current_user
+    from pii.engine.runs import RunService
 
     config = config_from(args)
     runs = RunService(engine_for(args, config))
@@ -393,7 +393,7 @@ def cmd_approve(args) -> int:
 
 
 def cmd_reject(args) -> int:
-    from pii.host import current_user
+    from pii.core.host import current_user
 
     engine = engine_for(args, config_from(args))
     who = args.approver or current_user()
@@ -403,7 +403,7 @@ def cmd_reject(args) -> int:
 
 
 def cmd_execute(args) -> int:
-    from pii.runs import RunService
+    from pii.engine.runs import RunService
 
     runs = RunService(engine_for(args, config_from(args)))
     return print_report(runs.engine, runs.run(args.plan_id), args.certificate)
@@ -412,7 +412,7 @@ def cmd_execute(args) -> int:
 def cmd_show_plan(args) -> int:
     import json
 
-    from pii.plans import Plan
+    from pii.core.plans import Plan
 
     engine = engine_for(args, config_from(args))
     row = engine.ledger.get_plan(args.plan_id)
@@ -433,7 +433,7 @@ def _ledger(config):
 
 
 def cmd_suppression_check(args) -> int:
-    from pii.subject import Subject
+    from pii.core.subject import Subject
 
     config = config_from(args)
     subject = Subject.build(emails=args.email, phones=args.phone, ids=args.id,
@@ -503,8 +503,8 @@ def _export_for_mailing(ledger, rows, recipe: str, out: Path, with_addresses: bo
 
 
 def cmd_register(args) -> int:
-    from pii.host import current_user
-    from pii.requests import register
+    from pii.core.host import current_user
+    from pii.engine.requests import register
 
     config = config_from(args)
     request_id = register(_ledger(config), args.kind, subject_from(args, config), args.requester or current_user(),
@@ -515,7 +515,7 @@ def cmd_register(args) -> int:
 
 
 def cmd_hold_place(args) -> int:
-    from pii.host import current_user
+    from pii.core.host import current_user
 
     config = config_from(args)
     added = _ledger(config).place_hold(subject_from(args, config), args.reason, actor=current_user())
@@ -524,7 +524,7 @@ def cmd_hold_place(args) -> int:
 
 
 def cmd_hold_release(args) -> int:
-    from pii.host import current_user
+    from pii.core.host import current_user
 
     config = config_from(args)
     released = _ledger(config).release_hold(subject_from(args, config), actor=current_user())
@@ -541,14 +541,14 @@ def cmd_audit(args) -> int:
 
 
 def cmd_keygen(args) -> int:
-    from pii.package import generate_key
+    from pii.reports.package import generate_key
 
     print(generate_key())
     return 0
 
 
 def cmd_decrypt(args) -> int:
-    from pii.package import decrypt_package
+    from pii.reports.package import decrypt_package
 
     decrypt_package(Path(args.dir), Path(args.out))
     print(f"decrypted package: {args.out}")
@@ -556,7 +556,7 @@ def cmd_decrypt(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from pii.sweep import summary_line, sweep_store
+    from pii.engine.sweep import summary_line, sweep_store
 
     config = config_from(args)
     stores = config.select(args.store or None)
@@ -571,11 +571,11 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_inventory(args) -> int:
-    from pii.inventory import Inventory
+    from pii.state.inventory import Inventory
 
     config = config_from(args)
     if args.export or args.data_map or args.ropa:
-        from pii import datamap
+        from pii.reports import datamap
 
         if args.store and (args.data_map or args.ropa):
             raise ConfigError("--data-map and --ropa cover every store; --store applies to --export only")

@@ -13,8 +13,8 @@ import os
 import threading
 from typing import Iterable
 
-from pii.errors import ConfigError
-from pii.subject import SubjectMatcher
+from pii.core.errors import ConfigError
+from pii.core.subject import SubjectMatcher
 
 # tldextract (used by Presidio's email recognizer) otherwise tries to fetch the public-suffix list.
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")

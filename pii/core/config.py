@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from pii.errors import ConfigError
+from pii.core.errors import ConfigError
 
 STORE_KINDS = ("sql", "csv", "ftp", "gmail")
 METADATA_KEYS = ("purpose", "legal_basis", "source", "recipients", "retention", "description")

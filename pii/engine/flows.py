@@ -2,7 +2,7 @@
 
 Each flow turns a promise of a privacy policy into a `Selection` (which records, and what happens to
 them) and runs it through the erasure engine's own path: plan -> approval -> execute -> verify, every step
-in the ledger. A selection chooses records by source, date or age (`pii.selection.RecordFilter`, pushed
+in the ledger. A selection chooses records by source, date or age (`pii.core.selection.RecordFilter`, pushed
 down by each connector's `select`), or by subject within a scope (unsubscribe: marketing lists only).
 
 - The ledger request has the flow as its kind. Its identifiers are the subject's (when a flow is about
@@ -23,15 +23,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from pii.stores import connect
-from pii.config import Config
-from pii.discover import locate_subject
-from pii.errors import ConfigError
-from pii.findings import Finding, merge
-from pii.policy import ANONYMISE, DELETE, HOLD, REDACT, REVIEW, Decision, OperatorSpec, container_matches
-from pii.dates import parse_date, years_before
-from pii.selection import MESSAGE_DATE, RecordFilter
-from pii.subject import EMAIL_RE, Subject, SubjectMatcher, normalise_email, normalise_phone
+from pii.engine.stores import connect
+from pii.core.config import Config
+from pii.engine.discover import locate_subject
+from pii.core.errors import ConfigError
+from pii.core.findings import Finding, merge
+from pii.core.policy import ANONYMISE, DELETE, HOLD, REDACT, REVIEW, Decision, OperatorSpec, container_matches
+from pii.core.dates import parse_date, years_before
+from pii.core.selection import MESSAGE_DATE, RecordFilter
+from pii.core.subject import EMAIL_RE, Subject, SubjectMatcher, normalise_email, normalise_phone
 
 RECEIVED_IN_ERROR, CHILD_PURGE, RETENTION, UNSUBSCRIBE = "received_in_error", "child_purge", "retention", "unsubscribe"
 FLOWS = (RECEIVED_IN_ERROR, CHILD_PURGE, RETENTION, UNSUBSCRIBE)
@@ -113,7 +113,7 @@ def filter_from_spec(spec: Mapping) -> RecordFilter:
 
 # ---------------------------------------------------------------------------- the target
 class SelectionTarget:
-    """A selection as the erasure engine plans, executes and verifies it (see pii.erasure.SubjectTarget)."""
+    """A selection as the erasure engine plans, executes and verifies it (see pii.engine.erasure.SubjectTarget)."""
 
     def __init__(self, engine, selection: Selection, suppress_ids: dict | None = None):
         self.engine = engine
@@ -128,7 +128,7 @@ class SelectionTarget:
     def from_request(cls, engine, request_id: str) -> "SelectionTarget":
         extra = engine.ledger.unseal_extra(request_id)
         if "selection" not in extra:
-            from pii.errors import LedgerError
+            from pii.core.errors import LedgerError
 
             raise LedgerError(f"request {request_id}: its selection is not in the request store")
         return cls(engine, Selection.from_dict(extra["selection"]), extra.get("suppress"))
@@ -258,30 +258,6 @@ def _without_skips(progress):
     return say
 
 
-def review_entries(engine, plan, *, threshold: int | None = None) -> list[dict]:
-    """The plan's review list for a person: the real location (as `lethe locate` prints it) and, for a
-    child-age text clue, its kind, the age it states and its score. Never the text itself."""
-    from pii.printable import printable_finding
-
-    real = {engine.action_id(f.store, f.location): f for f in plan.findings}
-    out = []
-    for a in plan.review:
-        f = real.get(a.action_id)
-        row = {"store": a.store, "container": a.container,
-               "location": (printable_finding(f.to_manifest())["location"] if f else a.location),
-               "entities": list(a.entities), "reason": a.reason, "clue": None, "age": None, "score": None}
-        if f is not None and threshold and f.record:
-            from pii import age
-
-            clues = [c for v in f.record.values() if isinstance(v, str)
-                     for c in age.find_child_clues(v, threshold, today=engine.today)]
-            if clues:
-                best = max(clues, key=lambda c: c.score)
-                row.update(clue=best.kind, age=best.age, score=round(best.score, 2))
-        out.append(row)
-    return out
-
-
 def harvest_identifiers(findings: list[Finding], config: Config) -> dict:
     """E-mail addresses and phone numbers held in the identifying fields of records about to be deleted,
     for the suppression list (never the free text: a mention is not a person who was imported)."""
@@ -307,7 +283,7 @@ def harvest_identifiers(findings: list[Finding], config: Config) -> dict:
 # ---------------------------------------------------------------------------- running a flow
 def submit_selection(engine, selection: Selection, requester: str, *, received_at: dt.date | None = None,
                      include_weak: bool = False):
-    """Plan a selection and store the plan awaiting approval (pii.plans.Plan with `request_id`)."""
+    """Plan a selection and store the plan awaiting approval (pii.core.plans.Plan with `request_id`)."""
     engine.policy.check_environment()
     lapse_flow_requests(engine)
     target = SelectionTarget(engine, selection)
@@ -486,7 +462,7 @@ def retention_selection(engine, rule, run_date: dt.date) -> Selection:
     config = engine.config
     from dataclasses import replace
 
-    from pii.selection import FILE_TIME
+    from pii.core.selection import FILE_TIME
 
     flt = replace(rule.record_filter(run_date), whole_files=(rule.date == FILE_TIME and rule.action == DELETE),
                   follow_links=rule.include_linked)

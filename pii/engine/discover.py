@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from pii.stores import connect
+from pii.engine.stores import connect
 from connectors.base import Progress, null_progress
-from pii.config import Config, StoreConfig
-from pii.coverage import Coverage
-from pii.findings import Finding, merge, summarise
-from pii.inventory import Inventory
-from pii.subject import Subject, SubjectMatcher
+from pii.core.config import Config, StoreConfig
+from pii.core.coverage import Coverage
+from pii.core.findings import Finding, merge, summarise
+from pii.state.inventory import Inventory
+from pii.core.subject import Subject, SubjectMatcher
 
 
 @dataclass
@@ -20,7 +20,7 @@ class StoreResult:
     kind: str
     findings: list[Finding]
     seconds: float
-    coverage: Coverage | None = None  # what the search read, skipped or read in part (pii/coverage.py)
+    coverage: Coverage | None = None  # what the search read, skipped or read in part (pii/core/coverage.py)
 
 
 @dataclass
@@ -69,7 +69,7 @@ def locate_in_store(config: Config, store: StoreConfig, subject: Subject, *, pro
 def locate_subject(config: Config, subject: Subject, *, stores: list[str] | None = None,
                    progress: Progress = null_progress, use_inventory: bool = True) -> LocateResult:
     """Every finding about `subject` in the selected stores (all by default). Unreachable stores raise
-    pii.errors.StoreUnreachable naming the store: an access answer must not silently miss a store."""
+    pii.core.errors.StoreUnreachable naming the store: an access answer must not silently miss a store."""
     inventory = Inventory(config.state_url) if use_inventory else None
     result = LocateResult(subject)
     for store in config.select(stores):

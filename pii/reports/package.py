@@ -41,9 +41,9 @@ from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Mapping
 
-from pii.errors import PackageError
-from pii.findings import STRONG, WEAK, Finding, merge
-from pii.subject import EMAIL_RE, Subject, SubjectMatcher
+from pii.core.errors import PackageError
+from pii.core.findings import STRONG, WEAK, Finding, merge
+from pii.core.subject import EMAIL_RE, Subject, SubjectMatcher
 
 KEY_ENV = "LETHE_PACKAGE_KEY"
 ENC_SUFFIX = ".enc"
@@ -200,13 +200,13 @@ class Redactor:
     @property
     def analyzer(self):
         if self._analyzer is None:
-            from pii.detection import build_analyzer, model_name
+            from pii.core.detection import build_analyzer, model_name
 
             self._analyzer = build_analyzer(model_name())
         return self._analyzer
 
     def _spans(self, text: str) -> list[tuple[int, int, str, float]]:
-        from pii.detection import analyze
+        from pii.core.detection import analyze
 
         spans = [(r.start, r.end, r.entity_type, float(r.score))
                  for r in analyze(self.analyzer, text, threshold=self.threshold)]
@@ -605,7 +605,7 @@ def _readme(encrypted: bool, generated_at: str) -> bytes:
             "",
             "or, from Python:",
             "",
-            "    from pii.package import decrypt_package",
+            "    from pii.reports.package import decrypt_package",
             "    decrypt_package('DIR', 'PLAIN', key='...')",
             "",
             "The decrypted folder holds personal data: keep it only as long as needed and send it securely.",
@@ -621,7 +621,7 @@ def build_package(subject: Subject, findings: Iterable[Finding], *,
                   request: Mapping[str, Any] | None = None, coverage: list[dict] | None = None,
                   ) -> tuple[dict[str, bytes], int, int]:
     """The package's plain files in memory: ({relative path: bytes}, finding_count, record_count).
-    `coverage`: per store, what the search read (pii/coverage.py `Coverage.detailed`), kept in the manifest
+    `coverage`: per store, what the search read (pii/core/coverage.py `Coverage.detailed`), kept in the manifest
     and summarised in summary.html where a store was not searched in full."""
     stores_metadata = dict(stores_metadata or {})
     stamp = _utc_stamp(generated_at)
@@ -650,8 +650,8 @@ def build_package(subject: Subject, findings: Iterable[Finding], *,
     store_dirs: dict[str, str] = {}
     taken_stores: set[str] = set()
     taken_in: dict[str, set[str]] = {}
-    from pii.printable import names_subject
-    from pii.subject import SubjectMatcher
+    from pii.core.printable import names_subject
+    from pii.core.subject import SubjectMatcher
 
     matcher = SubjectMatcher(subject)
     for n, c in enumerate(containers.values(), 1):

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pii.coverage import coverage_gaps, summary_lines
-from pii.findings import Finding
-from pii.policy import ANONYMISE, DELETE, HOLD, REDACT, RETAIN, REVIEW, Decision
+from pii.core.coverage import coverage_gaps, summary_lines
+from pii.core.findings import Finding
+from pii.core.policy import ANONYMISE, DELETE, HOLD, REDACT, RETAIN, REVIEW, Decision
 
 
 def shown_container(container: str) -> str:

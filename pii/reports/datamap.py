@@ -1,6 +1,6 @@
 """The PII data map and the draft records of processing (GDPR Art. 30), drawn from the column inventory
 (filled by discovery sweeps and access runs), the stores' ``metadata`` in stores.yaml and the retention
-schedule (pii.retention).
+schedule (pii.core.retention).
 
 - `data_map(config)`: one row per store / container / column: kind, entity types, confidence, sample
   size, when it was classified, whether it holds personal data and the retention rules covering it.
@@ -27,11 +27,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from pii.config import Config
-from pii.errors import ConfigError
-from pii.inventory import OTHER, Inventory
+from pii.core.config import Config
+from pii.core.errors import ConfigError
+from pii.core.inventory import OTHER
+from pii.state.inventory import Inventory
 from pii.reports import write_atomic
-from pii.retention import RetentionSchedule, load_schedule
+from pii.core.retention import RetentionSchedule, load_schedule
 
 REPORTS_ENV = "LETHE_REPORTS_DIR"
 NO_RULE = "no retention rule"

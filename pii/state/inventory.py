@@ -11,12 +11,12 @@ Neither table holds a value: entity types, counts and signatures only.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from sqlalchemy import Column, Float, Integer, String, Table, Text, delete, func, select
 
-from pii.state import metadata, state_engine
+from pii.core.inventory import ColumnProfile
+from pii.state.db import metadata, state_engine
 
 inventory_columns = Table(
     "inventory_columns",
@@ -45,7 +45,7 @@ inventory_containers = Table(
     Column("swept_at", String(40), nullable=False),
 )
 
-# How a column's sampled values are written (`pii.classify.column_forms`): lets the search planner compare
+# How a column's sampled values are written (`pii.core.classify.column_forms`): lets the search planner compare
 # a column's own form through its index. Kept apart so state databases made before it need no migration.
 inventory_forms = Table(
     "inventory_forms",
@@ -55,21 +55,6 @@ inventory_forms = Table(
     Column("column_name", String(200), primary_key=True),
     Column("forms", Text, nullable=False),
 )
-
-# Column kinds. Identifier kinds are compared whole; free_text is searched inside.
-EMAIL, PHONE, NAME, GIVEN_NAME, FAMILY_NAME, FREE_TEXT, OTHER = (
-    "email", "phone", "name", "given_name", "family_name", "free_text", "other")
-IDENTIFIER_KINDS = (EMAIL, PHONE, NAME, GIVEN_NAME, FAMILY_NAME)
-
-
-@dataclass
-class ColumnProfile:
-    kind: str = OTHER
-    entities: list[str] = field(default_factory=list)
-    confidence: float = 0.0
-    sample_size: int = 0
-    forms: list[str] = field(default_factory=list)  # pii.classify.column_forms of the sample
-
 
 class Inventory:
     def __init__(self, url: str):
@@ -175,7 +160,3 @@ class Inventory:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q.order_by(
                 inventory_containers.c.store, inventory_containers.c.container)).mappings()]
-
-
-def profile_dict(p: ColumnProfile) -> dict:
-    return asdict(p)

@@ -9,7 +9,7 @@ Connectors implement `select(flt)`; `pii/` decides what the selection means and 
 Semantics (every connector follows them; tests/test_select_*.py check them):
 
 - A container (table, file, mailbox) is considered when its name matches one of `containers` (the globs
-  of `pii.policy.container_matches`: tables case-insensitively as "schema.table" or bare; files by their
+  of `pii.core.policy.container_matches`: tables case-insensitively as "schema.table" or bare; files by their
   path or, for a pattern without "/", by their last part) and it has every column the filter names.
   A container lacking a named column is skipped, and listed in the connector's `skipped` attribute as
   (container, reason) so a report can say why nothing was taken from it.
@@ -44,7 +44,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pii.dates import parse_date
+from pii.core.dates import parse_date
 
 FILE_TIME = "@file_time"
 MESSAGE_DATE = "@message_date"
@@ -64,7 +64,7 @@ class RecordFilter:
     entity: str | None = None
     follow_links: bool = False
     #: a child's age stated in free text, {"threshold": AGE, "min_score": S}: sets `text_test` and
-    #: `text_terms` (pii.age), and, unlike a bare `text_test`, survives `to_spec` / `from_spec`
+    #: `text_terms` (pii.core.age), and, unlike a bare `text_test`, survives `to_spec` / `from_spec`
     text_clue: dict | None = None
 
     def __post_init__(self):
@@ -72,7 +72,7 @@ class RecordFilter:
         self.equals = {str(k): tuple(str(v).strip() for v in (vs if isinstance(vs, (list, tuple, set)) else [vs]))
                        for k, vs in (self.equals or {}).items()}
         if self.text_clue:
-            from pii import age
+            from pii.core import age
 
             self.text_clue = {"threshold": int(self.text_clue["threshold"]),
                               "min_score": float(self.text_clue.get("min_score", 0.0))}

@@ -9,12 +9,12 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from pii.inventory import (
+from pii.core.inventory import (
     EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, OTHER, PHONE, ColumnProfile,
 )
 import phonenumbers
 
-from pii.subject import EMAIL_RE, normalise_email
+from pii.core.subject import EMAIL_RE, normalise_email
 
 STRING, NUMBER, OTHER_TYPE = "string", "number", "other"
 
@@ -132,7 +132,7 @@ def phone_forms(e164: str) -> list[str]:
 
 
 def _standard_phone(value: str, region: str) -> bool:
-    from pii.subject import normalise_phone
+    from pii.core.subject import normalise_phone
 
     e164 = normalise_phone(value, region)
     return e164 is not None and value in phone_forms(e164)
@@ -161,7 +161,7 @@ def classify(columns: Sequence[ColumnInfo], samples: dict[str, list], *,
              text_columns: Iterable[str] = (), container: str | None = None) -> dict[str, ColumnProfile]:
     """Classify columns from their names and `samples` (column -> sampled values).
 
-    `entity_counter` (e.g. `functools.partial(pii.detection.entities_in, analyzer)`) runs Presidio over
+    `entity_counter` (e.g. `functools.partial(pii.core.detection.entities_in, analyzer)`) runs Presidio over
     undecided string samples; without it no NER runs. `text_columns` forces columns to free text.
     `container` (a SQL table's name) lets a bare `name` column of a table of things (`companies`) be
     classified as the thing's name, not a person's.

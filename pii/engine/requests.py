@@ -17,11 +17,11 @@ from typing import Any, Iterable, Mapping
 
 from sqlalchemy import select
 
-import pii.inventory  # noqa: F401 - its table must be declared before a Ledger makes the state engine
-from pii.errors import InvalidIdentifier, LedgerError
-from pii.findings import Finding
+import pii.state.inventory  # noqa: F401 - its table must be declared before a Ledger makes the state engine
+from pii.core.errors import InvalidIdentifier, LedgerError
+from pii.core.findings import Finding
 from pii.ledger import Ledger, due_date, ledger_requests
-from pii.subject import DEFAULT_REGION, Subject
+from pii.core.subject import DEFAULT_REGION, Subject
 
 ACCESS, ERASURE = "access", "erasure"
 OPEN_STATUSES = ("open", "in_progress")
@@ -116,7 +116,7 @@ def complete(ledger: Ledger, request_id: str, actor: str, *, shred: bool = True)
 def write_findings(path: Path, ledger: Ledger, findings: Iterable[Finding]) -> Path:
     """Findings (with their records) for a later step, encrypted with the ledger's request-store key
     (the same key that protects the identifiers themselves) and written atomically, mode 0600."""
-    from pii.package import json_safe
+    from pii.reports.package import json_safe
 
     data = [{"store": f.store, "location": f.location, "entities": list(f.entities), "match": f.match,
              "strength": f.strength, "container": f.container, "record": json_safe(f.record), "note": f.note}

@@ -66,9 +66,9 @@ def add_parsers(sub, add_identifier_args) -> None:
 # ---------------------------------------------------------------------------- shared
 def _run(args, engine, selection, *, include_weak: bool = False) -> tuple[int, object]:
     """Run a flow as the command's mode says; returns the exit status and the plan it made."""
-    from pii import cli_common as common
-    from pii.host import current_user
-    from pii.runs import RunService, SelectionRun
+    from pii.cli import common
+    from pii.core.host import current_user
+    from pii.engine.runs import RunService, SelectionRun
 
     runs = RunService(engine)
     spec = SelectionRun(selection, include_weak=include_weak)
@@ -141,9 +141,9 @@ def _write_report(args, engine, plan, selection) -> None:
 
 # ---------------------------------------------------------------------------- commands
 def cmd_received_in_error(args) -> int:
-    from pii import cli_common as common
-    from pii.errors import ConfigError
-    from pii.flows import Source, received_in_error
+    from pii.cli import common
+    from pii.core.errors import ConfigError
+    from pii.engine.flows import Source, received_in_error
 
     config = common.config_from(args)
     engine = common.engine_for(args, config)
@@ -164,8 +164,8 @@ def cmd_received_in_error(args) -> int:
 
 
 def cmd_child_purge(args) -> int:
-    from pii import cli_common as common
-    from pii.flows import child_purge, run_date_of
+    from pii.cli import common
+    from pii.engine.flows import child_purge, run_date_of
 
     config = common.config_from(args)
     run_date = run_date_of(args.date)
@@ -176,7 +176,7 @@ def cmd_child_purge(args) -> int:
         # the run's own plan holds the review list; with --include-weak the clues were planned, not
         # reviewed, so the list comes from a plan without them (as it always lists every clue)
         if plan is None or args.include_weak:
-            from pii.flows import preview_selection
+            from pii.engine.flows import preview_selection
 
             plan = preview_selection(engine, selection)
         _write_review(args, engine, selection, plan)
@@ -187,7 +187,7 @@ def _write_review(args, engine, selection, plan) -> None:
     """The text-clue review list: where, what kind of clue, the age it states, its score; never the text."""
     import csv
 
-    from pii.flows import review_entries
+    from pii.reports.plan_report import review_entries
 
     rows = review_entries(engine, plan, threshold=selection.description.get("threshold"))
     out = Path(args.review_out)
@@ -205,10 +205,10 @@ def _write_review(args, engine, selection, plan) -> None:
 
 
 def cmd_retention(args) -> int:
-    from pii import cli_common as common
-    from pii.errors import ConfigError
-    from pii.flows import retention_selection, run_date_of
-    from pii.retention import load_schedule
+    from pii.cli import common
+    from pii.core.errors import ConfigError
+    from pii.engine.flows import retention_selection, run_date_of
+    from pii.core.retention import load_schedule
 
     config = common.config_from(args)
     schedule = load_schedule(config)
@@ -224,7 +224,7 @@ def cmd_retention(args) -> int:
     run_date = run_date_of(args.date)
     import sys
 
-    from pii.errors import LetheError
+    from pii.core.errors import LetheError
 
     worst, failed = 0, []
     for rule in rules:
@@ -243,8 +243,8 @@ def cmd_retention(args) -> int:
 
 
 def cmd_unsubscribe(args) -> int:
-    from pii import cli_common as common
-    from pii.flows import unsubscribe
+    from pii.cli import common
+    from pii.engine.flows import unsubscribe
 
     config = common.config_from(args)
     engine = common.engine_for(args, config)

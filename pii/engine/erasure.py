@@ -23,22 +23,22 @@ import os
 import uuid
 from dataclasses import dataclass, field
 
-from pii.plans import Plan, PlannedAction, actions_of
-from pii.stores import connect
+from pii.core.plans import Plan, PlannedAction, actions_of
+from pii.engine.stores import connect
 from connectors.base import DELETE as X_DELETE, DROP as X_DROP, UPDATE as X_UPDATE, ExecAction, Progress, null_progress
-from pii.config import Config
-from pii.coverage import coverage_gaps
-from pii.printable import looks_personal
-from pii.discover import locate_subject
-from pii.errors import LedgerError, LetheError
-from pii.findings import WEAK, Finding
-from pii.host import current_user, node_id, process_gone
+from pii.core.config import Config
+from pii.core.coverage import coverage_gaps
+from pii.core.printable import looks_personal
+from pii.engine.discover import locate_subject
+from pii.core.errors import LedgerError, LetheError
+from pii.core.findings import WEAK, Finding
+from pii.core.host import current_user, node_id, process_gone
 from pii.ledger import APPROVED, EXECUTED, EXECUTING, FAILED, PLANNED, VERIFIED, Ledger
-from pii.policy import (
+from pii.core.policy import (
     ANONYMISE, DELETE, HOLD, REDACT, RETAIN, REVIEW, Decision, OperatorSpec, Policy, apply_field_ops,
     policy_for_config, redact_fields,
 )
-from pii.subject import Subject, SubjectMatcher
+from pii.core.subject import Subject, SubjectMatcher
 
 ERASING = (DELETE, ANONYMISE, REDACT)
 DEFAULT_PLAN_TTL_HOURS = 72
@@ -68,7 +68,7 @@ class ExecutionReport:
 class SubjectTarget:
     """What an erasure request's plan is about: one subject, found wherever it is (`locate_subject`).
 
-    The special flows (pii/flows.py) plan over a `SelectionTarget` instead: records chosen by source, date
+    The special flows (pii/engine/flows.py) plan over a `SelectionTarget` instead: records chosen by source, date
     or age. The engine plans, executes and verifies both the same way; a target says how to find the
     records, how to decide each one, which earlier plans share its lineage, and what completes it."""
 
@@ -83,7 +83,7 @@ class SubjectTarget:
         self._found = found
 
     def locate(self, stores: list[str] | None) -> list[Finding]:
-        """Every finding; `self.coverage` then holds what that search read (pii/coverage.py, per store).
+        """Every finding; `self.coverage` then holds what that search read (pii/core/coverage.py, per store).
         A target built with `found` (findings and coverage reports searched elsewhere, e.g. by Airflow's
         mapped tasks per store and group of tables) hands those out the first time instead of searching;
         verification searches again."""
@@ -355,7 +355,7 @@ class ErasureEngine:
         """The target a stored plan is about: its subject, or (special flows) its selection, rebuilt from
         the request store (identifiers and selection values are kept there encrypted, never in the plan)."""
         if plan.get("selection"):
-            from pii.flows import SelectionTarget
+            from pii.engine.flows import SelectionTarget
 
             return SelectionTarget.from_request(self, request_id)
         if subject is None:
@@ -472,7 +472,7 @@ class ErasureEngine:
                for col, spec in (a.fields or {}).items()}
         if action == DELETE:
             if f.record is None and "row" not in f.location and ("file" in f.location or "path" in f.location):
-                return ExecAction(aid, f.container, f.location, X_DROP)  # a whole file (pii.selection)
+                return ExecAction(aid, f.container, f.location, X_DROP)  # a whole file (pii.core.selection)
             return ExecAction(aid, f.container, f.location, X_DELETE, expected=f.record)
         if action == REDACT:
             record = f.record or {}

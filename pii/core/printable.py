@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from pii.subject import EMAIL_RE, SubjectMatcher
+from pii.core.subject import EMAIL_RE, SubjectMatcher
 
 _SEPARATORS = re.compile(r"[_\-.+/\\]+")
 

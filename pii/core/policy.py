@@ -44,9 +44,9 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
 
-from pii.config import read_yaml
-from pii.errors import ConfigError
-from pii.findings import MATCH_ORDER, WEAK, Finding
+from pii.core.config import read_yaml
+from pii.core.errors import ConfigError
+from pii.core.findings import MATCH_ORDER, WEAK, Finding
 
 DELETE, ANONYMISE, RETAIN, REDACT, REVIEW = "delete", "anonymise", "retain", "redact", "review"
 HOLD = "hold"
@@ -249,7 +249,7 @@ class GeneraliseDateOperator(FieldOperator):
     defaults = {"to": "year"}
 
     def transform(self, value):
-        from pii.dates import parse_date
+        from pii.core.dates import parse_date
 
         d = parse_date(value)
         month = self.config["to"] == "month"
@@ -526,7 +526,7 @@ def load_policy(path: str | os.PathLike | None, base_dir: str | os.PathLike | No
 
 
 def policy_for_config(config) -> Policy:
-    """The policy a `pii.config.Config` names (`policy:`, relative to stores.yaml's folder), or the default."""
+    """The policy a `pii.core.config.Config` names (`policy:`, relative to stores.yaml's folder), or the default."""
     return load_policy(config.policy, config.base_dir) if config.policy else Policy()
 
 

@@ -94,7 +94,7 @@ class Decoy(NamedTuple):
 
 
 def location_key(store: str, location: dict) -> tuple[str, str]:
-    """A hashable identity for (store, location), as `pii.findings.Finding.key` compares them."""
+    """A hashable identity for (store, location), as `pii.core.findings.Finding.key` compares them."""
     return store, json.dumps(location, sort_keys=True, default=str)
 
 
@@ -104,21 +104,21 @@ class DemoWorld:
     config_path: Path
     crm_path: Path
     exports_dir: Path
-    subject: dict[str, list[str]]  # keyword arguments for pii.subject.Subject.build
+    subject: dict[str, list[str]]  # keyword arguments for pii.core.subject.Subject.build
     expected: list[ExpectedFinding]
     decoys: list[Decoy]
     subject_ids: dict[str, str] = field(default_factory=lambda: dict(DEMO_SUBJECT_IDS))
     reasons: dict[tuple[str, str], str] = field(default_factory=dict)  # expected key -> why it is expected
-    remote: bool = False  # with the FTP drop and mailbox (served by pii.demo_remote.serve)
+    remote: bool = False  # with the FTP drop and mailbox (served by pii.demo.remote.serve)
     ftp_port: int | None = None
     gmail_port: int | None = None
-    flows: Any = None  # pii.demo_flows.FlowFacts: what each special flow should select
+    flows: Any = None  # pii.demo.flows.FlowFacts: what each special flow should select
 
     def expected_index(self) -> dict[tuple[str, str], ExpectedFinding]:
         return {e.key: e for e in self.expected}
 
     def build_subject(self, with_ids: bool = False):
-        from pii.subject import Subject
+        from pii.core.subject import Subject
 
         return Subject.build(**self.subject, ids=dict(self.subject_ids) if with_ids else ())
 
@@ -671,7 +671,7 @@ class _Exports:
 
 # --------------------------------------------------------------------------- stores.yaml
 STORES_YAML = """\
-# Lethe demo stores, written by `pii.demo.build_demo`. Every person in them is fake.
+# Lethe demo stores, written by `pii.demo.world.build_demo`. Every person in them is fake.
 # Relative paths are resolved against the folder that holds this file.
 stores:
   crm:
@@ -711,7 +711,7 @@ def build_demo(root: Path | str, *, overwrite: bool = True, remote: bool = False
     crm_path = root / CRM_FILE
     exports_dir = root / EXPORTS_DIR
     config_path = root / CONFIG_FILE
-    from pii import demo_flows
+    from pii.demo import flows as demo_flows
 
     ours = [config_path, crm_path] + [exports_dir / f for f in EXPORT_FILES + demo_flows.EXPORT_FILES]
     existing = [p for p in ours if p.exists()]
@@ -734,8 +734,8 @@ def build_demo(root: Path | str, *, overwrite: bool = True, remote: bool = False
     expected, decoys, reasons = crm.expected + exports.expected, crm.decoys + exports.decoys, {**crm.reasons,
                                                                                             **exports.reasons}
     config = STORES_YAML
-    if remote:  # the FTP drop and the mailbox, served by `pii.demo_remote.serve`
-        from pii import demo_remote
+    if remote:  # the FTP drop and the mailbox, served by `pii.demo.remote.serve`
+        from pii.demo import remote as demo_remote
 
         def expect(store, location, match, why, strength="strong"):
             e = ExpectedFinding(store, location, match, strength)

@@ -22,10 +22,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from pii.erasure import ErasureEngine, ExecutionReport, SubjectTarget
-from pii.plans import Plan
-from pii.findings import Finding
-from pii.subject import Subject
+from pii.engine.erasure import ErasureEngine, ExecutionReport, SubjectTarget
+from pii.core.plans import Plan
+from pii.core.findings import Finding
+from pii.core.subject import Subject
 
 Notify = Callable[..., None]
 
@@ -89,7 +89,7 @@ class SelectionRun:
     """A special flow's run: the records a selection chose (received in error, child data, a retention
     rule, an unsubscribe)."""
 
-    selection: object  # pii.flows.Selection
+    selection: object  # pii.engine.flows.Selection
     include_weak: bool = False
     replan_after_resume = True
 
@@ -98,23 +98,23 @@ class SelectionRun:
         return None
 
     def preview(self, engine: ErasureEngine) -> Plan:
-        from pii.flows import preview_selection
+        from pii.engine.flows import preview_selection
 
         return preview_selection(engine, self.selection, include_weak=self.include_weak)
 
     def submit(self, engine: ErasureEngine, requester: str, received_at: dt.date | None) -> Plan:
-        from pii.flows import submit_selection
+        from pii.engine.flows import submit_selection
 
         return submit_selection(engine, self.selection, requester, received_at=received_at,
                                 include_weak=self.include_weak)
 
     def lineage(self, engine: ErasureEngine) -> list[str]:
-        from pii.flows import SelectionTarget
+        from pii.engine.flows import SelectionTarget
 
         return SelectionTarget(engine, self.selection).lineage()
 
     def unfinished(self, engine: ErasureEngine) -> list[str]:
-        from pii.flows import unfinished_plans
+        from pii.engine.flows import unfinished_plans
 
         return unfinished_plans(engine, self.selection)
 

@@ -19,7 +19,7 @@ from typing import Iterable, Mapping, Sequence
 
 import phonenumbers
 
-from pii.errors import InvalidIdentifier
+from pii.core.errors import InvalidIdentifier
 
 DEFAULT_REGION = "GB"
 

@@ -1,7 +1,7 @@
-"""What the CLI's commands share (pii/cli.py and pii/cli_flows.py): reading the config and the subject from
+"""What the CLI's commands share (pii/cli/main.py and pii/cli/flows.py): reading the config and the subject from
 the arguments, progress, the erasure engine, printing an execution's certificate and its exit status.
 
-Apart from pii/cli.py so that the flow commands need not import the main CLI (which imports them).
+Apart from pii/cli/main.py so that the flow commands need not import the main CLI (which imports them).
 """
 from __future__ import annotations
 
@@ -10,18 +10,18 @@ import os
 import sys
 from pathlib import Path
 
-from pii.errors import InvalidIdentifier
+from pii.core.errors import InvalidIdentifier
 
 
 def config_from(args):
-    from pii.config import load_config
+    from pii.core.config import load_config
 
     path = args.config or os.environ.get("LETHE_CONFIG") or "stores.yaml"
     return load_config(path)
 
 
 def subject_from(args, config):
-    from pii.subject import Subject
+    from pii.core.subject import Subject
 
     return Subject.build(emails=args.email, names=args.name, phones=args.phone, ids=args.id,
                          region=(args.region or config.default_region).upper())
@@ -50,7 +50,7 @@ EXIT_NOT_FULLY_SEARCHED = 8  # done, but some places could not be (fully) search
 def engine_for(args, config, *, today: dt.date | None = None):
     """The erasure engine for a command; `today`: the run date its policy and flows decide by (default:
     the real date)."""
-    from pii.erasure import ErasureEngine
+    from pii.engine.erasure import ErasureEngine
 
     return ErasureEngine(config, progress=progress_for(args), today=today)
 

@@ -1,4 +1,4 @@
-"""Demo data for the special flows, written beside the demo stores by `pii.demo.build_demo`.
+"""Demo data for the special flows, written beside the demo stores by `pii.demo.world.build_demo`.
 
 None of it is about the demo subject (her expected locations are unchanged). Dates are fixed around
 `RUN_DATE` (2026-11-22): run the flows with `--date 2026-11-22` to get the outcomes below, which the
@@ -236,13 +236,13 @@ def _month_before(day: date) -> date:
 
 
 def _months_before(day: date, months: int) -> date:
-    from pii.retention import Period
+    from pii.core.retention import Period
 
     return Period(months, "m").before(day)
 
 
 def _remote(root: Path, rng: random.Random, facts: FlowFacts) -> None:
-    from pii import demo_remote
+    from pii.demo import remote as demo_remote
 
     base = root / demo_remote.FTP_DIR / demo_remote.FTP_FOLDER.strip("/")
     rows = [[f"M-{i}", _person(rng, 700 + i)["name"], _person(rng, 700 + i)["email"], "misdirected"]

@@ -1,9 +1,9 @@
 """Discovery sweep: sample every container (table, file, mailbox) of a store and record, per column, the
 kinds of personal data it holds (entity types, confidence, sample size) in the inventory, so access and
-erasure runs find the classification cached and the data map (pii.datamap) can be drawn from it.
+erasure runs find the classification cached and the data map (pii.reports.datamap) can be drawn from it.
 
 Incremental by default: each container's *change signature* is kept in the state DB
-(`pii.inventory.inventory_containers`) and a container whose signature (and the sample size) is the same
+(`pii.state.inventory.inventory_containers`) and a container whose signature (and the sample size) is the same
 as at the last sweep is not sampled again ("unchanged"); ``full=True`` re-samples everything.
 
 | kind  | container                 | change signature                                     | columns            |
@@ -19,7 +19,7 @@ as at the last sweep is not sampled again ("unchanged"); ``full=True`` re-sample
 
 Each connector lists its containers with their change signatures (`Connector.containers`) and classifies
 the changed ones into the inventory (`Connector.sample_containers`: SQL tables and CSV files by the rules
-`locate` uses, on local copies for FTP; JSON lines, text lines and mail with the same `pii.classify` rules
+`locate` uses, on local copies for FTP; JSON lines, text lines and mail with the same `pii.core.classify` rules
 and Presidio); this module only decides what changed and counts, the same for every kind. Sample size: the ``sample_rows`` argument, else the store's
 ``sample_size``, else ``detection: {sample_rows: N}``, else what the connectors use (SQL 30 rows, files
 50 records, mail 50 messages). Samples never leave this module: results, progress and the inventory hold
@@ -30,12 +30,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from pii.stores import connect
+from pii.engine.stores import connect
 from connectors.base import Progress, null_progress
-from pii.config import STORE_KINDS, Config, StoreConfig
-from pii.detection import model_name
-from pii.errors import ConfigError
-from pii.inventory import ColumnProfile, Inventory
+from pii.core.config import STORE_KINDS, Config, StoreConfig
+from pii.core.detection import model_name
+from pii.core.errors import ConfigError
+from pii.core.inventory import ColumnProfile
+from pii.state.inventory import Inventory
 
 SWEEP_KINDS = STORE_KINDS  # every store kind can be swept
 DEFAULT_SAMPLE = {"sql": 30, "csv": 50, "ftp": 50, "gmail": 50}
@@ -109,11 +110,11 @@ class _Sweep:
         self.say(f"{container}: not classified ({reason})")
 
     def counter(self):
-        """Presidio's entity counter (pii.detection.entities_in) for the configured model, built once."""
+        """Presidio's entity counter (pii.core.detection.entities_in) for the configured model, built once."""
         if self._counter is None:
             import functools
 
-            from pii.detection import build_analyzer, entities_in
+            from pii.core.detection import build_analyzer, entities_in
 
             self._counter = functools.partial(entities_in, build_analyzer(model_name(self.config.detection)))
         return self._counter

@@ -62,13 +62,13 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")  # as pii.detection: Presidio stays offline
+os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")  # as pii.core.detection: Presidio stays offline
 
 from presidio_analyzer import Pattern as _Pattern  # noqa: E402
 from presidio_analyzer import PatternRecognizer as _PatternRecognizer  # noqa: E402
 from presidio_analyzer import RecognizerResult as _RecognizerResult  # noqa: E402
 
-from pii.dates import age_on, parse_date  # noqa: E402
+from pii.core.dates import age_on, parse_date  # noqa: E402
 
 ENTITY = "CHILD_AGE"
 
@@ -583,7 +583,7 @@ def _recognizer(today: dt.date | None) -> ChildAgeRecognizer:
 
 def register(analyzer) -> ChildAgeRecognizer:
     """Add a ChildAgeRecognizer to `analyzer` (a Presidio AnalyzerEngine, e.g. from
-    pii.detection.build_analyzer) unless it has one. Note: build_analyzer's engines are shared per
+    pii.core.detection.build_analyzer) unless it has one. Note: build_analyzer's engines are shared per
     process, so every later analysis with it will then report CHILD_AGE too."""
     for rec in analyzer.registry.recognizers:
         if isinstance(rec, ChildAgeRecognizer):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from connectors import open_connector
 from connectors.base import Progress, null_progress
-from pii.config import Config, StoreConfig
-from pii.detection import model_name
-from pii.inventory import Inventory
+from pii.core.config import Config, StoreConfig
+from pii.core.detection import model_name
+from pii.state.inventory import Inventory
 
 _DEFAULT = object()
 

@@ -12,7 +12,7 @@ The schedule lives in stores.yaml under ``retention:`` (a list of rules) or in i
   period: 2y                      # kept this long after that date: 90d, 6w, 3m, 2y (calendar months/years)
   category: Enquiries             # the data category, for the data map and records of processing
   action: delete                  # delete, or anonymise (for statistics: needs `anonymise:`)
-  anonymise:                      # column -> operator (pii.policy operators, e.g. generalise_date,
+  anonymise:                      # column -> operator (pii.core.policy operators, e.g. generalise_date,
     email: null                   #   postcode_district, null, redact, hash)
     date_of_birth: generalise_date
   where: {consent: withdrawn}     # optional: only records whose column equals one of these values
@@ -33,10 +33,10 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Mapping
 
-from pii.config import Config, read_yaml
-from pii.errors import ConfigError
-from pii.policy import OperatorSpec
-from pii.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
+from pii.core.config import Config, read_yaml
+from pii.core.errors import ConfigError
+from pii.core.policy import OperatorSpec
+from pii.core.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
 
 DELETE, ANONYMISE = "delete", "anonymise"
 RULE_KEYS = ("name", "store", "match", "date", "period", "category", "action", "anonymise", "where",

@@ -9,7 +9,7 @@ import threading
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 
-from pii.errors import ConfigError
+from pii.core.errors import ConfigError
 
 metadata = MetaData()
 _engines: dict[str, Engine] = {}
