@@ -34,7 +34,7 @@ _NON_ASCII = re.compile(rb"[\x80-\xff]+")
 
 def fold_specials() -> tuple[tuple[str, str], ...]:
     """The characters whose ASCII letters after NFKD differ from those `fold` gives, with what fold gives (ß
-    and ẞ -> ss, typographic apostrophes -> '). tests/test_csv_fastscan.py checks every character of the
+    and ẞ -> ss, typographic apostrophes -> '). tests/connectors/test_csv_fastscan.py checks every character of the
     Basic Multilingual Plane against `fold`, so a change there fails a test rather than a search."""
     return (("\u00df", "ss"), ("\u1e9e", "ss"), ("\u2019", "'"), ("\u02bc", "'"))
 

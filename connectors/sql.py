@@ -413,7 +413,7 @@ class SqlConnector(Connector):
         return self._facts
 
     def search_plan(self, info: TableInfo, matcher: SubjectMatcher, *, strict: bool = False):
-        """The planner's search of one table (what the EXPLAIN tests in tests/test_sql_search.py inspect)."""
+        """The planner's search of one table (what the EXPLAIN tests in tests/connectors/test_sql_search.py inspect)."""
         self.classify_tables([info])
         facts = self.column_facts()[info.container]
         planner = Planner(self.dialect, matcher, strict=strict)

@@ -1,4 +1,4 @@
-"""Start and stop real Airflow processes for the end-to-end tests (tests/test_airflow_*.py).
+"""Start and stop real Airflow processes for the end-to-end tests (tests/airflow/test_airflow_*.py).
 
 Every process a test starts gets its own session (``start_new_session=True``: process group = its pid) and
 an environment marker ``LETHE_AF_RUN=<token>`` that every descendant inherits (LocalExecutor and Celery

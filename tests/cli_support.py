@@ -1,4 +1,4 @@
-"""What the CLI tests share (tests/test_cli.py, tests/test_flows.py): running `lethe` in-process with its
+"""What the CLI tests share (tests/cli/test_cli.py, tests/engine/test_flows.py): running `lethe` in-process with its
 output captured, and the demo subject's identifiers that must never appear in that output."""
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import uuid
 
 # --- Airflow: set up before anything imports airflow (NOTES.md, "Airflow 3.3 in tests"). A private
 # AIRFLOW_HOME per session, so tests never touch a real Airflow; the DB is reset lazily, only by tests
-# that use the `airflow_db` fixture (tests/test_dags.py), so other tests pay nothing.
+# that use the `airflow_db` fixture (tests/airflow/test_dags.py), so other tests pay nothing.
 import atexit
 import shutil
 import tempfile

@@ -1,4 +1,4 @@
-"""Child processes for tests/test_erasure_crash.py.
+"""Child processes for tests/engine/test_erasure_crash.py.
 
     python tests/crash_child.py FOLDER
 

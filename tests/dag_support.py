@@ -1,4 +1,4 @@
-"""What the DAG tests share (tests/test_dags.py, tests/test_flow_dags.py): a freshly parsed DAG, a run's
+"""What the DAG tests share (tests/airflow/test_dags.py, tests/airflow/test_flow_dags.py): a freshly parsed DAG, a run's
 XComs and task states, the ledger of a demo world, and the `answer` fixture that decides how the
 Human-in-the-loop approval is answered."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Child process for tests/test_flow_crash.py: the `lethe` command line, SIGKILLed at one exact moment.
+"""Child process for tests/engine/test_flow_crash.py: the `lethe` command line, SIGKILLed at one exact moment.
 
     python tests/flow_crash_child.py done:STORE:N LETHE-ARGS...
 

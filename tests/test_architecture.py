@@ -197,7 +197,7 @@ def test_when_a_connector_imports_pii_then_not_a_module_that_uses_connectors():
 def test_when_tests_share_helpers_then_through_support_modules_not_other_test_modules():
     here = Path(__file__).resolve().parent
     taken = []
-    for path in sorted(here.glob("*.py")):
+    for path in sorted(here.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
                      else [a.name for a in node.names] if isinstance(node, ast.Import) else [])

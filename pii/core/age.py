@@ -97,7 +97,7 @@ _STAGE_SCORE = {"middle school": 0.2, "junior high": 0.2, "secondary school": 0.
                 "sixth form": 0.2}
 
 # A text holding none of these (lower-cased) can never produce a clue: every rule's regex needs one of
-# them literally. tests/test_age.py checks this over every positive example.
+# them literally. tests/core/test_age.py checks this over every positive example.
 PREFILTER_TERMS: tuple[str, ...] = (
     "i am", "i'm", "i’m", "im ", "he is", "he's", "he’s", "i turn", "just turned", "age", "old", "y/o",
     "y.o", "year", "yr", "grade", "in p", "school", "kindergarten", "nursery", "toddler", "newborn",

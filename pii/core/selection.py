@@ -6,7 +6,7 @@ birth makes them a child's (child-data purge). A `RecordFilter` says which recor
 connector can push down to its store (SQL `WHERE`, a streaming pass over a file, a Gmail `q=` search).
 Connectors implement `select(flt)`; `pii/` decides what the selection means and what to do with it.
 
-Semantics (every connector follows them; tests/test_select_*.py check them):
+Semantics (every connector follows them; tests/connectors/test_select_*.py check them):
 
 - A container (table, file, mailbox) is considered when its name matches one of `containers` (the globs
   of `pii.core.policy.container_matches`: tables case-insensitively as "schema.table" or bare; files by their

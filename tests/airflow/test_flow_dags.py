@@ -1,6 +1,6 @@
 """`dag.test()` runs of the special-flow DAGs (received_in_error, child_data_purge, retention_purge,
 consent_withdrawal) on the demo stores of all four kinds (SQLite CRM, CSV exports, the FTP drop and the
-mailbox served in-process), the approval answered in the test as in tests/test_dags.py; the stores are
+mailbox served in-process), the approval answered in the test as in tests/airflow/test_dags.py; the stores are
 checked afterwards."""
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from pii.ledger import KEY_ENV, KEY_FILE, Ledger
 from pii.core.subject import Subject
 
 KEY = b"test-ledger-key-0123456789abcdef"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EMAIL, PHONE, NAME = "alice.smith@example.org", "+442079460123", "Alice Smith"
 RAW = (EMAIL, PHONE, NAME, "2079460123", "alice smith", "smith, alice", "alice", "smith", "c-10042")
 

@@ -57,7 +57,7 @@ from pii.ledger import (
 from tests import sql_world
 from tests.conftest import PG_ADMIN_URL
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EMAIL = "alice.smith@example.org"
 PHONE_DIGITS = "79460123"
 SUBJECT_ARGS = ["--email", EMAIL, "--phone", "020 7946 0123", "--name", "Alice Smith"]

@@ -14,7 +14,7 @@ from pii.cli import main as cli
 from pii.demo.world import DEMO_SUBJECT, build_demo, location_key
 from tests.cli_support import assert_no_personal_data, run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

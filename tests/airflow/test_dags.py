@@ -22,7 +22,7 @@ os.environ["LETHE_TASK_RETRIES"] = "0"  # read when the DAG files are parsed: no
 from pii.demo.world import build_demo, location_key  # noqa: E402
 from tests.dag_support import answer, flow, ledger_for, states, xcoms  # noqa: F401 - `answer` is a fixture
 
-DAGS = Path(__file__).resolve().parent.parent / "dags"
+DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAG_IDS = {"subject_access", "subject_erasure", "discovery_sweep", "requests_due", "lethe_db_cleanup",
            "received_in_error", "child_data_purge", "retention_purge", "consent_withdrawal"}
 SUBJECT_CONF = {"emails": ["alice.smith@example.org"], "names": ["Alice Smith"], "phones": ["020 7946 0123"]}

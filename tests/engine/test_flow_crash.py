@@ -57,7 +57,7 @@ from pii.ledger import (
     ledger_requests, ledger_suppression,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHILD = REPO / "tests" / "flow_crash_child.py"
 LEDGER_KEY = "flow-crash-test-ledger-key-" + "k" * 24
 
