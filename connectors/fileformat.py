@@ -1,6 +1,6 @@
-"""Delimited text files (CSV, TSV) as Lethe reads, searches and rewrites them: one module shared by the CSV
-connector (connectors/csvfiles.py, a local folder) and the FTP connector (connectors/ftp.py, downloaded
-copies), which also reads its JSON-lines and text files' encoding here.
+"""Files as Lethe reads, searches and rewrites them (CSV, TSV, JSON lines, text lines): one module shared by
+the CSV connector (connectors/csvfiles.py, a local folder) and the FTP connector (connectors/ftp.py,
+downloaded copies).
 
 - layout: a file's text encoding (UTF-8 with or without a BOM, UTF-16/32 with a BOM, else the store's
   fallback encoding), its delimiter and whether its first record is a header (`FileFormat.layout`, cached
@@ -12,7 +12,11 @@ copies), which also reads its JSON-lines and text files' encoding here.
   (`FileFormat.scan_file`), with the per-record tests `FilePlan`, `RowFilter` and `match_row`;
 - erasure: one file's actions by row (`FilePlanOfActions`) carried out in one atomic rewrite
   (`FileFormat.rewrite`: a temp file ``.<name>.lethe-tmp-<pid>-<host tag><random>`` beside the file,
-  fsync, rename), and the temp files a crashed rewrite left (`is_temp_name`, `clean_stray_temps`).
+  fsync, rename), and the temp files a crashed rewrite left (`is_temp_name`, `clean_stray_temps`);
+- JSON lines and text lines: a line split from its terminator and parsed (`split_line`), a JSON object's
+  scalars by flat name (`json_leaves`: ``a.b``, ``tags[0]``), whether a line still holds a located record
+  (`same_line`), and their rewrite (`FileFormat.rewrite_lines`: deletes and updates by line, each JSON
+  line written back in its own style, `dumps_like`).
 
 Row numbers count data records as a CSV reader does: the header is excluded (a file without one counts
 from its first line), a quoted newline does not start a new record, and blank lines are not counted.
@@ -26,6 +30,7 @@ import errno
 import functools
 import io
 import itertools
+import json
 import os
 import re
 import secrets
@@ -74,6 +79,7 @@ _BOM_CODECS = ((codecs.BOM_UTF32_LE, "utf-32", "utf-32-le"), (codecs.BOM_UTF32_B
                (codecs.BOM_UTF8, "utf-8-sig", "utf-8"))
 
 # Erasure rewrites: `.<name>.lethe-tmp-<pid>-<random>` beside the file, renamed over it when complete.
+LINE_KEY = "line"  # a text line's record key, and the update key that replaces the whole line
 TMP_MARK = ".lethe-tmp-"
 # `.<file>.lethe-tmp-<pid>-<host tag, 8 hex><random, 12 hex>`; names without the host tag (or the pid) are
 # earlier versions' and are judged as this host's
@@ -791,6 +797,73 @@ class FileFormat:
         return record
 
     # ---- erasure
+    # ---- rewriting text and JSON lines (FTP drops: .txt, .jsonl)
+    def rewrite_lines(self, remote: str, todo: FilePlanOfActions, json_lines: bool) -> tuple[int, int]:
+        """Delete and update lines of a text or JSON-lines file in place (temp beside it, then rename):
+        a line that no longer holds the located record is left alone. Returns (deleted, updated)."""
+        local = self.local_path(remote)
+        encoding, _fallback = self.text_encoding(remote)
+        with open(local, "rb") as fh:
+            codec, bom = write_codec(encoding, fh.read(4))
+        tmp = local.with_name(local.name + ".new")
+        deleted = updated = 0
+        with open(local, encoding=encoding, newline="") as src, \
+                open(tmp, "w", encoding=codec, errors="strict", newline="") as out:
+            if bom:
+                out.write("\ufeff")
+            n = 0
+            for line in src:
+                n += 1
+                if n in todo.expected and not same_line(line, todo.expected[n], json_lines):
+                    pass  # not the record that was located (moved or changed): untouched
+                elif n in todo.deletes:
+                    deleted += 1
+                    line = ""
+                elif n in todo.updates:
+                    new = self._updated_line(remote, n, line, todo.updates[n], json_lines, codec)
+                    if new is not None:
+                        updated += 1
+                        line = new
+                out.write(line)
+                if n >= todo.last:
+                    break
+            while chunk := src.read(1 << 20):  # past the last target: copy as it is
+                out.write(chunk)
+        os.replace(tmp, local)
+        return deleted, updated
+
+    def _updated_line(self, remote: str, n: int, line: str, changes: dict, json_lines: bool, codec: str
+                      ) -> str | None:
+        place = f"file {remote}"
+        term = line_terminator(line)
+        text, doc = split_line(line, json_lines)
+        if isinstance(doc, (dict, list)):
+            leaves = {leaf.name: leaf for leaf in json_leaves(doc)}
+            for key, value in changes.items():
+                leaf = leaves.get(str(key))
+                if leaf is None:
+                    raise StoreError(self.name, place, f"row {n} has no field {str(key)!r}")
+                leaf.parent[leaf.index] = value
+            try:
+                new = dumps_like(doc, text)
+            except (TypeError, ValueError):
+                raise StoreError(self.name, place, f"row {n}: a new value cannot be written as JSON") from None
+        else:
+            unknown = [str(k) for k in changes if k != LINE_KEY]
+            if unknown:
+                raise StoreError(self.name, place, f"row {n} is a text line: only {LINE_KEY!r} can be updated, "
+                                 f"not {unknown[0]!r}")
+            value = changes.get(LINE_KEY)
+            new = "" if value is None else str(value).replace("\r", " ").replace("\n", " ")
+        if new == text:
+            return None
+        try:
+            new.encode(codec)
+        except UnicodeError:
+            raise StoreError(self.name, place, f"row {n}: a new value cannot be written in the file's "
+                             f"encoding ({codec})") from None
+        return new + term
+
     def rewrite(self, rel: str, todo: FilePlanOfActions) -> tuple[int, int]:
         """(rows deleted, rows updated) in one file, rewritten atomically; nothing written when no record
         changes. The new text goes to a temp file beside it (`TMP_MARK`, this process's pid and host tag),
@@ -979,3 +1052,118 @@ def clean_stray_temps(folder: Path, store: str) -> int:
                 raise StoreError(store, f"folder {folder}",
                                  f"a stray temp file cannot be removed ({exc.strerror})") from None
     return removed
+
+
+# --------------------------------------------------------------------------- JSON lines and text lines
+@dataclass
+class JsonLeaf:
+    """One scalar inside a JSON line: its flat name, the key it sits under, and where to write it."""
+
+    name: str
+    key: str | None
+    value: object
+    parent: object
+    index: object
+
+
+def json_leaves(doc) -> list[JsonLeaf]:
+    """Scalars of a JSON object or array in document order, named ``a.b`` / ``a[0]`` (the first of two
+    leaves with the same flat name wins). Iterative: deep nesting cannot exhaust the stack."""
+    leaves: list[JsonLeaf] = []
+    seen: set[str] = set()
+    stack = [_children(doc, "", None)]
+    while stack:
+        try:
+            name, key, parent, index, value = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            continue
+        if isinstance(value, (dict, list)):
+            stack.append(_children(value, name, key))
+        elif name not in seen:
+            seen.add(name)
+            leaves.append(JsonLeaf(name, key, value, parent, index))
+    return leaves
+
+
+def _children(node, prefix: str, key: str | None):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield (f"{prefix}.{k}" if prefix else str(k)), str(k), node, k, v
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield f"{prefix}[{i}]", key, node, i, v
+
+
+def split_line(line: str, json_lines: bool) -> tuple[str, object]:
+    """A line's text without its terminator and, in a JSON-lines file, its parsed value (None when the
+    line is not JSON): how every reader of TXT and JSONL lines sees a line."""
+    text = line[:len(line) - len(line_terminator(line))]
+    doc = None
+    if json_lines:
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = None
+    return text, doc
+
+
+def same_line(line: str, expected: dict, json_lines: bool) -> bool:
+    """Whether a line still holds the record that was located there: a text line its ``{"line": text}``;
+    a JSON line every expected field with the same value, whether the record was given flat (``a.b``,
+    ``tags[0]``, as `locate` gives it) or as the parsed object's top-level keys (as `select` gives it)."""
+    text, doc = split_line(line, json_lines)
+    if not isinstance(doc, (dict, list)):
+        return set(expected) == {LINE_KEY} and expected[LINE_KEY] == text
+    leaves = {leaf.name: leaf.value for leaf in json_leaves(doc)}
+    for key, want in expected.items():
+        if isinstance(doc, dict) and key in doc and _same_value(doc[key], want):
+            continue
+        if key in leaves and _same_value(leaves[key], want):
+            continue
+        return False
+    return True
+
+
+def _same_value(have, want) -> bool:
+    """JSON equality that keeps types apart (true is not 1, 1 is not "1")."""
+    if type(have) is not type(want) and not (isinstance(have, (int, float)) and isinstance(want, (int, float))
+                                             and not isinstance(have, bool) and not isinstance(want, bool)):
+        return False
+    return have == want
+
+
+def dumps_like(doc, original: str) -> str:
+    """`doc` serialised on one line in the style of the line it came from (separators, ASCII escapes)
+    when json.dumps reproduces that line; else compact or spaced as the line looks, ASCII when it was."""
+    ascii_only = original.isascii()
+    try:
+        before = json.loads(original)
+    except ValueError:
+        before = None
+    for separators in ((", ", ": "), (",", ":")):
+        for ensure_ascii in (ascii_only, not ascii_only):
+            if before is not None and json.dumps(before, separators=separators, ensure_ascii=ensure_ascii) == original:
+                return json.dumps(doc, separators=separators, ensure_ascii=ensure_ascii)
+    return json.dumps(doc, separators=_guess_separators(original), ensure_ascii=ascii_only)
+
+
+def _guess_separators(text: str) -> tuple[str, str]:
+    """json.dumps's spaced separators when a ':' or ',' outside strings is followed by a space; else compact."""
+    in_string = escaped = False
+    prev = ""
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch == " " and prev in (":", ","):
+            return ", ", ": "
+        prev = ch
+    return ",", ":"

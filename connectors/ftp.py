@@ -73,8 +73,8 @@ from typing import Iterator
 
 from connectors.base import DROP, Connector, Container, Done, ExecAction, Sampled, change_signature
 from connectors.fileformat import (
-    EXTRA_KEY, SAMPLE_ROWS, TMP_MARK, FileFormat, FilePlan, FilePlanOfActions, RowFilter,
-    is_temp_name, line_terminator, write_codec,
+    EXTRA_KEY, LINE_KEY, SAMPLE_ROWS, TMP_MARK, FileFormat, FilePlan, FilePlanOfActions, JsonLeaf, RowFilter,
+    is_temp_name, json_leaves, line_terminator, split_line,
 )
 from pii.core import classify as cls
 from pii.core.classify import free_text_profile, kind_from_name
@@ -95,7 +95,6 @@ CSV_SUFFIXES = (".csv", ".tsv")
 TEXT_SUFFIXES = (".txt",)
 JSON_SUFFIXES = (".jsonl", ".ndjson")
 CSV_KIND, TEXT_KIND, JSON_KIND = "csv", "text", "jsonl"
-LINE_KEY = "line"  # a text line's record key, and the update key that replaces the whole line
 BLOCK = 256 * 1024  # bytes per read from the data connection / from the local copy when uploading
 MAX_DEPTH = 64  # folder nesting followed when listing (guards against symlink loops)
 IDLE_CHECK_SECONDS = 20.0  # a control connection idle this long is probed with NOOP before use
@@ -170,59 +169,6 @@ class RemoteFile:
     path: str  # absolute remote path
     size: int | None = None
     modify: str | None = None  # MLSD modify fact, when the server gave one
-
-
-@dataclass
-class _Leaf:
-    """One scalar inside a JSON line: its flat name, the key it sits under, and where to write it."""
-
-    name: str
-    key: str | None
-    value: object
-    parent: object
-    index: object
-
-
-def json_leaves(doc) -> list[_Leaf]:
-    """Scalars of a JSON object or array in document order, named ``a.b`` / ``a[0]`` (the first of two
-    leaves with the same flat name wins). Iterative: deep nesting cannot exhaust the stack."""
-    leaves: list[_Leaf] = []
-    seen: set[str] = set()
-    stack = [_children(doc, "", None)]
-    while stack:
-        try:
-            name, key, parent, index, value = next(stack[-1])
-        except StopIteration:
-            stack.pop()
-            continue
-        if isinstance(value, (dict, list)):
-            stack.append(_children(value, name, key))
-        elif name not in seen:
-            seen.add(name)
-            leaves.append(_Leaf(name, key, value, parent, index))
-    return leaves
-
-
-def _children(node, prefix: str, key: str | None):
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield (f"{prefix}.{k}" if prefix else str(k)), str(k), node, k, v
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield f"{prefix}[{i}]", key, node, i, v
-
-
-def split_line(line: str, json_lines: bool) -> tuple[str, object]:
-    """A line's text without its terminator and, in a JSON-lines file, its parsed value (None when the
-    line is not JSON): how every reader of TXT and JSONL lines sees a line."""
-    text = line[:len(line) - len(line_terminator(line))]
-    doc = None
-    if json_lines:
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            doc = None
-    return text, doc
 
 
 class _ReusingFTP_TLS(ftplib.FTP_TLS):
@@ -966,9 +912,9 @@ class FtpConnector(Connector):
         leaves = json_leaves(doc)
         entities: set[str] = set()
         identifier = False
-        mentions: list[_Leaf] = []
-        given: list[_Leaf] = []
-        family: list[_Leaf] = []
+        mentions: list[JsonLeaf] = []
+        given: list[JsonLeaf] = []
+        family: list[JsonLeaf] = []
         for leaf in leaves:
             value = leaf.value
             if value is None or isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -1200,7 +1146,7 @@ class FtpConnector(Connector):
             if file_kind(remote) == CSV_KIND:
                 deleted, updated = self.fileformat.rewrite(remote, todo)
             else:
-                deleted, updated = self._rewrite_lines(remote, todo, file_kind(remote) == JSON_KIND)
+                deleted, updated = self.fileformat.rewrite_lines(remote, todo, file_kind(remote) == JSON_KIND)
             if not (deleted or updated):  # the rows are gone already: leave the remote file alone
                 return 0, 0
             self._upload_and_replace(remote, local, before)
@@ -1271,129 +1217,4 @@ class FtpConnector(Connector):
             except (LetheError, ftplib.Error, OSError, EOFError):
                 self._drop()
 
-    # ---- rewriting lines
-    def _rewrite_lines(self, remote: str, todo: FilePlanOfActions, json_lines: bool) -> tuple[int, int]:
-        """Delete and update lines of the local copy in place (temp beside it, then rename)."""
-        local = self._copies[remote]
-        encoding, _fallback = self.fileformat.text_encoding(remote)
-        with open(local, "rb") as fh:
-            codec, bom = write_codec(encoding, fh.read(4))
-        tmp = local.with_name(local.name + ".new")
-        deleted = updated = 0
-        with open(local, encoding=encoding, newline="") as src, \
-                open(tmp, "w", encoding=codec, errors="strict", newline="") as out:
-            if bom:
-                out.write("\ufeff")
-            n = 0
-            for line in src:
-                n += 1
-                if n in todo.expected and not _same_line(line, todo.expected[n], json_lines):
-                    pass  # not the record that was located (moved or changed): untouched
-                elif n in todo.deletes:
-                    deleted += 1
-                    line = ""
-                elif n in todo.updates:
-                    new = self._updated_line(remote, n, line, todo.updates[n], json_lines, codec)
-                    if new is not None:
-                        updated += 1
-                        line = new
-                out.write(line)
-                if n >= todo.last:
-                    break
-            while chunk := src.read(1 << 20):  # past the last target: copy as it is
-                out.write(chunk)
-        os.replace(tmp, local)
-        return deleted, updated
 
-    def _updated_line(self, remote: str, n: int, line: str, changes: dict, json_lines: bool, codec: str
-                      ) -> str | None:
-        place = f"file {remote}"
-        term = line_terminator(line)
-        text, doc = split_line(line, json_lines)
-        if isinstance(doc, (dict, list)):
-            leaves = {leaf.name: leaf for leaf in json_leaves(doc)}
-            for key, value in changes.items():
-                leaf = leaves.get(str(key))
-                if leaf is None:
-                    raise StoreError(self.name, place, f"row {n} has no field {str(key)!r}")
-                leaf.parent[leaf.index] = value
-            try:
-                new = _dumps_like(doc, text)
-            except (TypeError, ValueError):
-                raise StoreError(self.name, place, f"row {n}: a new value cannot be written as JSON") from None
-        else:
-            unknown = [str(k) for k in changes if k != LINE_KEY]
-            if unknown:
-                raise StoreError(self.name, place, f"row {n} is a text line: only {LINE_KEY!r} can be updated, "
-                                 f"not {unknown[0]!r}")
-            value = changes.get(LINE_KEY)
-            new = "" if value is None else str(value).replace("\r", " ").replace("\n", " ")
-        if new == text:
-            return None
-        try:
-            new.encode(codec)
-        except UnicodeError:
-            raise StoreError(self.name, place, f"row {n}: a new value cannot be written in the file's "
-                             f"encoding ({codec})") from None
-        return new + term
-
-
-def _same_line(line: str, expected: dict, json_lines: bool) -> bool:
-    """Whether a line still holds the record that was located there: a text line its ``{"line": text}``;
-    a JSON line every expected field with the same value, whether the record was given flat (``a.b``,
-    ``tags[0]``, as `locate` gives it) or as the parsed object's top-level keys (as `select` gives it)."""
-    text, doc = split_line(line, json_lines)
-    if not isinstance(doc, (dict, list)):
-        return set(expected) == {LINE_KEY} and expected[LINE_KEY] == text
-    leaves = {leaf.name: leaf.value for leaf in json_leaves(doc)}
-    for key, want in expected.items():
-        if isinstance(doc, dict) and key in doc and _same_value(doc[key], want):
-            continue
-        if key in leaves and _same_value(leaves[key], want):
-            continue
-        return False
-    return True
-
-
-def _same_value(have, want) -> bool:
-    """JSON equality that keeps types apart (true is not 1, 1 is not "1")."""
-    if type(have) is not type(want) and not (isinstance(have, (int, float)) and isinstance(want, (int, float))
-                                             and not isinstance(have, bool) and not isinstance(want, bool)):
-        return False
-    return have == want
-
-
-def _dumps_like(doc, original: str) -> str:
-    """`doc` serialised on one line in the style of the line it came from (separators, ASCII escapes)
-    when json.dumps reproduces that line; else compact or spaced as the line looks, ASCII when it was."""
-    ascii_only = original.isascii()
-    try:
-        before = json.loads(original)
-    except ValueError:
-        before = None
-    for separators in ((", ", ": "), (",", ":")):
-        for ensure_ascii in (ascii_only, not ascii_only):
-            if before is not None and json.dumps(before, separators=separators, ensure_ascii=ensure_ascii) == original:
-                return json.dumps(doc, separators=separators, ensure_ascii=ensure_ascii)
-    return json.dumps(doc, separators=_guess_separators(original), ensure_ascii=ascii_only)
-
-
-def _guess_separators(text: str) -> tuple[str, str]:
-    """json.dumps's spaced separators when a ':' or ',' outside strings is followed by a space; else compact."""
-    in_string = escaped = False
-    prev = ""
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-            continue
-        if ch == '"':
-            in_string = True
-        elif ch == " " and prev in (":", ","):
-            return ", ", ": "
-        prev = ch
-    return ",", ":"
