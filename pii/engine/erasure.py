@@ -22,6 +22,7 @@ import json
 import os
 import uuid
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pii.core.plans import Plan, PlannedAction, actions_of
 from pii.engine.stores import connect
@@ -63,6 +64,32 @@ class ExecutionReport:
     remaining: int | None = None
     details: list[str] = field(default_factory=list)
     not_verified: list[dict] = field(default_factory=list)  # places the verifying search could not read
+
+
+class Target(Protocol):
+    """What a plan is about, as the engine plans, executes and verifies it: `SubjectTarget` (one person,
+    erasure) and `pii.engine.flows.SelectionTarget` (records a special flow selected) both are one."""
+
+    kind: str                 # the request kind: "erasure" or the flow's name
+    matcher: SubjectMatcher   # whose identifiers locations and place names are screened for
+
+    def locate(self, stores: list[str] | None) -> list[Finding]:
+        """The target's records in these stores (all when None), found afresh (plan, execute, verify)."""
+
+    def decide(self, f: Finding, today: dt.date, include_weak: bool) -> Decision:
+        """What happens to one record."""
+
+    def check_holds(self) -> None:
+        """Raise ErasureBlocked when a legal hold forbids changing the target."""
+
+    def lock_names(self) -> list[str]:
+        """Locks a run takes besides the plan's and the stores' (one subject, one flow lineage)."""
+
+    def lineage(self) -> list[str]:
+        """Request ids of earlier runs about the same target (resume, withdraw, changed-as-planned)."""
+
+    def complete(self, request_id: str, actor: str) -> None:
+        """What a verified plan finishes with (the suppression entries)."""
 
 
 class SubjectTarget:
@@ -164,7 +191,7 @@ class ErasureEngine:
         elsewhere) and decide every finding. Changes nothing and stores nothing."""
         return self.plan_target(SubjectTarget(self, subject, found), include_weak=include_weak, stores=stores)
 
-    def plan_target(self, target, *, include_weak: bool = False, stores: list[str] | None = None,
+    def plan_target(self, target: Target, *, include_weak: bool = False, stores: list[str] | None = None,
                     skip_prints: set[str] | None = None) -> Plan:
         """Find the target's records and decide each one. `skip_prints`: post-change fingerprints
         (`_letters`) of records already changed as planned by earlier plans of the same lineage."""
@@ -351,7 +378,7 @@ class ErasureEngine:
         cert = self.certificate(plan_id)
         return ExecutionReport(plan_id, VERIFIED, remaining=0, not_verified=list(cert["not_verified"]))
 
-    def target_for(self, request_id: str, plan: dict, subject: Subject | None = None):
+    def target_for(self, request_id: str, plan: dict, subject: Subject | None = None) -> Target:
         """The target a stored plan is about: its subject, or (special flows) its selection, rebuilt from
         the request store (identifiers and selection values are kept there encrypted, never in the plan)."""
         if plan.get("selection"):
@@ -386,7 +413,7 @@ class ErasureEngine:
             taken.append(name)
         return taken
 
-    def _carry_out(self, plan_id: str, plan: dict, target, owner: str, report: ExecutionReport) -> None:
+    def _carry_out(self, plan_id: str, plan: dict, target: Target, owner: str, report: ExecutionReport) -> None:
         matcher = target.matcher
         pending = set(self.ledger.pending_actions(plan_id))
         planned = {a.action_id: a for a in actions_of(plan["actions"]) if a.action_id in pending}
@@ -489,7 +516,7 @@ class ErasureEngine:
         raise LetheError(f"plan action {aid}: unknown action {action!r}")
 
     # ------------------------------------------------------------------ verify
-    def _verify(self, plan_id: str, plan: dict, target, actor: str) -> ExecutionReport:
+    def _verify(self, plan_id: str, plan: dict, target: Target, actor: str) -> ExecutionReport:
         """Locate again: what remains must be retained, held or weak-for-review; anything else counts."""
         report = ExecutionReport(plan_id, EXECUTED)
         current = target.locate(plan.get("stores"))

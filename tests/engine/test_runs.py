@@ -111,3 +111,17 @@ def test_when_an_erasure_plan_was_left_unfinished_then_run_through_only_resumes_
     assert outcome.plan is None and outcome.last.plan_id == plan.plan_id and outcome.last.state == "verified"
     assert engine.ledger.get_request(plan.request_id)["status"] == "completed"
     assert len(engine.ledger.find_requests(ALICE)) == 1  # no second request was made
+
+
+def test_when_the_engine_takes_a_target_then_subject_and_selection_targets_both_have_its_methods(demo):
+    import inspect
+
+    from pii.engine.erasure import SubjectTarget, Target
+    from pii.engine.flows import SelectionTarget
+
+    wanted = {n for n, _ in inspect.getmembers(Target, inspect.isfunction)} | set(Target.__annotations__)
+    assert {"locate", "decide", "check_holds", "lock_names", "lineage", "complete", "kind", "matcher"} <= wanted
+    engine, _world = demo
+    for target in (SubjectTarget(engine, ALICE), SelectionTarget(engine, in_error(engine).selection)):
+        missing = sorted(n for n in wanted if not hasattr(target, n))
+        assert missing == [], f"{type(target).__name__} lacks {missing}"
