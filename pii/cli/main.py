@@ -130,9 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_flows.add_parsers(sub, _add_identifier_args)
 
-    p = sub.add_parser("audit", help="export the ledger's append-only audit events (no personal values)")
-    p.add_argument("--out", required=True, metavar="FILE", help="FILE.csv or FILE.json")
+    p = sub.add_parser("audit", help="export the ledger's append-only audit events (no personal values), "
+                                     "or verify their keyed hash chain")
+    p.add_argument("--out", metavar="FILE", help="FILE.csv or FILE.json")
     p.add_argument("--plan", metavar="PLAN_ID")
+    p.add_argument("--verify", action="store_true",
+                   help="walk the keyed hash chain over every event: exit 0 intact, 1 naming the first broken event")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("demo", help="generate the embedded demo stores and run an access request on them")
@@ -533,6 +536,20 @@ def cmd_hold_release(args) -> int:
 
 
 def cmd_audit(args) -> int:
+    from pii.core.errors import ConfigError
+
+    if not args.verify and not args.out:
+        raise ConfigError("lethe audit needs --out FILE (export) or --verify")
+    if args.verify:
+        result = _ledger(config_from(args)).verify_chain()
+        older = f"; {result['before_chain']} older event(s) predate the chain" if result["before_chain"] else ""
+        if not result["intact"]:
+            print(f"lethe: audit chain BROKEN at event {result['broken_at']}: {result['reason']} "
+                  f"({result['events']} event(s) verified before it{older})", file=sys.stderr)
+            return 1
+        print(f"audit chain intact: {result['events']} event(s) verified with the ledger key{older}")
+        if not args.out:
+            return 0
     out = Path(args.out)
     fmt = "json" if out.suffix.lower() == ".json" else "csv"
     _ledger(config_from(args)).export_audit(out, fmt, plan_id=args.plan)

@@ -58,3 +58,10 @@ class LedgerError(LetheError):
     never a personal value."""
 
     exit_code = 7
+
+
+class LedgerTampered(LedgerError):
+    """The ledger's records do not match their keyed hashes: a plan, an approval or an audit event was
+    written or changed by someone without the ledger key. Nothing is carried out."""
+
+    exit_code = 3

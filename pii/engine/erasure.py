@@ -61,6 +61,7 @@ class ExecutionReport:
     failed: int = 0
     rows: int = 0
     new_locations: int = 0
+    refused: int = 0  # approved actions the current policy no longer allows: not carried out
     remaining: int | None = None
     details: list[str] = field(default_factory=list)
     not_verified: list[dict] = field(default_factory=list)  # places the verifying search could not read
@@ -319,6 +320,7 @@ class ErasureEngine:
 
     # ------------------------------------------------------------------ approval
     def approve(self, plan_id: str, approver: str, *, require_distinct: bool = False) -> None:
+        self.ledger.verify_plan(plan_id)
         digest = self.ledger.get_plan(plan_id)["digest"]
         self.ledger.approve(plan_id, approver, require_distinct_from_requester=require_distinct,
                             expected_digest=digest)
@@ -330,6 +332,7 @@ class ErasureEngine:
     def execute(self, plan_id: str, *, subject: Subject | None = None, actor: str | None = None) -> ExecutionReport:
         """Carry out an approved plan (or resume one interrupted), then verify it. Idempotent."""
         actor = actor or current_user()
+        self.ledger.verify_plan(plan_id)  # content, approval and events as the key made them
         row = self.ledger.get_plan(plan_id)
         request_id, plan = row["request_id"], row["plan"]
         if row["state"] == VERIFIED and (subject is None or plan.get("selection")) \
@@ -367,6 +370,7 @@ class ErasureEngine:
             return report
         verified = self._verify(plan_id, plan, target, actor)
         verified.done, verified.rows, verified.details = report.done, report.rows, report.details
+        verified.refused = report.refused
         return verified
 
     def _finish_completed(self, plan_id: str, request_id: str, actor: str) -> ExecutionReport:
@@ -433,6 +437,7 @@ class ErasureEngine:
                           if r["state"] == "started" and _expected_of(r["detail"])}
         todo: dict[str, list[ExecAction]] = {}
         post: dict[str, str] = {}
+        today = self.today or dt.date.today()
         marks = _Marks()
         earlier: set[str] | None = None
         for aid, a in planned.items():
@@ -455,6 +460,11 @@ class ErasureEngine:
                 marks.add("drifted", aid, "content changed since the plan was made: not touched; re-plan")
                 report.drifted += 1
                 continue
+            allowed = self._still_allowed(a, target.decide(f, today, plan.get("include_weak", False)))
+            if not allowed:
+                marks.add("skipped", aid, "refused: the current policy no longer allows this action; re-plan")
+                report.refused += 1
+                continue
             if a.fields and a.action in (ANONYMISE, RETAIN):
                 if earlier is None:
                     earlier = self._changed_as_planned(target, exclude=plan_id)
@@ -473,6 +483,9 @@ class ErasureEngine:
                 post[aid] = _letters(self.ledger.protect_value({"record": {**(f.record or {}),
                                                                            **exec_action.updates}})[5:])
         marks.flush(self.ledger, plan_id, owner)
+        if report.refused:
+            report.details.append(f"{report.refused} action(s) refused: the current policy no longer allows them "
+                                  f"(kept as they are; re-plan to act on the policy as it is now)")
         for store_name, actions in todo.items():
             self.ledger.mark_actions(plan_id, [x.action_id for x in actions], "started", actor=owner,
                                      details={aid: _EXPECT + fp for aid, fp in post.items()})
@@ -492,6 +505,16 @@ class ErasureEngine:
             store = self.config.stores[store_name]
             with connect(self.config, store, progress=self.progress) as conn:
                 conn.apply(actions, done, matcher)
+
+    @staticmethod
+    def _still_allowed(a: PlannedAction, now: Decision) -> bool:
+        """Whether the policy as it is now still allows the approved action on this record: the same action
+        (and, for field operations, the same fields). A rule added since (a hold, a retention, a review)
+        wins over the plan: the record is left as it is."""
+        if now.action != a.action:
+            return False
+        fields = now.field_ops
+        return not fields or set(fields) == set(a.fields or {})
 
     def _exec_action(self, aid: str, a: PlannedAction, f: Finding, matcher: SubjectMatcher) -> ExecAction | None:
         action = a.action
@@ -568,9 +591,11 @@ class ErasureEngine:
         request = self.ledger.get_request(row["request_id"])
         states: dict[str, int] = {}
         rows = 0
+        refused = 0
         for a in self.ledger.actions(plan_id):
             states[a["state"] or "not_started"] = states.get(a["state"] or "not_started", 0) + 1
             rows += a["rows"] or 0
+            refused += (a["detail"] or "").startswith("refused:")
         verification = [e for e in self.ledger.audit_events(plan_id=plan_id)
                         if e["event"] in ("plan_verified", "verification_failed")]
         last = (json.loads(verification[-1]["details"]) if isinstance(verification[-1]["details"], str)
@@ -599,6 +624,8 @@ class ErasureEngine:
             "held": [{"store": a.store, "container": a.container, "reason": a.reason, "until": a.until}
                      for a in actions_of(plan["held"])],
             "review_not_erased": len(plan["review"]),
+            # approved actions the policy no longer allowed when they were carried out: left as they are
+            "refused_by_policy": refused,
             # verified: nothing erasable remains AND every place was searched; otherwise `not_verified` says where
             "verified": row["state"] == VERIFIED and not not_verified,
             "not_verified": not_verified,

@@ -40,6 +40,7 @@ import os
 from datetime import date, datetime, timezone
 from typing import Callable, Iterable, Mapping, Sequence
 
+from pii.core.errors import LedgerTampered
 from pii.ledger import screening
 from pii.ledger.actions import ActionStore
 from pii.ledger.audit import AuditLog
@@ -125,7 +126,7 @@ class Ledger:
         ensure_tables(url, self.engine)
         self._key = resolve_key(url, key)
         check_key(self.engine, self._key)
-        self._audit = AuditLog(self.engine, self._now)
+        self._audit = AuditLog(self.engine, self._now, self._mac)
         event = self._audit.write_event
         self._requests = RequestStore(self.engine, self._now, self._mac, self._fernet, event)
         self._locks = LockStore(self.engine, self._now, event)
@@ -214,6 +215,20 @@ class Ledger:
 
     def expire_overdue(self, *, actor: str | None = None) -> list[str]:
         return self._plans.expire_overdue(actor=actor)
+
+    def verify_plan(self, plan_id: str) -> None:
+        """Refuse (LedgerTampered) a plan that was changed without the ledger key: its content against its
+        keyed digest, its approval's signature (once past approval), and each of its audit events against
+        its link in the keyed chain. `approve` and `execute` call it before anything changes."""
+        self._plans.get_plan(plan_id)
+        self._plans.check_approval(plan_id)
+        bad = self._audit.verify_events([e["event_id"] for e in self._audit.audit_events(plan_id=plan_id)])
+        if bad is not None:
+            raise LedgerTampered(f"plan {plan_id}: audit event {bad} does not fit the ledger's keyed chain (written or "
+                                 f"changed without the key; `lethe audit --verify` walks the whole chain)")
+
+    def verify_chain(self) -> dict:
+        return self._audit.verify_chain()
 
     def approve(self, plan_id: str, approver: str, *, require_distinct_from_requester: bool = False,
                 expected_digest: str | None = None) -> None:

@@ -3,7 +3,6 @@ executed by one worker at a time under the plan's lock (resumed after a crash), 
 compare-and-set on the state, refused once the plan has expired where the move is time-limited."""
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import uuid
@@ -14,7 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from pii.core.errors import LedgerError
+from pii.core.errors import LedgerError, LedgerTampered
 from pii.ledger.actions import ActionStore
 from pii.ledger.audit import EventWriter
 from pii.ledger.common import (
@@ -34,10 +33,17 @@ from pii.ledger.common import (
 )
 from pii.ledger.locks import LockStore
 from pii.ledger.requests import RequestStore
-from pii.ledger.schema import ledger_plan_actions, ledger_plans, plan_row
+from pii.ledger.schema import ledger_events, ledger_plan_actions, ledger_plans, plan_row
 from pii.ledger.screening import Mac, actor_hash, safe_actor, scrub
 
 _TIME_LIMITED = (APPROVED, EXECUTING)  # moves that are refused once the plan has expired
+DIGEST_DOMAIN = "plan-digest"
+
+
+def approval_signature(mac: Callable[[str, str], str], plan_id: str, digest: str, decision: str, who: str,
+                       decided_at: str) -> str:
+    """The HMAC (ledger key) that makes a decision on a plan: plan, digest, decision, approver, time."""
+    return mac("approval", json.dumps([plan_id, digest, decision, who, decided_at], separators=(",", ":")))
 
 
 class PlanStore:
@@ -84,7 +90,7 @@ class PlanStore:
             text = json.dumps(plan, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise LedgerError(f"plan for request {request_id} is not JSON: {exc.__class__.__name__}") from None
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        digest = self._mac(DIGEST_DOMAIN, text)
         if plan_id is None:
             plan_id = "plan-" + uuid.uuid4().hex
         else:
@@ -117,8 +123,9 @@ class PlanStore:
     def get_plan(self, plan_id: str) -> dict:
         row = dict(plan_row(self._engine, plan_id))
         text = row.pop("plan_json")
-        if hashlib.sha256(text.encode("utf-8")).hexdigest() != row["digest"]:
-            raise LedgerError(f"plan {plan_id} does not match its digest: the stored plan was altered")
+        if not hmac.compare_digest(self._mac(DIGEST_DOMAIN, text), row["digest"]):
+            raise LedgerTampered(f"plan {plan_id} does not match its digest (keyed with the ledger key): the stored "
+                                 f"plan was altered, or written by a Lethe before keyed digests; plan it again")
         row["plan"] = json.loads(text)
         return row
 
@@ -193,8 +200,35 @@ class PlanStore:
                 raise LedgerError(f"plan {plan_id}: the approver is the requester; a second person must approve")
         if row["state"] == APPROVED and row["decided_by"] == who:
             return
-        self._move(plan_id, (PLANNED,), APPROVED, actor=who, digest=expected_digest,
-                   values={"decided_by": who, "decided_at": iso(self._now())})
+        if expected_digest is not None and row["digest"] != expected_digest:
+            raise LedgerError(f"plan {plan_id} is not the plan that was reviewed (digest differs)")
+        decided_at = iso(self._now())
+        signature = approval_signature(self._mac, plan_id, row["digest"], APPROVED, who, decided_at)
+        self._move(plan_id, (PLANNED,), APPROVED, actor=who, digest=row["digest"],
+                   values={"decided_by": who, "decided_at": decided_at}, details={"signature": signature})
+
+    def check_approval(self, plan_id: str) -> None:
+        """A plan past approval must carry a signed approval: an approval event whose HMAC (ledger key) covers
+        this plan, its digest, the decision, the approver and the time recorded on the plan. A state set
+        in the database without the key has none (LedgerTampered)."""
+        row = plan_row(self._engine, plan_id)
+        if row["state"] in (PLANNED, REJECTED, EXPIRED):
+            return
+        want = approval_signature(self._mac, plan_id, row["digest"], APPROVED, row["decided_by"] or "",
+                                  row["decided_at"] or "")
+        e = ledger_events
+        with self._engine.connect() as conn:
+            details = conn.execute(select(e.c.details).where(e.c.plan_id == plan_id,
+                                                             e.c.event == "plan_" + APPROVED)).scalars().all()
+        for text in details:
+            try:
+                got = json.loads(text).get("signature")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(got, str) and hmac.compare_digest(got, want):
+                return
+        raise LedgerTampered(f"plan {plan_id} is {row['state']} without an approval signed with the ledger key "
+                             f"(its state or approver was set without the key): nothing is carried out")
 
     def reject(self, plan_id: str, approver: str, reason: str) -> None:
         """planned -> rejected; nothing in the plan will be carried out."""

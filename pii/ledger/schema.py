@@ -133,9 +133,28 @@ ledger_holds = Table(
     Column("created_at", String(32), nullable=False),
 )
 
+# The keyed hash chain over the audit events (issue 12): one row per event, its HMAC (ledger key) over the
+# previous chained event's HMAC and the event's own fields; the head row (id 1) names the last chained event,
+# so dropping events at the end shows too. Events older than `first_event_id` predate the chain.
+ledger_event_chain = Table(
+    "ledger_event_chain",
+    metadata,
+    Column("event_id", Integer, primary_key=True, autoincrement=False),
+    Column("mac", String(64), nullable=False),
+)
+ledger_chain_head = Table(
+    "ledger_chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("first_event_id", Integer, nullable=False),
+    Column("event_id", Integer, nullable=False),
+    Column("mac", String(64), nullable=False),
+    Column("count", Integer, nullable=False),
+)
+
 LEDGER_TABLES = (ledger_meta, ledger_requests, ledger_request_identifiers, ledger_plans, ledger_plan_actions,
                  ledger_actions, ledger_locks, ledger_suppression, ledger_events, ledger_request_secrets,
-                 ledger_holds, ledger_suppressed_addresses)
+                 ledger_holds, ledger_suppressed_addresses, ledger_event_chain, ledger_chain_head)
 
 # The audit trail is append-only in the database too, not only in this API (SQLite and PostgreSQL).
 for _ddl in (
@@ -145,6 +164,8 @@ for _ddl in (
     "BEGIN SELECT RAISE(ABORT, 'ledger_events is append-only'); END",
 ):
     event.listen(ledger_events, "after_create", DDL(_ddl).execute_if(dialect="sqlite"))
+    event.listen(ledger_event_chain, "after_create", DDL(_ddl.replace("ledger_events", "ledger_event_chain")
+                                                        ).execute_if(dialect="sqlite"))
 for _ddl in (
     "CREATE OR REPLACE FUNCTION ledger_events_append_only() RETURNS trigger AS $$ "
     "BEGIN RAISE EXCEPTION 'ledger_events is append-only'; END; $$ LANGUAGE plpgsql",
@@ -154,6 +175,9 @@ for _ddl in (
     "FOR EACH STATEMENT EXECUTE FUNCTION ledger_events_append_only()",
 ):
     event.listen(ledger_events, "after_create", DDL(_ddl).execute_if(dialect="postgresql"))
+    event.listen(ledger_event_chain, "after_create", DDL(
+        _ddl.replace("ON ledger_events", "ON ledger_event_chain").replace("ledger_events_no_", "ledger_event_chain_no_")
+    ).execute_if(dialect="postgresql"))
 
 _ready_urls: set[str] = set()
 

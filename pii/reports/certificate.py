@@ -34,6 +34,9 @@ def certificate_lines(cert: dict, report=None) -> list[str]:
                      + (f", until {r['until']}" if r.get("until") else ""))
     for h in cert["held"]:
         lines.append(f"  held in {h['store']}/{h['container']}: {h['reason']}")
+    if cert.get("refused_by_policy"):
+        lines.append(f"  {cert['refused_by_policy']} approved action(s) refused: the policy no longer allowed them "
+                     f"when the plan was carried out (left as they are; re-plan to act on it)")
     if cert["review_not_erased"]:
         what = "weak (name-only)" if flow == "erasure" else "review-only (text clue or weak)"
         lines.append(f"  {cert['review_not_erased']} {what} locations were not erased: review them")

@@ -753,6 +753,8 @@ def test_when_audit_exported_then_the_file_holds_every_event(ledger, tmp_path, f
     assert [r["event"] for r in rows] == ["request_created", "plan_stored", "plan_approved"]
     assert [(r["event"], str(r["event_id"])) for r in rows] == \
         [(e["event"], str(e["event_id"])) for e in ledger.audit_events()]
+    signature = rows[2]["details"].pop("signature")  # the approval, signed with the ledger key
+    assert re.fullmatch(r"[0-9a-f]{64}", signature)
     assert rows[2]["details"] == {"from": "planned", "to": "approved"} and rows[2]["plan_id"] == pid
     with pytest.raises(LedgerError, match="csv or json"):
         ledger.export_audit(tmp_path / "audit.xml", "xml")
