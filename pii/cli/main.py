@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from pii.cli.common import (
-    EXIT_AWAITING_APPROVAL, EXIT_NOT_FULLY_SEARCHED, config_from, engine_for, print_report,
+    EXIT_AWAITING_APPROVAL, EXIT_INCOMPLETE, EXIT_NOT_FULLY_SEARCHED, config_from, engine_for, print_report,
     progress_for, received_from, subject_from,
 )
 from pii.core.errors import ConfigError, LetheError
@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("plan_id", metavar="PLAN_ID")
     p.add_argument("--certificate", metavar="FILE", help="write the certificate JSON to FILE")
     p.set_defaults(func=cmd_execute)
+
+    p = sub.add_parser("certificate", help="re-issue a finished plan's certificate (from the ledger's record)")
+    p.add_argument("plan_id", metavar="PLAN_ID")
+    p.add_argument("--out", metavar="FILE", help="also write it to FILE (JSON) and FILE's .txt (text)")
+    p.set_defaults(func=cmd_certificate)
 
     p = sub.add_parser("show-plan", help="print a stored plan, its state and its certificate so far")
     p.add_argument("plan_id", metavar="PLAN_ID")
@@ -410,6 +415,26 @@ def cmd_execute(args) -> int:
 
     runs = RunService(engine_for(args, config_from(args)))
     return print_report(runs.engine, runs.run(args.plan_id), args.certificate)
+
+
+def cmd_certificate(args) -> int:
+    from pii.core.errors import LedgerError
+    from pii.reports.certificate import certificate_lines, write_certificate
+
+    engine = engine_for(args, config_from(args))
+    engine.ledger.verify_plan(args.plan_id)  # a certificate only for a plan as the key recorded it
+    state = engine.ledger.plan_state(args.plan_id)
+    if state not in ("verified", "executed", "failed"):
+        raise LedgerError(f"plan {args.plan_id} is {state}: it has not been carried out, so it has no certificate")
+    cert = engine.certificate(args.plan_id)
+    lines = certificate_lines(cert)
+    print("\n".join(lines))
+    if args.out:
+        path, text = write_certificate(cert, Path(args.out), lines)
+        print(f"certificate: {path} (and {text.name})")
+    if state != "verified":
+        return EXIT_INCOMPLETE
+    return EXIT_NOT_FULLY_SEARCHED if cert.get("not_verified") else 0
 
 
 def cmd_show_plan(args) -> int:

@@ -186,3 +186,28 @@ def test_when_the_policy_changes_after_approval_then_actions_it_no_longer_allows
     from pii.reports.certificate import certificate_lines
 
     assert any("approved action(s) refused" in line for line in certificate_lines(cert))
+
+
+def test_when_a_finished_plans_certificate_is_asked_for_again_then_it_is_reissued_from_the_ledger(tmp_path, monkeypatch):
+    import json
+
+    from tests.cli_support import run
+
+    cfg = tmp_path / "stores.yaml"
+    crm = tmp_path / "crm.db"
+    sql_world.build(f"sqlite:///{crm}").dispose()
+    cfg.write_text(f"ledger: sqlite:///{tmp_path / 'state.db'}\nstores:\n  crm:\n    kind: sql\n"
+                   f"    url: sqlite:///{crm}\n", encoding="utf-8")
+    monkeypatch.setenv("LETHE_LEDGER_KEY", KEY.decode())
+    code, out, err = run("--config", str(cfg), "erase", "--email", sql_world.ALICE["emails"][0])
+    assert code == 3, err
+    plan_id = out.split("plan ")[-1].split()[0]
+    code, out, err = run("--config", str(cfg), "certificate", plan_id)
+    assert code == 7 and "has not been carried out" in err
+    assert run("--config", str(cfg), "approve", plan_id, "--execute")[0] == 0
+    code, out, err = run("--config", str(cfg), "certificate", plan_id, "--out", str(tmp_path / "again.json"))
+    assert code == 0, err
+    assert f"certificate: plan {plan_id}" in out and "state: verified" in out
+    cert = json.loads((tmp_path / "again.json").read_text(encoding="utf-8"))
+    assert cert["plan_id"] == plan_id and cert["verified"] is True and cert["rows_affected"] > 0
+    assert "alice" not in out.lower() + (tmp_path / "again.txt").read_text(encoding="utf-8").lower()
