@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pii.core.plans import Plan, PlannedAction, actions_of
+from pii.core.plans import Plan, PlannedAction, actions_of, shown_container
 from pii.engine.stores import connect
 from connectors.base import DELETE as X_DELETE, DROP as X_DROP, UPDATE as X_UPDATE, ExecAction, Progress, null_progress
 from pii.core.config import Config
@@ -592,10 +592,12 @@ class ErasureEngine:
         states: dict[str, int] = {}
         rows = 0
         refused = 0
+        state_of: dict[str, str | None] = {}
         for a in self.ledger.actions(plan_id):
             states[a["state"] or "not_started"] = states.get(a["state"] or "not_started", 0) + 1
             rows += a["rows"] or 0
             refused += (a["detail"] or "").startswith("refused:")
+            state_of[a["action_id"]] = a["state"]
         verification = [e for e in self.ledger.audit_events(plan_id=plan_id)
                         if e["event"] in ("plan_verified", "verification_failed")]
         last = (json.loads(verification[-1]["details"]) if isinstance(verification[-1]["details"], str)
@@ -617,7 +619,7 @@ class ErasureEngine:
             "issued_at": _now_iso(),
             "actions": states,
             "rows_affected": rows,
-            "by_location": Plan(plan).counts(),
+            "by_location": _done_by_location(Plan(plan), state_of),
             "retained": [{"store": a.store, "container": a.container, "reason": a.reason,
                           "legal_basis": a.legal_basis, "until": a.until}
                          for a in actions_of(plan["actions"]) if a.action == RETAIN],
@@ -639,6 +641,22 @@ class ErasureEngine:
 
 
 # ---------------------------------------------------------------------------- helpers
+def _done_by_location(plan: Plan, state_of: dict[str, str | None]) -> dict[str, dict[str, int]]:
+    """store/container -> outcome -> locations, as carried out: an erasing action counts under its name
+    only once done; one that drifted, failed, was refused or has not run counts as "<action> not done".
+    Retained, held and review locations count as planned (nothing was to be done to them)."""
+    out = plan.counts()
+    for a in plan.actions:
+        if a.action not in ERASING or state_of.get(a.action_id) == "done":
+            continue
+        per = out[f"{a.store}/{shown_container(a.container)}"]
+        per[a.action] -= 1
+        if not per[a.action]:
+            del per[a.action]
+        per[f"{a.action} not done"] = per.get(f"{a.action} not done", 0) + 1
+    return out
+
+
 class _Marks:
     """Action outcomes decided before any store is touched, written to the ledger in a few batches."""
 

@@ -139,6 +139,10 @@ def test_when_a_planned_row_changes_before_execution_then_it_is_not_touched(sqli
         assert conn.execute(sa.text("SELECT total FROM orders WHERE order_id = 10")).scalar() == 13
     states = {a["state"] for a in engine.ledger.actions(plan.plan_id)}
     assert "drifted" in states
+    # the certificate counts what was done, not what was planned: the drifted order is "delete not done"
+    by_location = engine.certificate(plan.plan_id)["by_location"]
+    assert by_location["crm/orders"] == {"delete": 1, "delete not done": 1}
+    assert sum(n for per in by_location.values() for k, n in per.items() if k.endswith("not done")) == 1
 
 
 def test_when_plan_is_rejected_then_nothing_changes(sqlite_url, tmp_path):
