@@ -31,7 +31,7 @@ from pii.core.config import Config
 from pii.core.coverage import coverage_gaps
 from pii.core.printable import looks_personal
 from pii.engine.discover import locate_subject
-from pii.core.errors import LedgerError, LetheError
+from pii.core.errors import ConfigError, LedgerError, LetheError
 from pii.core.findings import WEAK, Finding
 from pii.core.host import current_user, node_id, process_gone
 from pii.ledger import APPROVED, EXECUTED, EXECUTING, FAILED, PLANNED, VERIFIED, Ledger
@@ -153,7 +153,7 @@ class ErasureEngine:
         self.progress = progress
         self.today = today
         erasure = config.raw.get("erasure") or {}
-        self.plan_ttl = dt.timedelta(hours=float(erasure.get("plan_ttl_hours", DEFAULT_PLAN_TTL_HOURS)))
+        self.plan_ttl = dt.timedelta(hours=plan_ttl_hours(erasure))
 
     # ------------------------------------------------------------------ identities
     def action_id(self, store: str, location: dict) -> str:
@@ -641,6 +641,20 @@ class ErasureEngine:
 
 
 # ---------------------------------------------------------------------------- helpers
+def plan_ttl_hours(erasure: dict) -> float:
+    """`erasure: {plan_ttl_hours: H}`: a positive number of hours (ConfigError otherwise)."""
+    import math
+
+    raw = erasure.get("plan_ttl_hours", DEFAULT_PLAN_TTL_HOURS)
+    try:
+        hours = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"erasure.plan_ttl_hours must be a number of hours, not {str(raw)[:40]!r}") from None
+    if isinstance(raw, bool) or not math.isfinite(hours) or hours <= 0:
+        raise ConfigError(f"erasure.plan_ttl_hours must be a positive number of hours (got {str(raw)[:40]})")
+    return hours
+
+
 def _done_by_location(plan: Plan, state_of: dict[str, str | None]) -> dict[str, dict[str, int]]:
     """store/container -> outcome -> locations, as carried out: an erasing action counts under its name
     only once done; one that drifted, failed, was refused or has not run counts as "<action> not done".

@@ -8,8 +8,9 @@ import threading
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from pii.core.errors import ConfigError
+from pii.core.errors import ConfigError, StoreUnreachable
 
 metadata = MetaData()
 _engines: dict[str, Engine] = {}
@@ -36,6 +37,11 @@ def state_engine(url: str) -> Engine:
         # Tables are declared by the modules that use them (inventory, ledger): create any declared since
         # this URL was first seen, whichever module came first.
         if _created.get(url) != len(metadata.tables):
-            metadata.create_all(engine)
+            try:
+                metadata.create_all(engine)
+            except (OperationalError, InterfaceError) as exc:  # a closed port, a host that is down
+                _engines.pop(url, None)
+                raise StoreUnreachable("ledger", f"the state database cannot be reached "
+                                                 f"({type(getattr(exc, 'orig', exc)).__name__})") from None
             _created[url] = len(metadata.tables)
         return engine

@@ -248,3 +248,15 @@ def test_when_the_os_user_is_on_a_fully_qualified_host_then_locks_still_work(sql
     plan = engine.submit(ALICE, "requester")
     engine.approve(plan.plan_id, "dpo")
     assert engine.execute(plan.plan_id, subject=ALICE).state == "verified"
+
+
+@pytest.mark.parametrize("ttl, message", [("abc", "must be a number of hours"), (-1, "positive"), (0, "positive"),
+                                          (True, "positive"), ("nan", "positive")])
+def test_when_plan_ttl_hours_is_not_a_positive_number_then_config_error(sqlite_url, tmp_path, ttl, message):
+    from pii.core.errors import ConfigError
+
+    cfg = parse_config({"stores": {"crm": {"kind": "sql", "url": sqlite_url}}, "erasure": {"plan_ttl_hours": ttl}},
+                       tmp_path / "stores.yaml")
+    with pytest.raises(ConfigError, match=f"erasure.plan_ttl_hours {message}" if "number" in message
+                       else "erasure.plan_ttl_hours must be a positive"):
+        ErasureEngine(cfg)

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
@@ -24,3 +26,13 @@ def test_when_ledger_opens_the_url_before_inventory_is_imported_then_inventory_t
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-1500:]
     assert proc.stdout.strip() == "0"
+
+
+def test_when_the_ledger_database_cannot_be_reached_then_one_line_names_it_not_a_driver_message():
+    from pii.core.errors import StoreUnreachable
+    from pii.ledger import Ledger
+
+    with pytest.raises(StoreUnreachable, match=r"store 'ledger' is unreachable: the state database cannot be "
+                                               r"reached \(OperationalError\)") as err:
+        Ledger("postgresql+psycopg://lethe@127.0.0.1:1/nowhere", key=b"k" * 32)
+    assert err.value.exit_code == 4 and "127.0.0.1" not in str(err.value)
