@@ -350,7 +350,14 @@ class ErasureEngine:
         self._break_dead_locks(lock_names, owner)
         if not self.ledger.claim_execution(plan_id, owner, LOCK_TTL_SECONDS):
             raise ErasureBlocked(f"plan {plan_id} is being executed by another worker")
-        locks = self._take_locks(target, plan, owner)
+        try:
+            locks = self._take_locks(target, plan, owner)
+        except BaseException:  # another run holds the subject or a store: this plan is failed, not stuck
+            try:
+                self.ledger.finish_execution(plan_id, owner, success=False)
+            except LedgerError:
+                pass
+            raise
         report = ExecutionReport(plan_id, EXECUTING)
         try:
             self._carry_out(plan_id, plan, target, owner, report)

@@ -2,14 +2,11 @@
 creation on first use, and the two row lookups (a request, a plan) that several stores share."""
 from __future__ import annotations
 
-import time
-
 from sqlalchemy import DDL, Column, Index, Integer, String, Table, Text, event, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from pii.core.errors import LedgerError
-from pii.state.db import metadata
+from pii.state.db import create_tables, metadata
 
 ledger_meta = Table(
     "ledger_meta", metadata,
@@ -186,14 +183,7 @@ def ensure_tables(url: str, engine: Engine) -> None:
     """state_engine creates the tables declared when it first sees a URL; this module may be imported later."""
     if url in _ready_urls:
         return
-    for attempt in range(3):
-        try:
-            metadata.create_all(engine, tables=list(LEDGER_TABLES))
-            break
-        except (OperationalError, ProgrammingError, IntegrityError):  # another process created them meanwhile
-            if attempt == 2:
-                raise
-            time.sleep(0.2)
+    create_tables(engine, tables=list(LEDGER_TABLES))
     _ready_urls.add(url)
 
 

@@ -8,7 +8,7 @@ import threading
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, ProgrammingError
 
 from pii.core.errors import ConfigError, StoreUnreachable
 
@@ -38,10 +38,27 @@ def state_engine(url: str) -> Engine:
         # this URL was first seen, whichever module came first.
         if _created.get(url) != len(metadata.tables):
             try:
-                metadata.create_all(engine)
+                with engine.connect():
+                    pass
             except (OperationalError, InterfaceError) as exc:  # a closed port, a host that is down
                 _engines.pop(url, None)
                 raise StoreUnreachable("ledger", f"the state database cannot be reached "
                                                  f"({type(getattr(exc, 'orig', exc)).__name__})") from None
+            create_tables(engine)
             _created[url] = len(metadata.tables)
         return engine
+
+
+def create_tables(engine: Engine, tables=None) -> None:
+    """Create the declared tables that do not exist yet. Safe when several processes do it at once on a
+    fresh database: the loser of a race to create a table (it exists now) tries again and finds it."""
+    import time
+
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine, tables=tables)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):  # another process created them meanwhile
+            if attempt == 4:
+                raise
+            time.sleep(0.1 * (attempt + 1))

@@ -260,3 +260,25 @@ def test_when_plan_ttl_hours_is_not_a_positive_number_then_config_error(sqlite_u
     with pytest.raises(ConfigError, match=f"erasure.plan_ttl_hours {message}" if "number" in message
                        else "erasure.plan_ttl_hours must be a positive"):
         ErasureEngine(cfg)
+
+
+def test_when_another_run_holds_the_subject_then_the_losing_plan_is_failed_not_stuck_executing(sqlite_url, tmp_path):
+    import os
+
+    from pii.core.host import node_id
+    from pii.engine.erasure import ErasureBlocked, SubjectTarget
+
+    engine, schema = _setup(sqlite_url, tmp_path)
+    before = snapshot(sqlite_url, schema)
+    plan = engine.submit(ALICE, "requester")
+    engine.approve(plan.plan_id, "dpo")
+    # a live run (this very process, so its lock is not broken as a dead one) holds the subject
+    holder = f"other-run:{node_id()}:{os.getpid()}:feedc0de"
+    name = SubjectTarget(engine, ALICE).lock_names()[0]
+    assert engine.ledger.acquire_lock(name, holder, 600)
+    with pytest.raises(ErasureBlocked):
+        engine.execute(plan.plan_id, subject=ALICE)
+    assert engine.ledger.plan_state(plan.plan_id) == "failed"  # consistent: resumable, not stuck in executing
+    assert snapshot(sqlite_url, schema) == before
+    engine.ledger.release_lock(name, holder)
+    assert engine.execute(plan.plan_id, subject=ALICE).state == "verified"  # the re-run finishes it
