@@ -195,7 +195,7 @@ class SqlConnector(Connector):
             with self.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
         except SQLAlchemyError as exc:
-            reason = _short_reason(exc)
+            reason = _safe_reason(exc)
             raise StoreUnreachable(self.name, f"cannot connect to {self._safe_url()} ({reason})") from None
 
     def close(self) -> None:
@@ -239,7 +239,7 @@ class SqlConnector(Connector):
                     continue
                 infos.append(TableInfo(table, shown, [c.name for c in table.primary_key.columns]))
         except SQLAlchemyError as exc:
-            raise StoreError(self.name, "schema reflection", _short_reason(exc)) from None
+            raise StoreError(self.name, "schema reflection", _safe_reason(exc)) from None
         self._tables = infos
         self._excluded = excluded
         return infos
@@ -302,7 +302,7 @@ class SqlConnector(Connector):
                     out.append(Container(info.container, change_signature(
                         "sql", cls.signature(columns), count, None if top is None else str(top))))
         except SQLAlchemyError as exc:
-            raise StoreError(self.name, "discovery sweep", _short_reason(exc)) from None
+            raise StoreError(self.name, "discovery sweep", _safe_reason(exc)) from None
         return out
 
     def sample_containers(self, names, rows, counter) -> Iterator[Sampled]:
@@ -315,7 +315,7 @@ class SqlConnector(Connector):
         try:
             self.classify_tables(infos)
         except SQLAlchemyError as exc:
-            raise StoreError(self.name, "discovery sweep", _short_reason(exc)) from None
+            raise StoreError(self.name, "discovery sweep", _safe_reason(exc)) from None
         counts = getattr(self, "_row_counts", {})
         for info in infos:
             yield Sampled(info.container, dict(info.profiles), min(counts.get(info.container, rows), rows))
@@ -671,7 +671,7 @@ class SqlConnector(Connector):
                                             record={k: jsonable(v) for k, v in hit.row.items()}, note=note))
                 self.say(f"{len(linked)} rows linked to them through foreign keys")
         except SQLAlchemyError as exc:
-            raise StoreError(self.name, "record selection", _short_reason(exc)) from None
+            raise StoreError(self.name, "record selection", _safe_reason(exc)) from None
         return merge(findings)
 
     def _table_selected(self, info: TableInfo, patterns: Iterable[str]) -> bool:
@@ -803,7 +803,7 @@ class SqlConnector(Connector):
                         results.extend(self._apply_deletes(conn, info, deletes))
                     self.say(f"{info.container}: {len(deletes)} delete and {len(updates)} update actions")
         except SQLAlchemyError as exc:
-            raise StoreError(self.name, "erasure", _short_reason(exc)) from None
+            raise StoreError(self.name, "erasure", _safe_reason(exc)) from None
         for ids, rows, detail in results:
             if ids:
                 done(ids, rows, detail)
@@ -1069,16 +1069,6 @@ def _column_type(col: sa.Column) -> str:
     return cls.OTHER_TYPE
 
 
-def _short_reason(exc: Exception) -> str:
-    """An error's first line without SQL parameters (which may hold personal values)."""
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc).strip().splitlines()[0] if str(orig or exc).strip() else ""
-    text = re.sub(r"\[parameters:.*", "", text)
-    text = re.sub(r"'[^']*@[^']*'", "'…'", text)
-    return f"{exc.__class__.__name__}: {text[:200]}" if text else exc.__class__.__name__
-
-
-
 class _TableFailed:
     """A table the search could not read (its reason names no value)."""
 
@@ -1108,7 +1098,12 @@ def _safe_reason(exc: Exception) -> str:
         if code is None and getattr(orig, "sqlite_errorname", None):
             code = orig.sqlite_errorname
     name = (orig or exc).__class__.__name__
-    return f"{name} {code}" if code is not None else name
+    out = f"{name} {code}" if code is not None else name
+    diag = getattr(orig, "diag", None)  # PostgreSQL names the table and constraint apart from its message
+    where = [f"{label} {getattr(diag, attr)}" for attr, label in (("table_name", "table"),
+                                                                  ("constraint_name", "constraint"))
+             if diag is not None and getattr(diag, attr, None)]
+    return f"{out} ({', '.join(where)})" if where else out
 
 
 def _quote(engine: Engine, name: str) -> str:

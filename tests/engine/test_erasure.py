@@ -282,3 +282,32 @@ def test_when_another_run_holds_the_subject_then_the_losing_plan_is_failed_not_s
     assert snapshot(sqlite_url, schema) == before
     engine.ledger.release_lock(name, holder)
     assert engine.execute(plan.plan_id, subject=ALICE).state == "verified"  # the re-run finishes it
+
+
+@pytest.mark.parametrize("kind", ["mariadb", "postgresql"])
+def test_when_a_database_error_echoes_a_row_value_then_lethe_prints_only_its_class_and_code(kind, request, tmp_path):
+    """A trigger's message (or a duplicate key's) can quote the row: the driver's text is never shown."""
+    from pii.core.errors import LetheError
+
+    url = request.getfixturevalue("postgres_url" if kind == "postgresql" else "mariadb_url")
+    engine, schema = _setup(url, tmp_path)
+    table = f"{schema}.newsletter" if schema else "newsletter"
+    eng = sa.create_engine(url)
+    with eng.begin() as conn:
+        if kind == "mariadb":
+            conn.execute(sa.text("CREATE TRIGGER keep BEFORE DELETE ON newsletter FOR EACH ROW BEGIN "
+                                 "DECLARE msg VARCHAR(200); SET msg = CONCAT('row ', OLD.email, ' is protected'); "
+                                 "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = msg; END"))
+        else:
+            conn.execute(sa.text("CREATE FUNCTION keep() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION "
+                                 "'row % is protected', OLD.email; END; $$ LANGUAGE plpgsql"))
+            conn.execute(sa.text(f"CREATE TRIGGER keep BEFORE DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION keep()"))
+    eng.dispose()
+    plan = engine.submit(ALICE, "requester")
+    engine.approve(plan.plan_id, "dpo")
+    with pytest.raises(LetheError) as err:
+        engine.execute(plan.plan_id, subject=ALICE)
+    text = str(err.value)
+    assert "alice" not in text.lower() and "protected" not in text
+    assert ("IntegrityError" in text or "OperationalError" in text or "RaiseException" in text
+            or "InternalError" in text), text
