@@ -187,6 +187,7 @@ def _write_review(args, engine, selection, plan) -> None:
     """The text-clue review list: where, what kind of clue, the age it states, its score; never the text."""
     import csv
 
+    from pii.reports import spreadsheet_safe_row
     from pii.reports.plan_report import review_entries
 
     rows = review_entries(engine, plan, threshold=selection.description.get("threshold"))
@@ -198,9 +199,10 @@ def _write_review(args, engine, selection, plan) -> None:
         with out.open("w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=fields)
             w.writeheader()
-            for r in rows:
-                w.writerow({**{k: r.get(k) for k in fields}, "location": json.dumps(r["location"], sort_keys=True),
-                            "entities": ",".join(r["entities"])})
+            for r in rows:  # cells neutralised for spreadsheets (the JSON form keeps exact values)
+                w.writerow(spreadsheet_safe_row({**{k: r.get(k) for k in fields},
+                                                 "location": json.dumps(r["location"], sort_keys=True),
+                                                 "entities": ",".join(r["entities"])}))
     print(f"review list: {len(rows)} text clues written to {out}")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -477,6 +478,8 @@ def cmd_suppression_export(args) -> int:
     import csv
     import json
 
+    from pii.reports import spreadsheet_safe_row
+
     ledger = _ledger(config_from(args))
     rows = ledger.export_suppression()
     recipe = ("HMAC-SHA256 with the ledger key over 'lethe-ledger:v1:<kind>\\0<normalised value>': emails "
@@ -492,8 +495,8 @@ def cmd_suppression_export(args) -> int:
         with out.open("w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=["kind", "hash", "reason", "request_id", "created_at"])
             w.writeheader()
-            for r in rows:
-                w.writerow({k: r.get(k) for k in w.fieldnames})
+            for r in rows:  # cells spreadsheet_safe (a leading ' before = + - @, tab, CR); JSON stays exact
+                w.writerow(spreadsheet_safe_row({k: r.get(k) for k in w.fieldnames}))
     print(f"{len(rows)} suppression entries written to {out} (keyed hashes; recipe: {recipe})")
     return 0
 
@@ -503,6 +506,8 @@ def _export_for_mailing(ledger, rows, recipe: str, out: Path, with_addresses: bo
     recipe, using the ledger key) and, only where the controller keeps them, the address itself."""
     import csv
     import json
+
+    from pii.reports import spreadsheet_safe_row
 
     emails = [r for r in rows if r["kind"] == "email"]
     kept = {}
@@ -523,7 +528,7 @@ def _export_for_mailing(ledger, rows, recipe: str, out: Path, with_addresses: bo
         with out.open("w", newline="", encoding="utf-8") as fh:
             w = csv.DictWriter(fh, fieldnames=list(entries[0]) if entries else ["hash", "reason", "created_at"])
             w.writeheader()
-            w.writerows(entries)
+            w.writerows(spreadsheet_safe_row(e) for e in entries)  # JSON keeps exact addresses
     print(f"{len(entries)} e-mail suppression entries written to {out}"
           + (f" ({sum(1 for e in entries if e.get('email'))} with the kept address)" if with_addresses else "")
           + f"; hash = {mail_recipe}")
@@ -658,10 +663,19 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("presidio-analyzer", "presidio_analyzer", "tldextract", "sqlalchemy"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a reader that went away (`| head`) shows here, not as a traceback at exit
+        return code
     except LetheError as exc:
-        print(f"lethe: {exc}", file=sys.stderr)
+        print("lethe: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever a name held
         return exc.exit_code
+    except BrokenPipeError:  # `lethe show-plan | head`: the reader left; nothing more to say
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail again
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 141
     except KeyboardInterrupt:
         print("lethe: interrupted", file=sys.stderr)
         return 130

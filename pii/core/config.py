@@ -121,8 +121,9 @@ def parse_config(data: Any, path: Path | None = None) -> Config:
     base_dir = (path.parent if path else Path.cwd()).resolve()
     stores: dict[str, StoreConfig] = {}
     for name, raw in stores_raw.items():
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{where}: store names must be non-empty strings")
+        if not isinstance(name, str) or not name.strip() or not name.isprintable():
+            raise ConfigError(f"{where}: store names must be non-empty strings of printable characters "
+                              f"(no line breaks or control characters)")
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{where}: store '{name}' must be a mapping")
         kind = raw.get("kind")

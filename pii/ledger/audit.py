@@ -14,7 +14,7 @@ import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
@@ -29,6 +29,26 @@ EventWriter = Callable[..., None]
 
 Mac = Callable[[str, str], str]
 CHAIN_DOMAIN = "event-chain"
+
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """One CSV cell as a spreadsheet should show it: text starting with = + - @, tab or CR gets a leading
+    apostrophe, so the spreadsheet shows the text and does not run it as a formula (OWASP). Anything that is
+    not text (numbers, None) is returned unchanged. For CSV files people open; JSON keeps exact values.
+    (Defined here, the lowest layer that writes such a file; `pii.reports.spreadsheet_safe` is the same.)"""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def spreadsheet_safe_row(row: Any) -> Any:
+    """`spreadsheet_safe` over a CSV row: every value of a dict (keys kept), or every cell of a sequence."""
+    if isinstance(row, dict):
+        return {k: spreadsheet_safe(v) for k, v in row.items()}
+    return [spreadsheet_safe(v) for v in row]
 
 
 def event_mac(mac: Mac, prev: str, event: dict) -> str:
@@ -147,7 +167,8 @@ class AuditLog:
 
     def export_audit(self, path: str | os.PathLike, fmt: str = "csv", *, request_id: str | None = None,
                      plan_id: str | None = None) -> int:
-        """Write the audit events (CSV: details as a JSON column; or JSON: a list); returns how many."""
+        """Write the audit events (CSV: details as a JSON column, cells made `spreadsheet_safe`; or JSON: a list,
+        exact values); returns how many."""
         if fmt not in ("csv", "json"):
             raise LedgerError("audit export format must be csv or json")
         events = self.audit_events(request_id=request_id, plan_id=plan_id)
@@ -162,7 +183,8 @@ class AuditLog:
                     writer = csv.DictWriter(fh, fieldnames=fields)
                     writer.writeheader()
                     for ev in events:
-                        writer.writerow({**ev, "details": json.dumps(ev["details"], sort_keys=True)})
+                        writer.writerow(spreadsheet_safe_row(
+                            {**ev, "details": json.dumps(ev["details"], sort_keys=True)}))
             os.replace(tmp, target)
         except BaseException:
             if os.path.exists(tmp):

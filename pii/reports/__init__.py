@@ -1,10 +1,19 @@
 """Reports: what Lethe writes for people and auditors (the certificate, the flow plan report; the access
 package and the data map are to move here too). Reports read the ledger's records; they decide nothing.
-Every report file is written with `write_atomic`: a reader sees the old file or the new one, never half."""
+Every report file is written with `write_atomic`: a reader sees the old file or the new one, never half.
+
+Every CSV cell a person may open in a spreadsheet goes through `spreadsheet_safe`: text starting with = + - @,
+tab or CR gets a leading apostrophe, so it is shown, not run as a formula (OWASP, "CSV Injection"). The JSON
+beside each CSV keeps the exact values. (The helper lives in pii.ledger.audit, the lowest layer that writes
+such a file, the audit export; it is the same function here.)"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from pii.ledger.audit import FORMULA_STARTS, spreadsheet_safe, spreadsheet_safe_row
+
+__all__ = ["FORMULA_STARTS", "spreadsheet_safe", "spreadsheet_safe_row", "write_atomic"]
 
 
 def write_atomic(path: Path, text: str) -> Path:

@@ -31,7 +31,7 @@ from pii.core.config import Config
 from pii.core.errors import ConfigError
 from pii.core.inventory import OTHER
 from pii.state.inventory import Inventory
-from pii.reports import write_atomic
+from pii.reports import spreadsheet_safe, write_atomic
 from pii.core.retention import RetentionSchedule, load_schedule
 
 REPORTS_ENV = "LETHE_REPORTS_DIR"
@@ -190,18 +190,20 @@ def _table_text(rows: list[dict], fields: tuple[str, ...], fmt: str, what: str) 
     if fmt == "json":
         return json.dumps({"generated_at": _now(), what: rows}, indent=2, ensure_ascii=False) + "\n"
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
+    # CRLF rows (RFC 4180): the csv module then also quotes a cell holding a bare CR, which it does not
+    # with "\n" rows (Python 3.11), and a spreadsheet would split the row there
+    writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\r\n")
     writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("; ".join(map(str, v)) if isinstance(v, list) else
-                             ("true" if v is True else "false" if v is False else v)) for k, v in r.items()
-                         if k in fields})
+    for r in rows:  # text cells made spreadsheet_safe (a leading ' before = + - @, tab, CR); JSON stays exact
+        writer.writerow({k: spreadsheet_safe("; ".join(map(str, v)) if isinstance(v, list) else
+                                             ("true" if v is True else "false" if v is False else v))
+                         for k, v in r.items() if k in fields})
     return buf.getvalue()
 
 
 def export_inventory(config: Config, path: str | os.PathLike, store: str | None = None, *,
                      rows: list[dict] | None = None) -> Path:
-    """The data map's column rows as CSV (lists joined with "; ") or JSON (``{"generated_at", "columns"}``)."""
+    """The data map's column rows as CSV (lists joined with "; ", text `spreadsheet_safe`) or JSON (``{"generated_at", "columns"}``)."""
     path = Path(path)
     fmt = _format(path)
     rows = rows if rows is not None else data_map(config, store)
@@ -209,7 +211,7 @@ def export_inventory(config: Config, path: str | os.PathLike, store: str | None 
 
 
 def export_ropa(config: Config, path: str | os.PathLike, *, rows: list[dict] | None = None) -> Path:
-    """The records of processing as CSV (lists joined with "; ") or JSON (``{"generated_at", "records"}``)."""
+    """The records of processing as CSV (lists joined with "; ", text `spreadsheet_safe`) or JSON (``{"generated_at", "records"}``)."""
     path = Path(path)
     fmt = _format(path)
     rows = rows if rows is not None else records_of_processing(config)

@@ -44,6 +44,7 @@ from typing import Any, Iterable, Mapping
 from pii.core.errors import PackageError
 from pii.core.findings import STRONG, WEAK, Finding, merge
 from pii.core.subject import EMAIL_RE, Subject, SubjectMatcher
+from pii.reports import spreadsheet_safe, spreadsheet_safe_row
 
 KEY_ENV = "LETHE_PACKAGE_KEY"
 ENC_SUFFIX = ".enc"
@@ -359,13 +360,20 @@ def _csv_bytes(c: _Container) -> bytes:
     meta = _meta_names(cols)
     buf = io.StringIO(newline="")
     w = csv.writer(buf, lineterminator="\r\n")
-    w.writerow(meta + cols)
+    w.writerow(spreadsheet_safe_row(meta + cols))  # column names come from the store: neutralised too
     for r in c.rows:
         f = r.finding
         rec = r.record or {}
-        w.writerow([json.dumps(json_safe(f.location), ensure_ascii=False, sort_keys=True), f.match,
-                    f.strength, ";".join(sorted(f.entities))] + [_cell(rec.get(k)) for k in cols])
+        w.writerow(spreadsheet_safe_row([json.dumps(json_safe(f.location), ensure_ascii=False, sort_keys=True),
+                                         f.match, f.strength, ";".join(sorted(f.entities))])
+                   + [_csv_cell(rec.get(k)) for k in cols])
     return buf.getvalue().encode("utf-8-sig")  # BOM: spreadsheets then read UTF-8 correctly
+
+
+def _csv_cell(value: Any) -> str:
+    """A record value as a CSV cell: text made `spreadsheet_safe` (a leading apostrophe before = + - @, tab or
+    CR); numbers as they are (-5 stays a number); the JSON file keeps the exact value either way."""
+    return spreadsheet_safe(value) if isinstance(value, str) else _cell(value)
 
 
 def _json_bytes(c: _Container) -> bytes:

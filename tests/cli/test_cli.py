@@ -342,3 +342,32 @@ def test_when_files_are_named_after_the_subject_then_erase_removes_or_renames_th
     assert (folder / names[1]).read_text() == "email,notes\nbob@y.org,keep me\n"  # other people's row stays
     code, stdout, _ = run("--config", cfg, "locate", "--email", "nora.quill@x.org", "--json")
     assert code == 0 and json.loads(stdout) == []
+
+
+def test_when_the_reader_of_the_output_goes_away_then_no_broken_pipe_traceback(tmp_path):
+    """`lethe show-plan PLAN | head`: the pipe's reader is gone before Lethe writes."""
+    import os
+    import subprocess
+    import sys as _sys
+
+    from tests import sql_world
+
+    crm = tmp_path / "crm.db"
+    sql_world.build(f"sqlite:///{crm}").dispose()
+    cfg = tmp_path / "stores.yaml"
+    cfg.write_text(f"stores:\n  crm:\n    kind: sql\n    url: sqlite:///{crm}\n", encoding="utf-8")
+    env = {**os.environ, "LETHE_LEDGER_KEY": "test-ledger-key-0123456789abcdef"}
+    args = [_sys.executable, "-m", "pii.cli.main", "--config", str(cfg)]
+    stored = subprocess.run(args + ["erase", "--email", sql_world.ALICE["emails"][0]], capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert stored.returncode == 3, stored.stderr
+    plan_id = stored.stdout.split("plan ")[-1].split()[0]
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone: every write gets EPIPE
+    try:
+        proc = subprocess.run(args + ["show-plan", plan_id], stdout=write, stderr=subprocess.PIPE, text=True,
+                              env=env, timeout=120)
+    finally:
+        os.close(write)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr[-800:]
+    assert proc.returncode == 141
