@@ -347,6 +347,12 @@ def _temp_is_dead_runs(name: str) -> bool:
     return pid == os.getpid() or process_gone(pid)
 
 
+def _private_opener(path, flags: int) -> int:
+    """`open(..., opener=)` creating a temp file 0600: it holds everyone's records until it is renamed (a
+    rewrite then gives it the original's mode)."""
+    return os.open(path, flags, 0o600)
+
+
 def write_codec(encoding: str, head: bytes) -> tuple[str, bool]:
     """(codec to write text with, whether to start with a BOM) for a file read with `encoding` whose
     first bytes are `head`: the file's own encoding and byte order."""
@@ -808,7 +814,7 @@ class FileFormat:
         tmp = local.with_name(local.name + ".new")
         deleted = updated = 0
         with open(local, encoding=encoding, newline="") as src, \
-                open(tmp, "w", encoding=codec, errors="strict", newline="") as out:
+                open(tmp, "w", encoding=codec, errors="strict", newline="", opener=_private_opener) as out:
             if bom:
                 out.write("\ufeff")
             n = 0
@@ -906,7 +912,7 @@ class FileFormat:
                 columns = positional_columns(len(header)) if no_header else unique_columns(header)
                 targets = self._resolve_updates(rel, columns, todo.updates)
                 _ACTIVE_TMPS.add(str(tmp))
-                with open(tmp, "x", encoding=codec, errors="strict", newline="") as out:
+                with open(tmp, "x", encoding=codec, errors="strict", newline="", opener=_private_opener) as out:
                     if bom:
                         out.write("\ufeff")
                     first = [(header, "".join(lines))] if no_header else []

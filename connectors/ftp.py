@@ -26,6 +26,16 @@ What is read, by file name:
 Files are downloaded one at a time, streamed into a private temporary folder (never whole into memory),
 scanned and deleted straight away. Locations are ``{"path": "/incoming/leads.csv", "row": n}``.
 
+Local copies (a full plaintext copy of a remote file: everyone's rows) live in one private folder per store,
+``<temp_dir>/lethe-ftp-<store>-<uid>`` (store option ``temp_dir``, relative to the configuration's folder;
+default the system temp folder), mode 0700 and refused when it is a symlink, another user's or not a folder.
+Each operation's copies sit in a sub-folder ``<host tag>-<pid>-<random>`` (0700; the files in it 0600),
+removed when the operation ends, also on errors, and by `close`. A run killed outright (``kill -9``, power
+loss) cannot remove its own: every run, before it downloads anything (and `check`), removes the sub-folders
+of this host's runs whose process is gone (pii.core.host.process_gone), as stale erasure locks are broken;
+a sub-folder of another host (a shared temp_dir) goes when nothing in it changed for a day. Only counts are
+reported ("removed N stale FTP copies left by killed runs"), never names or contents.
+
 Erasure (`apply`), per remote file: download, rewrite the copy locally (the CSV connector's rewrite for
 CSV: untouched records keep their bytes; for lines: deleted lines go, updated lines are re-serialised),
 upload it under a temp name in the same remote folder (``.<name>.lethe-tmp-<pid>-<host><random>``), check
@@ -64,7 +74,9 @@ import re
 import secrets
 import shutil
 import ssl
+import stat as stat_mod
 import tempfile
+import threading
 import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -106,6 +118,11 @@ _NOT_SUPPORTED = ("500", "502", "504")  # replies meaning "this server has no su
 
 HOST_TAG = host_tag()  # in temp names: a pid is only checked on the host that wrote it
 _ACTIVE: set[tuple[str, int, str]] = set()  # (host, port, remote temp path) this process is writing now
+COPIES_PREFIX = "lethe-ftp-"  # <temp_dir>/lethe-ftp-<store>-<uid>: one private folder per store for local copies
+STALE_COPY_SECONDS = 24 * 3600  # another host's copies folder untouched this long is a dead run's
+_WORK_DIR = re.compile(r"^(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-")  # a run's sub-folder: <host tag>-<pid>-<random>
+_LIVE_WORK: set[str] = set()  # local copy folders this process is using now (never stale, whatever the pid)
+_WORK_LOCK = threading.Lock()  # a folder is made and marked live while no other thread cleans
 
 
 def file_kind(path: str) -> str | None:
@@ -164,6 +181,18 @@ def _modify_epoch(value: str | None) -> float | None:
         return None
 
 
+def _newest_mtime(folder: str) -> float:
+    """The latest modification time of `folder` or anything in it (0 when it cannot be read)."""
+    newest = 0.0
+    for dirpath, _dirs, files in os.walk(folder):
+        for path in [dirpath, *(os.path.join(dirpath, f) for f in files)]:
+            try:
+                newest = max(newest, os.lstat(path).st_mtime)
+            except OSError:
+                pass
+    return newest
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     path: str  # absolute remote path
@@ -192,6 +221,7 @@ class FtpConnector(Connector):
     def __init__(self, store, **kwargs):
         super().__init__(store, **kwargs)
         self._copies: dict[str, Path] = {}  # remote path -> its downloaded copy, while it exists
+        self._work: set[Path] = set()  # this connector's local copy folders, while they exist
         # CSV/TSV files read, classified, searched and rewritten as the CSV connector's, on the local copies:
         # ``rel`` is the remote path (locations, containers, inventory keys, messages)
         self.fileformat = FileFormat(self, self._local_copy, location_key="path")
@@ -329,12 +359,16 @@ class FtpConnector(Connector):
         self._ftp = None
 
     def close(self) -> None:
-        if self._ftp is not None:
-            try:
-                self._ftp.quit()
-            except Exception:  # noqa: BLE001
-                pass
-            self._drop()
+        try:
+            if self._ftp is not None:
+                try:
+                    self._ftp.quit()
+                except Exception:  # noqa: BLE001
+                    pass
+                self._drop()
+        finally:
+            for work in list(self._work):  # e.g. a sweep's generator abandoned mid-way
+                self._remove_work(work)
 
     @contextmanager
     def _remote(self, place: str, doing: str):
@@ -367,6 +401,9 @@ class FtpConnector(Connector):
     # ---- Connector
     def check(self) -> None:
         self._root_path()
+        root = self._copies_root()
+        with _WORK_LOCK:
+            self._clean_stale_copies(root)
 
     # ---- discovery
     def containers(self, rows: int | None = None) -> list[Container]:
@@ -812,14 +849,84 @@ class FtpConnector(Connector):
         return out
 
     # ---- local copies
+    def _copies_root(self) -> Path:
+        """This store's private folder for local copies (created 0700): ``<temp_dir>/lethe-ftp-<store>-<uid>``.
+        A StoreError when the name is taken by a symlink, a file or another user's folder."""
+        raw = self.store.get("temp_dir")
+        base = self.store.resolve_path(str(raw)) if raw else Path(tempfile.gettempdir())
+        if not base.is_dir():
+            raise ConfigError(f"store '{self.name}': temp_dir {base} is not an existing folder")
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.name)[:64]
+        uid = os.getuid() if hasattr(os, "getuid") else 0
+        root = base / f"{COPIES_PREFIX}{safe}-{uid}"
+        place = f"folder {root}"
+        try:
+            os.mkdir(root, 0o700)
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise StoreError(self.name, place, f"cannot be created for local copies ({exc.strerror})") from None
+        try:
+            st = os.lstat(root)
+            if not stat_mod.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != uid):
+                raise StoreError(self.name, place, "is not a folder of this user; remove it or set temp_dir")
+            if stat_mod.S_IMODE(st.st_mode) != 0o700:
+                os.chmod(root, 0o700)
+        except OSError as exc:
+            raise StoreError(self.name, place, f"cannot be made private ({exc.strerror})") from None
+        return root
+
+    def _clean_stale_copies(self, root: Path) -> int:
+        """Remove the copy folders under `root` that runs no longer alive left (killed: no chance to clean
+        up): this host's whose pid is gone (or is this process's own pid but not in use by it: a dead run's
+        pid reused), another host's when untouched for STALE_COPY_SECONDS. Returns how many copies went."""
+        removed = 0
+        now = time.time()
+        try:
+            entries = sorted(os.scandir(root), key=lambda e: e.name)
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            raise StoreError(self.name, f"folder {root}", f"cannot be listed ({exc.strerror})") from None
+        for entry in entries:
+            m = _WORK_DIR.match(entry.name)
+            if m is None or entry.path in _LIVE_WORK or not entry.is_dir(follow_symlinks=False):
+                continue
+            if m.group("host") == HOST_TAG:
+                pid = int(m.group("pid"))
+                stale = pid == os.getpid() or process_gone(pid)
+            else:
+                stale = now - _newest_mtime(entry.path) > STALE_COPY_SECONDS
+            if not stale:
+                continue
+            copies = sum(len(files) for _d, _s, files in os.walk(entry.path))
+            shutil.rmtree(entry.path, ignore_errors=True)
+            if os.path.lexists(entry.path):
+                raise StoreError(self.name, f"folder {root}", "a killed run's local copies cannot be removed")
+            removed += copies
+        if removed:
+            self.say(f"removed {removed} stale FTP copies left by killed runs")
+        return removed
+
     @contextmanager
     def _workspace(self) -> Iterator[Path]:
-        """A private (0700) local folder for downloaded copies, removed with everything in it."""
-        work = Path(tempfile.mkdtemp(prefix="lethe-ftp-"))
+        """A private (0700) local folder for downloaded copies, removed with everything in it; stale ones
+        killed runs left are removed first."""
+        root = self._copies_root()
+        with _WORK_LOCK:
+            self._clean_stale_copies(root)
+            work = Path(tempfile.mkdtemp(prefix=f"{HOST_TAG}-{os.getpid()}-", dir=root))
+            _LIVE_WORK.add(str(work))
+        self._work.add(work)
         try:
             yield work
         finally:
-            shutil.rmtree(work, ignore_errors=True)
+            self._remove_work(work)
+
+    def _remove_work(self, work: Path) -> None:
+        shutil.rmtree(work, ignore_errors=True)
+        self._work.discard(work)
+        _LIVE_WORK.discard(str(work))
 
     @contextmanager
     def _copy(self, remote: str, work: Path) -> Iterator[Path]:
