@@ -4,6 +4,8 @@ Normalisation decides what "the same identifier" means everywhere in Lethe (SQL 
 free text, Gmail searches), so it lives in one place:
 
 - emails: trimmed and case-folded; no other rewriting (``malice.smith@`` is not ``alice.smith@``);
+  internationalised ones keep a Unicode local part (NFC, case-folded) and take their domain in IDNA A-labels,
+  so ``zoë@exämple.com`` and ``ZOË@xn--exmple-cua.com`` are one address;
 - phones: parsed with ``phonenumbers`` into E.164 with a default region for national formats;
 - names: accents stripped, case-folded, punctuation dropped, "Last, First" reordered; compared as a
   set of tokens of two or more letters, so initials and order do not matter but "Alicia" is not "Alice";
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from encodings import idna as _idna
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
@@ -23,9 +26,18 @@ from pii.core.errors import InvalidIdentifier
 
 DEFAULT_REGION = "GB"
 
+# Internationalised addresses (RFC 6531 local parts, IDN domains written in Unicode) add non-ASCII letters and
+# digits and combining marks (_MARKS: decomposed accents) to the ASCII syntax; ASCII text matches as before.
+# ``\w`` is ASCII letters, digits and "_" plus Unicode alphanumerics; ``[^\W_]`` the same without "_".
+_MARKS = r"\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+_U = r"[^\W_\x00-\x7f]|[" + _MARKS + r"]"  # what Unicode adds to [a-z0-9]
+_LOCAL = r"[\w!#$%&'*+/=?^`{|}~\-" + _MARKS + r"]"
+_LABEL_END = r"(?:[^\W_]|[" + _MARKS + r"])"
+_LABEL_MID = r"(?:[^\W_]|[\-" + _MARKS + r"])"
 _EMAIL_CORE = (
-    r"[a-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~\-]+)*"
-    r"@(?:[a-z0-9](?:[a-z0-9\-]*[a-z0-9])?\.)+[a-z]{2,}"
+    _LOCAL + r"+(?:\." + _LOCAL + r"+)*"
+    r"@(?:" + _LABEL_END + r"(?:" + _LABEL_MID + r"*" + _LABEL_END + r")?\.)+"
+    r"(?:[a-z]{2,}|xn--[a-z0-9\-]*[a-z0-9]|(?:" + _U + r"){2,})"
 )
 EMAIL_RE = re.compile(r"(?<![\w.+\-])" + _EMAIL_CORE + r"(?![\w\-])", re.IGNORECASE)
 EMAIL_FULL_RE = re.compile(r"^" + _EMAIL_CORE + r"$", re.IGNORECASE)
@@ -39,14 +51,76 @@ ENTITY_ID = "ID"
 
 # --------------------------------------------------------------------------- normalisation
 def normalise_email(value: str) -> str | None:
-    """Trimmed, case-folded email, or None when the value is not an email address."""
+    """The matching key of an email address, or None when the value is not an email address.
+
+    ASCII addresses are trimmed and case-folded, nothing else. An internationalised address
+    (``zoë@exämple.com``) keeps its local part in Unicode, NFC-normalised and case-folded, and has its
+    domain in IDNA A-labels (``zoë@xn--exmple-cua.com``), however the domain was written."""
+    return email_key(value)[0]
+
+
+def email_key(value: str) -> tuple[str | None, str | None]:
+    """(key, None) for an email address; (None, why) when it is not one. `why` never holds the value."""
     if value is None:
-        return None
+        return None, "not an email address"
     v = str(value).strip().strip("<>").strip()
     if v.lower().startswith("mailto:"):
         v = v[7:]
-    v = v.casefold()
-    return v if EMAIL_FULL_RE.match(v) else None
+    if v.isascii():
+        v = v.casefold()
+        return (v, None) if EMAIL_FULL_RE.match(v) else (None, "not a valid email address")
+    v = unicodedata.normalize("NFC", v)
+    if not EMAIL_FULL_RE.match(v):
+        return None, "not a valid email address"
+    local, _, domain = v.rpartition("@")
+    ascii_domain = idna_domain(domain)
+    if ascii_domain is None:
+        return None, "not a valid email address (its domain is not a valid internationalised domain name)"
+    return unicodedata.normalize("NFC", local.casefold()) + "@" + ascii_domain, None
+
+
+def idna_domain(domain: str) -> str | None:
+    """A domain in lower-case IDNA A-labels (``exämple.com`` and ``XN--EXMPLE-CUA.com`` give
+    ``xn--exmple-cua.com``), or None when a Unicode label is not valid IDNA (Python's IDNA 2003 codec).
+    ASCII labels, ``xn--`` ones included, are only lower-cased, as they always were."""
+    labels = []
+    for label in domain.split("."):
+        if label.isascii():
+            label = label.lower()
+        else:
+            try:
+                label = _idna.ToASCII(label).decode("ascii").lower()
+            except (UnicodeError, ValueError):
+                return None
+        if not label:
+            return None
+        labels.append(label)
+    return ".".join(labels)
+
+
+def unicode_domain(domain: str) -> str:
+    """A domain with its A-labels (``xn--``) written in Unicode, for matching text that writes them so."""
+    out = []
+    for label in domain.split("."):
+        if label.startswith("xn--"):
+            try:
+                label = _idna.ToUnicode(label)
+            except (UnicodeError, ValueError):
+                pass
+        out.append(label)
+    return ".".join(out)
+
+
+def email_written_forms(key: str) -> tuple[str, ...]:
+    """How text may write the address with this key, lower-case: the key itself and, for an
+    internationalised address, its domain in Unicode and its local part decomposed (NFD)."""
+    local, _, domain = key.rpartition("@")
+    forms = {key}
+    if not key.isascii() or "xn--" in domain:
+        for d in {domain, unicode_domain(domain)}:
+            for form in ("NFC", "NFD"):
+                forms.add(unicodedata.normalize(form, local) + "@" + unicodedata.normalize(form, d))
+    return tuple(sorted(forms))
 
 
 def normalise_phone(value: str, region: str = DEFAULT_REGION) -> str | None:
@@ -155,9 +229,9 @@ class Subject:
         """Validate and normalise identifiers. Errors say which identifier (kind and position), not its value."""
         norm_emails: list[str] = []
         for i, e in enumerate(emails or (), 1):
-            n = normalise_email(e)
+            n, why = email_key(e)
             if n is None:
-                raise InvalidIdentifier(f"email #{i} is not a valid email address")
+                raise InvalidIdentifier(f"email #{i} is {why}")
             if n not in norm_emails:
                 norm_emails.append(n)
         norm_phones: list[str] = []
@@ -253,6 +327,8 @@ class SubjectMatcher:
     def __init__(self, subject: Subject):
         self.subject = subject
         self._emails = frozenset(subject.emails)
+        self._email_forms = tuple(sorted({f for e in subject.emails for f in email_written_forms(e)}))
+        self._email_needles = tuple(sorted({fold(f) for f in self._email_forms}))
         self._phones = frozenset(subject.phones)
         self._name_keys = [name_key(n) for n in subject.names]
         self._ids = {k.casefold(): frozenset(normalise_id(v) for v in vs) for k, vs in subject.ids.items()}
@@ -268,7 +344,9 @@ class SubjectMatcher:
     # ---- tokens that SQL/CSV prefilters use: a row without any of them cannot match
     @property
     def email_tokens(self) -> tuple[str, ...]:
-        return tuple(sorted(self._emails))
+        """The subject's addresses as text writes them, lower-case: for an ASCII address just the address; for
+        an internationalised one also its domain in Unicode and its local part decomposed (`email_written_forms`)."""
+        return self._email_forms
 
     @property
     def phone_digit_tokens(self) -> tuple[str, ...]:
@@ -335,7 +413,9 @@ class SubjectMatcher:
         found: list[TextMatch] = []
         if self._emails and "@" in text:
             for m in EMAIL_RE.finditer(text):
-                if m.group(0).casefold() in self._emails:
+                found_email = m.group(0)
+                key = found_email.casefold() if found_email.isascii() else normalise_email(found_email)
+                if key in self._emails:
                     found.append(TextMatch(m.start(), m.end(), ENTITY_EMAIL, True))
         if self._phones and any(d in _NON_DIGIT.sub("", text) for d in self._phone_digits):
             for m in phonenumbers.PhoneNumberMatcher(text, self.subject.region, leniency=phonenumbers.Leniency.POSSIBLE):
@@ -362,7 +442,7 @@ class SubjectMatcher:
             return False
         text = str(text)
         low = fold(text) if not text.isascii() else text.lower()
-        if any(e in low for e in self._emails):
+        if any(e in low for e in self._email_needles):
             return True
         if self._phone_digits:
             digits = _NON_DIGIT.sub("", text)  # the same digits find_in_text looks at

@@ -34,7 +34,7 @@ from pii.ledger.common import (
 from pii.ledger.locks import LockStore
 from pii.ledger.requests import RequestStore
 from pii.ledger.schema import ledger_events, ledger_plan_actions, ledger_plans, plan_row
-from pii.ledger.screening import Mac, actor_hash, safe_actor, scrub
+from pii.ledger.screening import Mac, check_actor_name, is_actor, safe_actor, scrub
 
 _TIME_LIMITED = (APPROVED, EXECUTING)  # moves that are refused once the plan has expired
 DIGEST_DOMAIN = "plan-digest"
@@ -195,8 +195,15 @@ class PlanStore:
         screen = self._requests.screen_for_request(row["request_id"])
         who = safe_actor(self._mac, approver, screen)
         if require_distinct_from_requester:
+            # Names compare normalised (NFKC, case-folded: "DPO" is "ｄｐｏ"); one mixing scripts could pass for
+            # another's and is refused. Requests stored before normalisation hold the raw-text hash: is_actor
+            # accepts either, so a legacy requester cannot approve their own request either.
+            try:
+                check_actor_name(approver, "approver")
+            except LedgerError as exc:
+                raise LedgerError(f"plan {plan_id}: {exc}") from None
             requester_hash = self._requests.request_row(row["request_id"])["requester_hash"]
-            if hmac.compare_digest(requester_hash, actor_hash(self._mac, approver)):
+            if is_actor(self._mac, requester_hash, approver):
                 raise LedgerError(f"plan {plan_id}: the approver is the requester; a second person must approve")
         if row["state"] == APPROVED and row["decided_by"] == who:
             return

@@ -3,7 +3,6 @@ status; and its identifiers sealed (Fernet, with a key derived from the ledger k
 by id, then shredded once the request is done."""
 from __future__ import annotations
 
-import hmac
 import json
 import re
 import uuid
@@ -19,7 +18,7 @@ from pii.core.errors import LedgerError
 from pii.ledger.audit import EventWriter
 from pii.ledger.common import REQUEST_STATUSES, check_id, due_date, iso
 from pii.ledger.schema import ledger_request_identifiers, ledger_request_secrets, ledger_requests, request_row
-from pii.ledger.screening import Mac, Screen, actor_hash, safe_actor, subject_hashes
+from pii.ledger.screening import Mac, Screen, actor_hash, check_actor_name, is_actor, safe_actor, subject_hashes
 from pii.core.subject import DEFAULT_REGION, Subject
 
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,39}$")
@@ -63,6 +62,7 @@ class RequestStore:
             raise LedgerError("request kind must be a short lower-case word such as 'access' or 'erasure'")
         if not requester or not str(requester).strip():
             raise LedgerError("a request needs a requester")
+        check_actor_name(requester, "requester")
         hashes = subject_hashes(self._mac, subject)
         if request_id is None:
             request_id = "req-" + uuid.uuid4().hex
@@ -113,7 +113,7 @@ class RequestStore:
 
     def requested_by(self, request_id: str, who: str) -> bool:
         """Whether `who` made the request (compared as keyed hashes)."""
-        return hmac.compare_digest(self.request_row(request_id)["requester_hash"], actor_hash(self._mac, who))
+        return is_actor(self._mac, self.request_row(request_id)["requester_hash"], who)
 
     def find_requests(self, subject: Subject) -> list[str]:
         """Ids of the requests that share at least one identifier with `subject`, oldest first."""

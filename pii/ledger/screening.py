@@ -5,15 +5,17 @@ hashes) in values about to be stored, so free text is masked or withheld and pla
 Every function here takes the ledger's keyed MAC, ``mac(domain, value) -> hex``, as an argument."""
 from __future__ import annotations
 
+import hmac
 import json
 import re
+import unicodedata
 from typing import Callable, Iterable, Mapping
 
 import phonenumbers
 
 from pii.core.errors import LedgerError
 from pii.ledger.common import canonical_identifier, identifier_kind, subject_identifiers
-from pii.core.subject import EMAIL_RE, Subject, fold, normalise_id, normalise_phone
+from pii.core.subject import EMAIL_RE, Subject, fold, normalise_email, normalise_id, normalise_phone
 
 Mac = Callable[[str, str], str]
 
@@ -81,7 +83,7 @@ class Screen:
                 domains = [domain]
                 while "." in domains[-1].rsplit(".", 1)[0]:
                     domains.append(domains[-1].rsplit(".", 1)[0])
-                if any(self._hit("email", f"{lp}@{d}") for lp in locals_ if lp for d in domains):
+                if any(self._hit("email", _email_canonical(f"{lp}@{d}")) for lp in locals_ if lp for d in domains):
                     return "email"
         if self.phones and sum(c.isdigit() for c in text) >= 6:
             if len(text) <= 40:
@@ -116,6 +118,11 @@ class Screen:
                 on_hit(kind, path)
 
 
+def _email_canonical(address: str) -> str:
+    """As `canonical_identifier` hashes an email: an internationalised one by its key (IDNA domain)."""
+    return address if address.isascii() else (normalise_email(address) or address)
+
+
 def mask_contacts(text: str, region: str) -> str:
     """Any e-mail address or phone number, the subject's or anyone's, masked."""
     text = EMAIL_RE.sub("[email]", text)
@@ -141,9 +148,59 @@ def subject_hashes(mac: Mac, subject: Subject) -> list[tuple[str, str]]:
     return sorted({(k, mac(k, v)) for k, v in subject_identifiers(subject)})
 
 
+def actor_identity(who: str) -> str:
+    """The form of a person's name that identifies them: NFKC, case-folded (NFKC again after folding) and
+    whitespace collapsed, so "DPO", "dpo" and fullwidth "ｄｐｏ" are one person. Plain ASCII names without
+    runs of inner spaces come out as they always did (trimmed, case-folded)."""
+    text = unicodedata.normalize("NFKC", str(who))
+    text = unicodedata.normalize("NFKC", text.casefold())
+    return " ".join(text.split())
+
+
+# Scripts that one name legitimately mixes (Japanese: kanji with kana; Korean: hangul with hanja).
+_SCRIPT_FAMILY = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HALFWIDTH": "CJK", "HANGUL": "CJK", "BOPOMOFO": "CJK",
+                  "IDEOGRAPHIC": "CJK"}
+
+
+def name_scripts(who: str) -> list[str]:
+    """The scripts of the letters of a name after NFKC (LATIN, CYRILLIC, GREEK, ...); digits, punctuation
+    and modifier letters do not count."""
+    scripts: set[str] = set()
+    for ch in unicodedata.normalize("NFKC", str(who)):
+        if not unicodedata.category(ch).startswith("L"):
+            continue
+        words = unicodedata.name(ch, "").split()
+        if not words or words[0] == "MODIFIER":
+            continue
+        scripts.add(_SCRIPT_FAMILY.get(words[0], words[0]))
+    return sorted(scripts)
+
+
+def check_actor_name(who: str, role: str) -> None:
+    """LedgerError when `who` mixes letters of several scripts (a Latin name with a Cyrillic "о" that looks
+    like "o"): such a name can pass for another person's. The message names the scripts, never the name."""
+    scripts = sorted(name_scripts(who), key=lambda s: (s != "LATIN", s))
+    if len(scripts) > 1:
+        listed = ", ".join(s.title() for s in scripts[:-1]) + " and " + scripts[-1].title()
+        raise LedgerError(f"the {role}'s name mixes scripts ({listed}): use one script")
+
+
 def actor_hash(mac: Mac, who: str) -> str:
-    """``"hmac:<hex>"`` of a requester or an actor (trimmed, case-folded)."""
+    """``"hmac:<hex>"`` of a requester or an actor, over `actor_identity` (NFKC, case-folded, spaces collapsed)."""
+    return "hmac:" + mac("requester", actor_identity(who))
+
+
+def legacy_actor_hash(mac: Mac, who: str) -> str:
+    """The hash ledgers stored before names were normalised (trimmed, case-folded raw text). Equal to
+    `actor_hash` for plain ASCII names; kept so requests recorded then still compare."""
     return "hmac:" + mac("requester", str(who).strip().casefold())
+
+
+def is_actor(mac: Mac, stored_hash: str, who: str) -> bool:
+    """Whether `stored_hash` (a requester hash, new or legacy) is `who`'s, compared in constant time."""
+    stored = str(stored_hash or "")
+    hits = [hmac.compare_digest(stored, h) for h in (actor_hash(mac, who), legacy_actor_hash(mac, who))]
+    return any(hits)
 
 
 def protect_value(mac: Mac, value) -> str | None:

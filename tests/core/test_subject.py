@@ -7,7 +7,7 @@ import pytest
 
 from pii.core.errors import InvalidIdentifier
 from pii.core.subject import (
-    ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, Subject, SubjectMatcher, fold, fold_with_map,
+    EMAIL_RE, ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, Subject, SubjectMatcher, fold, fold_with_map,
     name_key, normalise_email, normalise_id, normalise_phone,
 )
 
@@ -332,6 +332,7 @@ _SUBJECTS = {
     "alice": dict(**ALICE, ids={"customer_no": "C-10042"}),
     "siobhan": dict(names=["Siobhan O'Brien"], phones=["(202) 555-0143"], ids={"ref": "Müller-42"}, region="US"),
     "zoe": dict(names=["Zoë Straße"], emails=["zoe.strasse@example.test"]),
+    "zoe_idn": dict(emails=["zoë@exämple.com"]),
 }
 _FRAGMENTS = {
     "alice": [
@@ -349,6 +350,11 @@ _FRAGMENTS = {
     "zoe": [
         "Zoë Straße", "ZOE STRASSE", "Straße, Zoë", "zoe strasse", "Zoe\u0308 Stra\u00dfe", "Zoë Strasser",
         "zoe.strasse@example.test", "ZOE.STRASSE@EXAMPLE.TEST", "Zoë", "Straße",
+    ],
+    "zoe_idn": [
+        "zoë@exämple.com", "ZOË@EXÄMPLE.COM", "zoë@xn--exmple-cua.com", "ZOË@XN--EXMPLE-CUA.COM",
+        "zoe\u0308@exa\u0308mple.com", "zoe@example.com", "zoë@example.com", "zoë@exämple.co", "<zoë@exämple.com>",
+        "mailto:zoë@exämple.com", "zoë", "exämple.com",
     ],
 }
 _NOISE = [
@@ -394,3 +400,81 @@ def test_when_name_has_an_apostrophe_or_id_has_accents_then_could_mention_agrees
     m = matcher(**_SUBJECTS["siobhan"])
     assert m.find_in_text(text)
     assert m.could_mention(text)
+
+
+# --------------------------------------------------------------------------- internationalised emails (issue 12, item 9)
+ZOE_KEY = "zo\u00eb@xn--exmple-cua.com"
+
+
+@pytest.mark.parametrize("value", [
+    "zoë@exämple.com",
+    "ZOË@EXÄMPLE.COM",
+    "zoë@xn--exmple-cua.com",
+    "ZOË@XN--EXMPLE-CUA.COM",
+    "  <zoe\u0308@exa\u0308mple.com> ",   # decomposed (NFD) as some mail clients write it
+    "mailto:Zoë@Exämple.Com",
+])
+def test_when_internationalised_email_is_written_any_way_then_it_normalises_to_one_key(value):
+    assert normalise_email(value) == ZOE_KEY
+
+
+def test_when_internationalised_emails_are_given_then_the_subject_keeps_one_key_and_matches_every_form():
+    subject = Subject.build(emails=["zoë@exämple.com", "ZOË@EXÄMPLE.COM", "zoë@xn--exmple-cua.com"])
+    assert subject.emails == (ZOE_KEY,)
+    m = SubjectMatcher(subject)
+    for form in ("zoë@exämple.com", "Zoë@EXÄMPLE.com", "zoë@xn--exmple-cua.com", "zoe\u0308@exämple.com"):
+        assert m.email_matches(form), form
+    assert not m.email_matches("zoe@example.com")  # the accents are part of the address
+    assert not m.email_matches("zoë@example.com")
+    # prefilters (SQL LIKE, CSV blocks) see both the Unicode and the A-label spelling
+    assert {"zoë@exämple.com", ZOE_KEY} <= set(m.email_tokens)
+
+
+def test_when_idn_domains_differ_in_tld_then_unicode_tld_is_encoded_too():
+    assert normalise_email("иван@пример.рф") == "иван@xn--e1afmkfd.xn--p1ai"
+    assert normalise_email("ИВАН@XN--E1AFMKFD.XN--P1AI") == "иван@xn--e1afmkfd.xn--p1ai"
+
+
+@pytest.mark.parametrize("text", [
+    "Please erase zoë@exämple.com today",
+    "From: Zoë <ZOË@EXÄMPLE.COM>",
+    "wrote to zoë@xn--exmple-cua.com.",
+    "(zoe\u0308@exa\u0308mple.com)",
+    "«zoë@exämple.com»",
+])
+def test_when_text_holds_an_internationalised_address_then_it_is_found_at_its_position(text):
+    m = matcher(emails=["zoë@exämple.com"])
+    found = m.find_in_text(text)
+    assert [t.entity for t in found] == [ENTITY_EMAIL]
+    assert normalise_email(text[found[0].start:found[0].end]) == ZOE_KEY
+    assert m.could_mention(text)
+
+
+@pytest.mark.parametrize("text", ["zoe@example.com", "zoë@exämple.co", "bzoë@exämple.com", "zoë@exämple.community"])
+def test_when_text_holds_a_lookalike_of_an_internationalised_address_then_nothing_is_found(text):
+    assert matcher(emails=["zoë@exämple.com"]).find_in_text(text) == []
+
+
+def test_when_an_internationalised_domain_is_not_valid_idna_then_the_error_names_the_kind_not_the_value():
+    bad = "zoë@" + "ä" * 70 + ".com"  # a label longer than 63 characters once encoded
+    with pytest.raises(InvalidIdentifier, match="email #1 .*not a valid internationalised domain name") as exc:
+        Subject.build(emails=[bad])
+    assert "zo" not in str(exc.value) and "ä" not in str(exc.value)
+    assert normalise_email(bad) is None
+
+
+@pytest.mark.parametrize("value", ["zoë@exämple", "zoë@@exämple.com", "zo ë@exämple.com", "zoë@-exämple.com", "@exämple.com"])
+def test_when_an_internationalised_value_is_not_an_address_then_it_is_refused(value):
+    assert normalise_email(value) is None
+    with pytest.raises(InvalidIdentifier, match="email #1 is not a valid email address"):
+        Subject.build(emails=[value])
+
+
+def test_when_email_is_ascii_then_tokens_and_matching_are_as_before():
+    m = matcher(emails=["Alice.Smith@Example.ORG"])
+    assert m.email_tokens == ("alice.smith@example.org",)
+    assert [t.entity for t in m.find_in_text("mail ALICE.SMITH@EXAMPLE.ORG now")] == [ENTITY_EMAIL]
+    # ASCII text finds exactly what it found before; Unicode letters next to an ASCII address still bound it
+    assert [x.group(0) for x in EMAIL_RE.finditer("a@b.co, x.y+z@mail.example.org; bad@x")] == \
+        ["a@b.co", "x.y+z@mail.example.org"]
+    assert [x.group(0) for x in EMAIL_RE.finditer("café@example.com")] == ["café@example.com"]

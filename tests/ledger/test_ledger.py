@@ -816,3 +816,84 @@ def test_when_a_request_is_sealed_then_shredded_then_the_request_store_says_so(l
     assert not ledger.is_sealed(rid)
     with pytest.raises(LedgerError, match="not in the request store"):
         ledger.unseal_subject(rid)
+
+
+# --------------------------------------------------------------------------- approver identity (issue 12, item 7)
+@pytest.mark.parametrize("requester, approver", [
+    ("dpo", "DPO"),
+    ("DPO", "\uff44\uff50\uff4f"),          # fullwidth "ｄｐｏ"
+    ("\uff24\uff30\uff2f", "dpo"),          # fullwidth capitals "ＤＰＯ"
+    ("Data  Protection\tOfficer", " data protection officer "),
+    ("Jos\u00e9", "JOSE\u0301"),            # precomposed and decomposed é
+])
+def test_when_approver_is_the_requester_written_another_way_and_distinct_required_then_refused(
+        ledger, requester, approver):
+    _, pid = new_plan(ledger, requester=requester)
+    with pytest.raises(LedgerError, match=f"plan {pid}: the approver is the requester"):
+        ledger.approve(pid, approver, require_distinct_from_requester=True)
+    assert ledger.plan_state(pid) == "planned"
+
+
+def test_when_approver_name_mixes_scripts_then_refused_without_echoing_the_name(ledger):
+    _, pid = new_plan(ledger, requester="dpo")
+    lookalike = "dp\u043e"  # Cyrillic "о"
+    with pytest.raises(LedgerError, match=r"mixes scripts \(Latin and Cyrillic\): use one script") as exc:
+        ledger.approve(pid, lookalike, require_distinct_from_requester=True)
+    assert lookalike not in str(exc.value)
+    with pytest.raises(LedgerError, match=r"mixes scripts \(Latin and Greek\)"):
+        ledger.approve(pid, "\u0391lice", require_distinct_from_requester=True)  # Greek capital alpha
+    assert ledger.plan_state(pid) == "planned"
+
+
+def test_when_requester_name_mixes_scripts_then_the_request_is_refused(ledger):
+    with pytest.raises(LedgerError, match=r"the requester's name mixes scripts \(Latin and Cyrillic\)"):
+        ledger.create_request("erasure", alice(), "h\u0435lpdesk", date(2026, 11, 20))
+
+
+@pytest.mark.parametrize("approver", ["Dana Scully", "\u0414\u041f\u041e", "\u5c71\u7530 \u305f\u308d\u3046", "dpo-2"])
+def test_when_approver_is_another_person_in_one_script_then_the_approval_holds(ledger, approver):
+    _, pid = new_plan(ledger, requester="dpo")
+    ledger.approve(pid, approver, require_distinct_from_requester=True)
+    assert ledger.plan_state(pid) == "approved"
+
+
+def test_when_a_legacy_request_stored_the_raw_requester_hash_then_its_requester_still_cannot_approve(
+        ledger, sqlite_url):
+    from pii.ledger.screening import legacy_actor_hash
+
+    raw = "\uff44\uff50\uff4f"  # stored before normalisation: the hash of the fullwidth text itself
+    rid, pid = new_plan(ledger, requester=raw)
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE ledger_requests SET requester_hash = :h WHERE request_id = :r"),
+                     {"h": legacy_actor_hash(ledger._mac, raw), "r": rid})
+    engine.dispose()
+    assert ledger.requested_by(rid, raw) and ledger.requested_by(rid, raw.upper())
+    with pytest.raises(LedgerError, match="the approver is the requester"):
+        ledger.approve(pid, raw.upper(), require_distinct_from_requester=True)
+    ledger.approve(pid, "auditor", require_distinct_from_requester=True)
+    assert ledger.plan_state(pid) == "approved"
+
+
+def test_when_plain_ascii_requester_then_the_new_hash_equals_the_legacy_one(ledger):
+    from pii.ledger.screening import actor_hash, legacy_actor_hash
+
+    for who in ("helpdesk", " Helpdesk.Agent@corp.example ", "ops"):
+        assert actor_hash(ledger._mac, who) == legacy_actor_hash(ledger._mac, who)
+
+
+# --------------------------------------------------------------------------- internationalised emails (issue 12, item 9)
+def test_when_subject_has_an_internationalised_email_then_every_spelling_hashes_and_screens_alike(ledger):
+    from pii.ledger.screening import Screen, subject_hashes
+
+    h = ledger.hash_identifier("email", "zoë@exämple.com")
+    assert ledger.hash_identifier("email", "ZOË@EXÄMPLE.COM") == h
+    assert ledger.hash_identifier("email", "zoë@xn--exmple-cua.com") == h
+    rid = ledger.create_request("erasure", Subject.build(emails=["ZOË@xn--exmple-cua.com"]), "helpdesk",
+                                date(2026, 11, 20))
+    assert ledger.find_requests(Subject.build(emails=["zoë@exämple.com"])) == [rid]
+    subject = Subject.build(emails=["zoë@exämple.com"])
+    screen = Screen(ledger._mac, subject_hashes(ledger._mac, subject), "GB")
+    for text in ("wrote to ZOË@EXÄMPLE.COM", "zoë@xn--exmple-cua.com", "/in/zoë@exämple.com.csv"):
+        assert screen.find(text) == "email", text
+    assert screen.find("zoe@example.com") is None
