@@ -16,6 +16,20 @@ import yaml
 from pii.core.errors import ConfigError
 
 STORE_KINDS = ("sql", "csv", "ftp", "gmail")
+# The keys each part of stores.yaml may hold (README, "stores.yaml"). Anything else is refused, naming the
+# key and the closest known one, so a misspelt `skip_tabels` is not silently ignored.
+TOP_LEVEL_KEYS = ("stores", "ledger", "ledger_env", "default_region", "detection", "policy", "erasure", "retention",
+                  "child_purge", "marketing_lists", "suppression", "unsubscribe", "out_of_scope")
+_FILE_KEYS = ("path", "pattern", "skip_files", "delimiter", "encoding", "header", "text_columns")
+STORE_KEYS = {
+    "sql": ("url", "url_env", "schemas", "skip_tables", "reference_tables", "personal_tables", "text_columns",
+            "link_exclude", "search", "search_workers", "table_group"),
+    "csv": _FILE_KEYS,
+    "ftp": _FILE_KEYS + ("host", "port", "user", "password_env", "tls", "tls_verify", "tls_ca_file", "passive",
+                         "timeout", "temp_dir"),
+    "gmail": ("user_id", "credentials", "credentials_env", "api_endpoint", "erase", "include_spam_trash"),
+}
+COMMON_STORE_KEYS = ("kind", "conn_id", "metadata", "marketing", "sample_size")
 METADATA_KEYS = ("purpose", "legal_basis", "source", "recipients", "retention", "description")
 DEFAULT_STATE_FILE = "lethe_state.db"
 
@@ -115,6 +129,7 @@ def parse_config(data: Any, path: Path | None = None) -> Config:
     where = str(path) if path else "config"
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: the top level must be a mapping with a 'stores:' key")
+    _check_keys(data, where)
     stores_raw = data.get("stores")
     if not isinstance(stores_raw, Mapping) or not stores_raw:
         raise ConfigError(f"{where}: 'stores:' must name at least one store")
@@ -163,6 +178,75 @@ def parse_config(data: Any, path: Path | None = None) -> Config:
         policy=data.get("policy"),
         raw=dict(data),
     )
+
+
+_MAPPING = {"type": "object"}
+CONFIG_SCHEMA = {  # JSON Schema (draft 2020-12) of stores.yaml's shape; values are checked where they are used
+    "type": "object",
+    "properties": {**{k: {} for k in TOP_LEVEL_KEYS},
+                   "stores": {"type": "object", "minProperties": 1,
+                              "additionalProperties": {"type": "object", "required": ["kind"],
+                                                       "properties": {"kind": {"enum": list(STORE_KINDS)}}}},
+                   "ledger": {"type": "string"}, "ledger_env": {"type": "string"},
+                   "default_region": {"type": "string"}, "detection": _MAPPING, "erasure": _MAPPING,
+                   "child_purge": _MAPPING, "marketing_lists": _MAPPING, "suppression": _MAPPING,
+                   "unsubscribe": _MAPPING, "out_of_scope": {"type": "array"}},
+    "required": ["stores"],
+    "additionalProperties": False,
+}
+for _kind, _keys in STORE_KEYS.items():
+    CONFIG_SCHEMA.setdefault("$defs", {})[_kind] = {
+        "type": "object", "additionalProperties": False,
+        "properties": {k: {} for k in COMMON_STORE_KEYS + METADATA_KEYS + _keys}}
+
+
+def _shown(key) -> str:
+    """A key as a message may show it: on one line, non-printable characters escaped, at most 60 long."""
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in str(key))[:60]
+
+
+def _suggest(key: str, known) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(str(key), list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else f"; known keys: {', '.join(sorted(known))}"
+
+
+def _check_keys(data: Mapping, where: str) -> None:
+    """stores.yaml against CONFIG_SCHEMA (jsonschema): an unknown or misspelt key is named with the closest
+    known one; a wrong shape names the key and what it must be. Values are not echoed (they may be secret)."""
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(CONFIG_SCHEMA)
+    for name in data.get("stores") or {} if isinstance(data.get("stores"), Mapping) else ():
+        if not isinstance(name, str) or not name.strip() or not name.isprintable():
+            raise ConfigError(f"{where}: store names must be non-empty strings of printable characters "
+                              f"(no line breaks or control characters)")
+    unknown = sorted(str(k) for k in data if k not in TOP_LEVEL_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown top-level key '{_shown(unknown[0])}'{_suggest(unknown[0], TOP_LEVEL_KEYS)}")
+    for error in sorted(validator.iter_errors(dict(data)), key=lambda e: list(map(str, e.path))):
+        path = _shown(".".join(str(p) for p in error.path)) or "the top level"
+        if error.validator == "enum" and list(error.path)[-1:] == ["kind"]:
+            continue  # named with the known kinds below
+        if error.validator in ("type", "minProperties", "required"):
+            what = {"object": "a mapping", "array": "a list", "string": "a string"}.get(
+                str(error.validator_value), str(error.validator_value))
+            if error.validator == "type":
+                raise ConfigError(f"{where}: '{path}' must be {what}")
+            if error.validator == "minProperties" or path == "the top level":
+                raise ConfigError(f"{where}: 'stores:' must name at least one store")
+            continue  # a store without kind: named with the known kinds below
+    for name, raw in (data.get("stores") or {}).items():
+        if not isinstance(raw, Mapping) or raw.get("kind") not in STORE_KEYS:
+            continue
+        kind = raw["kind"]
+        known = COMMON_STORE_KEYS + METADATA_KEYS + STORE_KEYS[kind]
+        for error in Draft202012Validator(CONFIG_SCHEMA["$defs"][kind]).iter_errors(dict(raw)):
+            if error.validator == "additionalProperties":
+                bad = sorted(str(k) for k in raw if k not in known)
+                raise ConfigError(f"{where}: store '{name}' ({kind}): unknown key '{_shown(bad[0])}'"
+                                  f"{_suggest(bad[0], known)}")
 
 
 def _validate_store(store: StoreConfig, where: str) -> None:
