@@ -55,9 +55,10 @@ class PackageError(LetheError):
 class LedgerError(LetheError):
     """The erasure ledger refused an operation (a state change out of order, an expired plan, a missing
     key, a second approver who is the requester). Names the request, plan or action id and the states,
-    never a personal value."""
+    never a personal value. A refusal: exit status 3 ("blocked", README), not 7 (an erasure that ran and
+    did not complete)."""
 
-    exit_code = 7
+    exit_code = 3
 
 
 class LedgerTampered(LedgerError):

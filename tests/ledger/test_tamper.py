@@ -203,7 +203,7 @@ def test_when_a_finished_plans_certificate_is_asked_for_again_then_it_is_reissue
     assert code == 3, err
     plan_id = out.split("plan ")[-1].split()[0]
     code, out, err = run("--config", str(cfg), "certificate", plan_id)
-    assert code == 7 and "has not been carried out" in err
+    assert code == 3 and "has not been carried out" in err  # a refusal: exit 3
     assert run("--config", str(cfg), "approve", plan_id, "--execute")[0] == 0
     code, out, err = run("--config", str(cfg), "certificate", plan_id, "--out", str(tmp_path / "again.json"))
     assert code == 0, err
