@@ -377,6 +377,9 @@ def cmd_erase(args) -> int:
                 print(f"plan {d['plan_id']} approved by {d['approver']}")
             elif event == "closed":  # nothing to change: approved and verified at once
                 print(f"plan {d['plan'].plan_id} approved by {d['approver']}")
+            elif event == "already_done":
+                print(f"nothing left to erase: plan {d['plan_id']} already completed this erasure; "
+                      f"its certificate again:")
 
         outcome = runs.run_through(spec, requester, current_user(), received_at=received, notify=notify)
         return print_report(runs.engine, outcome.last, args.certificate)

@@ -380,6 +380,25 @@ class ErasureEngine:
         verified.refused = report.refused
         return verified
 
+    def finished_plan_for(self, subject: Subject) -> str | None:
+        """The verified plan of this subject's latest erasure request, when that request is completed."""
+        for request_id in reversed(self.ledger.find_requests(subject)):
+            request = self.ledger.get_request(request_id)
+            if request["kind"] != "erasure":
+                continue
+            if request["status"] != "completed":
+                return None
+            verified = [p["plan_id"] for p in self.ledger.plans_for(request_id) if p["state"] == VERIFIED]
+            return verified[-1] if verified else None
+        return None
+
+    def report_of(self, plan_id: str) -> ExecutionReport:
+        """A carried-out plan's report as the ledger recorded it (to re-issue its certificate)."""
+        cert = self.certificate(plan_id)
+        return ExecutionReport(plan_id, cert["state"], rows=cert["rows_affected"],
+                               remaining=0 if cert["state"] == VERIFIED else None,
+                               not_verified=list(cert["not_verified"]))
+
     def _finish_completed(self, plan_id: str, request_id: str, actor: str) -> ExecutionReport:
         """A verified plan whose request store is already shredded: the run that verified it completed it
         (suppression, then shredding) and was stopped before marking the request completed. Nothing is

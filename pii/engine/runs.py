@@ -49,6 +49,10 @@ class RunSpec(Protocol):
 
     def unfinished(self, engine: ErasureEngine) -> list[str]: ...
 
+    def finished(self, engine: ErasureEngine) -> str | None:
+        """A plan that already completed this run's request (re-running it then re-issues that plan's
+        certificate when nothing new is found, instead of a new, empty one)."""
+
     @property
     def subject(self) -> Subject | None: ...
 
@@ -82,6 +86,9 @@ class SubjectRun:
     def unfinished(self, engine: ErasureEngine) -> list[str]:
         plan_id = engine.open_plan_for(self.person)
         return [plan_id] if plan_id else []
+
+    def finished(self, engine: ErasureEngine) -> str | None:
+        return engine.finished_plan_for(self.person)
 
 
 @dataclass
@@ -118,6 +125,9 @@ class SelectionRun:
 
         return unfinished_plans(engine, self.selection)
 
+    def finished(self, engine: ErasureEngine) -> None:
+        return None  # a flow's run is not a person's request: each run plans (an empty plan closes at once)
+
 
 @dataclass
 class Outcome:
@@ -129,6 +139,7 @@ class Outcome:
     reports: list[ExecutionReport]
     closed: str | None = None
     withdrawn: int = 0
+    already: str | None = None  # the plan that had already completed the request (nothing new was found)
 
     @property
     def last(self) -> ExecutionReport | None:
@@ -181,7 +192,8 @@ class RunService:
         plan covers the request, or one failed) plan anew, close an empty plan, or approve as `approver`,
         carry out and verify. A resumed plan left unverified, or verified only where Lethe could search,
         stops the run there. `notify(event, **details)`: "withdrawn" (count), "resuming" (plan_id),
-        "resumed" (report), "planned" (plan), "closed" (plan, state), "approved" (plan_id, approver)."""
+        "resumed" (report), "planned" (plan), "closed" (plan, state), "approved" (plan_id, approver), "already_done" (plan_id:
+        the request was completed before and a search finds nothing new: that plan's report is re-issued)."""
         outcome = Outcome(plan=None, reports=[])
         resume = self.unfinished(spec)
         if spec.replan_after_resume or not resume:
@@ -196,6 +208,12 @@ class RunService:
             if report.state != "verified" or report.not_verified:
                 return outcome  # a resumed plan that did not fully verify is for a person to look at
         if resume and not spec.replan_after_resume:
+            return outcome
+        done = None if resume else spec.finished(self.engine)
+        if done and not self.dry_run(spec).actions:  # e.g. a run killed after finishing, before printing
+            outcome.already = done
+            outcome.reports.append(self.engine.report_of(done))
+            notify("already_done", plan_id=done)
             return outcome
         plan = outcome.plan = self.store(spec, requester, received_at=received_at)
         notify("planned", plan=plan)

@@ -209,10 +209,15 @@ def test_when_erase_yes_runs_twice_then_second_run_changes_nothing(fresh_demo):
     code, stdout, stderr = run("--config", cfg, "erase", *subject_args(), "--yes")
     assert code == 0, stderr
     assert "verified" in stdout
+    first_plan = re.search(r"plan (plan-[0-9a-f]+) approved by", stdout).group(1)
     after_first = _demo_rows(fresh_demo)
     code, stdout, stderr = run("--config", cfg, "erase", *subject_args(), "--yes")
     assert code == 0, stderr
-    assert "plan: 0 delete, 0 anonymise, 0 redact" in stdout
+    # nothing new: the first run's certificate again (as after a kill between finishing and printing),
+    # no new request with an empty one
+    assert f"nothing left to erase: plan {first_plan} already completed this erasure" in stdout
+    assert f"certificate: plan {first_plan}" in stdout and "state: verified" in stdout
+    assert "plan: 0 delete" not in stdout
     assert _demo_rows(fresh_demo) == after_first
     assert_no_personal_data(stdout + stderr)
 

@@ -3,6 +3,7 @@ plan, approve and run, resume, withdraw, and `run_through` (`--yes`) with the ev
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from pii.demo import flows as demo_flows
 from pii.core.config import load_config, parse_config
@@ -125,3 +126,29 @@ def test_when_the_engine_takes_a_target_then_subject_and_selection_targets_both_
     for target in (SubjectTarget(engine, ALICE), SelectionTarget(engine, in_error(engine).selection)):
         missing = sorted(n for n in wanted if not hasattr(target, n))
         assert missing == [], f"{type(target).__name__} lacks {missing}"
+
+
+def test_when_a_completed_erasure_is_run_again_and_nothing_new_is_found_then_its_certificate_is_reissued(
+        sqlite_url, tmp_path):
+    """A run killed after the ledger finished, before it printed: the re-run gives the same certificate,
+    not a new request with an empty one."""
+    sql_world.build(sqlite_url).dispose()
+    engine = ErasureEngine(parse_config({"stores": {"crm": {"kind": "sql", "url": sqlite_url}}},
+                                        tmp_path / "stores.yaml"))
+    runs = RunService(engine)
+    first = runs.run_through(SubjectRun(ALICE), "requester", "dpo")
+    assert first.last.state == "verified" and first.last.rows > 0
+    events = Events()
+    again = runs.run_through(SubjectRun(ALICE), "requester", "dpo", notify=events)
+    assert events == [("already_done", {"plan_id": first.plan.plan_id})]
+    assert again.already == first.plan.plan_id and again.plan is None
+    assert again.last.plan_id == first.plan.plan_id and again.last.state == "verified"
+    assert again.last.rows == first.last.rows  # what that plan did, as the ledger recorded it
+    assert len(engine.ledger.find_requests(ALICE)) == 1  # no new, empty request
+    # new data about the person: a new request and plan, not the old certificate
+    eng = sa.create_engine(sqlite_url)
+    with eng.begin() as conn:
+        conn.execute(sa.text("INSERT INTO newsletter (email, source) VALUES ('alice.smith@example.org', 'fair')"))
+    eng.dispose()
+    fresh = runs.run_through(SubjectRun(ALICE), "requester", "dpo")
+    assert fresh.already is None and fresh.plan.plan_id != first.plan.plan_id and fresh.last.state == "verified"
