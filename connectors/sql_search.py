@@ -1001,14 +1001,14 @@ class Planner:
     def _scan(self, col, p: Probe, f: ColumnFacts):
         target = sa.cast(col, sa.Text) if f.cast else col
         if p.mode == "eq_email":
-            return sa.or_(*[self._contains_ci(target, f, e) for e in self.emails])
+            return sa.or_(*[self._contains_email(target, f, e) for e in self.emails])
         if p.mode == "eq_phone":
             return sa.or_(*[target.like(_digits_pattern(n), escape=ESC) for n in self.nsns])
         if p.mode == "eq_name":
             return sa.or_(*[sa.and_(*[self._name_token(target, f, t) for t in toks]) for toks in self.name_sets])
         if p.mode == "eq_id":
             return self._id_scan(col, p, f)
-        terms = [self._contains_ci(target, f, e) for e in self.emails]
+        terms = [self._contains_email(target, f, e) for e in self.emails]
         terms += [self._contains_id(target, f, v) for v in self.text_ids]
         terms += [target.like(_digits_pattern(n), escape=ESC) for n in self.nsns]
         terms += [sa.and_(*[self._name_token(target, f, t) for t in toks]) for toks in self.name_sets]
@@ -1024,6 +1024,12 @@ class Planner:
         if d == "mysql" and not f.ci:
             return sa.func.lower(target).like(_contains_pattern(text), escape=ESC)
         return target.like(_contains_pattern(text), escape=ESC)  # SQLite LIKE and MariaDB *_ci ignore case
+
+    def _contains_email(self, target, f: ColumnFacts, token: str):
+        """Values holding an email token in any case. A non-ASCII token (an internationalised address) goes
+        the way of a non-ASCII id: SQLite and case-sensitive MySQL columns fold only ASCII case, so the
+        prefilter is its longest ASCII run and the final match decides."""
+        return self._contains_ci(target, f, token) if token.isascii() else self._contains_id(target, f, token)
 
     def _contains_id(self, target, f: ColumnFacts, value: str):
         if value.isascii():

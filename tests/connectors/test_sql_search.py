@@ -257,3 +257,23 @@ def test_when_a_name_is_written_with_sz_ligatures_combining_marks_or_apostrophes
     conn, _ = connector(url)
     out = conn.locate(SubjectMatcher(Subject.build(names=["Fiona Strauss", "Fiona O'Strauss"], region="GB")))
     assert {f.location["key"]["id"] for f in out} == set(planted)
+
+
+def test_when_an_internationalised_address_is_stored_in_capitals_then_it_is_found_on_every_database(
+        any_sql_url, tmp_path):
+    """SQLite's LIKE and lower() fold only ASCII case: a non-ASCII address is searched by its longest ASCII
+    run and matched by the final check, so ZOË@EXÄMPLE.COM is found for zoë@exämple.com (and only it)."""
+    from pii.core.config import parse_config
+    from pii.core.subject import Subject
+    from pii.engine.discover import locate_subject
+
+    eng = sa.create_engine(any_sql_url)
+    with eng.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE people (id INTEGER PRIMARY KEY, email VARCHAR(120), notes TEXT)"))
+        conn.execute(sa.text("INSERT INTO people VALUES (1, 'ZOË@EXÄMPLE.COM', 'x'), "
+                             "(2, 'bob@example.test', 'wrote to ZOË@EXÄMPLE.COM'), (3, 'zoe@example.com', 'other')"))
+    eng.dispose()
+    cfg = parse_config({"stores": {"db": {"kind": "sql", "url": any_sql_url}}}, tmp_path / "stores.yaml")
+    result = locate_subject(cfg, Subject.build(emails=["zoë@exämple.com"]))
+    found = sorted((str(f.location["key"]), f.match) for f in result.findings)
+    assert found == [("{'id': 1}", "identifier"), ("{'id': 2}", "text")]
