@@ -54,6 +54,7 @@ import random
 import re
 import socket
 import time
+import unicodedata
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -439,13 +440,27 @@ def name_phrases(name: str) -> list[str]:
     return out
 
 
+def _same_address(token: str, key: str) -> bool:
+    """Whether an email token is another spelling of the address `key` (its normalised form)."""
+    from pii.core.subject import normalise_email
+    from pii.core.errors import InvalidIdentifier
+
+    try:
+        return normalise_email(token) == key
+    except (InvalidIdentifier, ValueError):
+        return False
+
+
 def search_queries(matcher: SubjectMatcher) -> list[str]:
     """One Gmail search per identifier (their results are united)."""
     subject = matcher.subject
     queries = []
     for e in subject.emails:
-        v = _q_value(e)
-        queries.append(f"from:{v} OR to:{v} OR cc:{v} OR bcc:{v} OR {_phrase(e)}")
+        # an internationalised address is searched as its key (A-label domain) and as written in Unicode
+        forms = [e] + sorted({t for t in matcher.email_tokens if "@" in t and t != e
+                              and unicodedata.normalize("NFC", t) == t and _same_address(t, e)})
+        queries.append(" OR ".join(f"from:{v} OR to:{v} OR cc:{v} OR bcc:{v} OR {_phrase(f)}"
+                                   for f in forms for v in [_q_value(f)]))
     for p in subject.phones:
         queries.append(" OR ".join(_phrase(f) for f in phone_forms(p)))
     for n in subject.names:

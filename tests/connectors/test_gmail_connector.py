@@ -512,3 +512,14 @@ def test_when_the_fake_server_is_asked_for_full_format_then_attachment_ids_resol
     assert base64.urlsafe_b64decode(att["data"]) == b"x,y\n1,2\n"
     meta = service.users().messages().get(userId=USER, id=mid, format="metadata").execute()
     assert {h["name"] for h in meta["payload"]["headers"]} >= {"From", "To", "Subject"}
+
+
+def test_when_an_internationalised_address_wrote_in_either_spelling_then_gmail_search_finds_both(gmail):
+    """The Gmail search names the address as its key (A-label domain) and as written in Unicode."""
+    unicode_form = gmail.add(mail(frm="Zoë <zoë@exämple.com>", to=USER, subject="Hallo", text="hi"))
+    a_label = gmail.add(mail(frm="Zoë <zoë@xn--exmple-cua.com>", to=USER, subject="Again", text="hi"))
+    other = gmail.add(mail(frm="zoe@example.com", to=USER, subject="Not her", text="hi"))
+    found = _by_id(_Run(gmail).locate(emails=["ZOË@EXÄMPLE.COM"]))
+    assert set(found) == {unicode_form, a_label} and other not in found
+    query = search_queries(_matcher(emails=["zoë@exämple.com"]))[0]
+    assert "from:zoë@exämple.com" in query and "from:zoë@xn--exmple-cua.com" in query
