@@ -184,20 +184,22 @@ _MAPPING = {"type": "object"}
 CONFIG_SCHEMA = {  # JSON Schema (draft 2020-12) of stores.yaml's shape; values are checked where they are used
     "type": "object",
     "properties": {**{k: {} for k in TOP_LEVEL_KEYS},
-                   "stores": {"type": "object", "minProperties": 1,
-                              "additionalProperties": {"type": "object", "required": ["kind"],
-                                                       "properties": {"kind": {"enum": list(STORE_KINDS)}}}},
+                   "stores": {"type": "object", "minProperties": 1, "additionalProperties": {"$ref": "#/$defs/store"}},
                    "ledger": {"type": "string"}, "ledger_env": {"type": "string"},
                    "default_region": {"type": "string"}, "detection": _MAPPING, "erasure": _MAPPING,
                    "child_purge": _MAPPING, "marketing_lists": _MAPPING, "suppression": _MAPPING,
                    "unsubscribe": _MAPPING, "out_of_scope": {"type": "array"}},
     "required": ["stores"],
     "additionalProperties": False,
+    "$defs": {
+        # a store's keys by its kind (an unknown kind or a missing one is named by parse_config)
+        "store": {"type": "object", "allOf": [
+            {"if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
+             "then": {"properties": {k: {} for k in COMMON_STORE_KEYS + METADATA_KEYS + keys},
+                      "additionalProperties": False}}
+            for kind, keys in STORE_KEYS.items()]},
+    },
 }
-for _kind, _keys in STORE_KEYS.items():
-    CONFIG_SCHEMA.setdefault("$defs", {})[_kind] = {
-        "type": "object", "additionalProperties": False,
-        "properties": {k: {} for k in COMMON_STORE_KEYS + METADATA_KEYS + _keys}}
 
 
 def _shown(key) -> str:
@@ -217,36 +219,24 @@ def _check_keys(data: Mapping, where: str) -> None:
     known one; a wrong shape names the key and what it must be. Values are not echoed (they may be secret)."""
     from jsonschema import Draft202012Validator
 
-    validator = Draft202012Validator(CONFIG_SCHEMA)
     for name in data.get("stores") or {} if isinstance(data.get("stores"), Mapping) else ():
         if not isinstance(name, str) or not name.strip() or not name.isprintable():
             raise ConfigError(f"{where}: store names must be non-empty strings of printable characters "
                               f"(no line breaks or control characters)")
-    unknown = sorted(str(k) for k in data if k not in TOP_LEVEL_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown top-level key '{_shown(unknown[0])}'{_suggest(unknown[0], TOP_LEVEL_KEYS)}")
-    for error in sorted(validator.iter_errors(dict(data)), key=lambda e: list(map(str, e.path))):
-        path = _shown(".".join(str(p) for p in error.path)) or "the top level"
-        if error.validator == "enum" and list(error.path)[-1:] == ["kind"]:
-            continue  # named with the known kinds below
-        if error.validator in ("type", "minProperties", "required"):
-            what = {"object": "a mapping", "array": "a list", "string": "a string"}.get(
-                str(error.validator_value), str(error.validator_value))
-            if error.validator == "type":
-                raise ConfigError(f"{where}: '{path}' must be {what}")
-            if error.validator == "minProperties" or path == "the top level":
-                raise ConfigError(f"{where}: 'stores:' must name at least one store")
-            continue  # a store without kind: named with the known kinds below
-    for name, raw in (data.get("stores") or {}).items():
-        if not isinstance(raw, Mapping) or raw.get("kind") not in STORE_KEYS:
-            continue
-        kind = raw["kind"]
-        known = COMMON_STORE_KEYS + METADATA_KEYS + STORE_KEYS[kind]
-        for error in Draft202012Validator(CONFIG_SCHEMA["$defs"][kind]).iter_errors(dict(raw)):
-            if error.validator == "additionalProperties":
-                bad = sorted(str(k) for k in raw if k not in known)
-                raise ConfigError(f"{where}: store '{name}' ({kind}): unknown key '{_shown(bad[0])}'"
-                                  f"{_suggest(bad[0], known)}")
+    errors = Draft202012Validator(CONFIG_SCHEMA).iter_errors(dict(data))
+    for error in sorted(errors, key=lambda e: list(map(str, e.path))):  # the top level first, then by key
+        path = list(error.path)
+        if error.validator == "additionalProperties":
+            known = list(error.schema["properties"])
+            bad = sorted(str(k) for k in error.instance if k not in known)[0]
+            place = "unknown top-level key" if not path else \
+                f"store '{path[-1]}' ({error.instance['kind']}): unknown key"
+            raise ConfigError(f"{where}: {place} '{_shown(bad)}'{_suggest(bad, known)}")
+        if error.validator == "type":
+            what = {"object": "a mapping", "array": "a list", "string": "a string"}[error.validator_value]
+            raise ConfigError(f"{where}: '{_shown('.'.join(map(str, path)))}' must be {what}")
+        if error.validator in ("minProperties", "required"):
+            raise ConfigError(f"{where}: 'stores:' must name at least one store")
 
 
 def _validate_store(store: StoreConfig, where: str) -> None:
