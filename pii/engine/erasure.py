@@ -320,8 +320,7 @@ class ErasureEngine:
 
     # ------------------------------------------------------------------ approval
     def approve(self, plan_id: str, approver: str, *, require_distinct: bool = False) -> None:
-        self.ledger.verify_plan(plan_id)
-        digest = self.ledger.get_plan(plan_id)["digest"]
+        digest = self.ledger.verify_plan(plan_id)["digest"]
         self.ledger.approve(plan_id, approver, require_distinct_from_requester=require_distinct,
                             expected_digest=digest)
 
@@ -332,8 +331,7 @@ class ErasureEngine:
     def execute(self, plan_id: str, *, subject: Subject | None = None, actor: str | None = None) -> ExecutionReport:
         """Carry out an approved plan (or resume one interrupted), then verify it. Idempotent."""
         actor = actor or current_user()
-        self.ledger.verify_plan(plan_id)  # content, approval and events as the key made them
-        row = self.ledger.get_plan(plan_id)
+        row = self.ledger.verify_plan(plan_id)  # content, approval and events as the key made them
         request_id, plan = row["request_id"], row["plan"]
         if row["state"] == VERIFIED and (subject is None or plan.get("selection")) \
                 and not self.ledger.is_sealed(request_id):
@@ -350,16 +348,10 @@ class ErasureEngine:
         self._break_dead_locks(lock_names, owner)
         if not self.ledger.claim_execution(plan_id, owner, LOCK_TTL_SECONDS):
             raise ErasureBlocked(f"plan {plan_id} is being executed by another worker")
-        try:
-            locks = self._take_locks(target, plan, owner)
-        except BaseException:  # another run holds the subject or a store: this plan is failed, not stuck
-            try:
-                self.ledger.finish_execution(plan_id, owner, success=False)
-            except LedgerError:
-                pass
-            raise
+        locks: list[str] = []
         report = ExecutionReport(plan_id, EXECUTING)
-        try:
+        try:  # any failure, taking the locks included (another run holds them), leaves the plan failed
+            locks = self._take_locks(target, plan, owner)
             self._carry_out(plan_id, plan, target, owner, report)
             ok = report.drifted == 0 and report.failed == 0
             self.ledger.finish_execution(plan_id, owner, success=ok)
@@ -405,8 +397,9 @@ class ErasureEngine:
         left to search with or to do but that last mark; the report is the verification on record."""
         if self.ledger.get_request(request_id)["status"] != "completed":
             self.ledger.set_request_status(request_id, "completed", actor=actor)
-        cert = self.certificate(plan_id)
-        return ExecutionReport(plan_id, VERIFIED, remaining=0, not_verified=list(cert["not_verified"]))
+        report = self.report_of(plan_id)
+        report.rows = 0  # this run changed nothing
+        return report
 
     def target_for(self, request_id: str, plan: dict, subject: Subject | None = None) -> Target:
         """The target a stored plan is about: its subject, or (special flows) its selection, rebuilt from

@@ -19,7 +19,7 @@ approval between `store` and `run`. Nothing here prints or logs a personal value
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Protocol
 
 from pii.engine.erasure import ErasureEngine, ExecutionReport, SubjectTarget
@@ -52,6 +52,9 @@ class RunSpec(Protocol):
     def finished(self, engine: ErasureEngine) -> str | None:
         """A plan that already completed this run's request (re-running it then re-issues that plan's
         certificate when nothing new is found, instead of a new, empty one)."""
+
+    def reusing(self, plan: Plan) -> "RunSpec":
+        """The same run, planned from the search `plan` (a dry run) made instead of searching again."""
 
     @property
     def subject(self) -> Subject | None: ...
@@ -90,6 +93,9 @@ class SubjectRun:
     def finished(self, engine: ErasureEngine) -> str | None:
         return engine.finished_plan_for(self.person)
 
+    def reusing(self, plan: Plan) -> "SubjectRun":
+        return replace(self, found=(plan.findings, plan.data.get("coverage") or []))
+
 
 @dataclass
 class SelectionRun:
@@ -127,6 +133,9 @@ class SelectionRun:
 
     def finished(self, engine: ErasureEngine) -> None:
         return None  # a flow's run is not a person's request: each run plans (an empty plan closes at once)
+
+    def reusing(self, plan: Plan) -> "SelectionRun":
+        return self  # never asked: a flow run has no finished request to compare with
 
 
 @dataclass
@@ -209,12 +218,15 @@ class RunService:
                 return outcome  # a resumed plan that did not fully verify is for a person to look at
         if resume and not spec.replan_after_resume:
             return outcome
-        done = None if resume else spec.finished(self.engine)
-        if done and not self.dry_run(spec).actions:  # e.g. a run killed after finishing, before printing
-            outcome.already = done
-            outcome.reports.append(self.engine.report_of(done))
-            notify("already_done", plan_id=done)
-            return outcome
+        done = spec.finished(self.engine)
+        if done:
+            preview = self.dry_run(spec)
+            if not preview.actions:  # e.g. a run killed after finishing, before printing
+                outcome.already = done
+                outcome.reports.append(self.engine.report_of(done))
+                notify("already_done", plan_id=done)
+                return outcome
+            spec = spec.reusing(preview)  # new data: plan from the search just made, not a second one
         plan = outcome.plan = self.store(spec, requester, received_at=received_at)
         notify("planned", plan=plan)
         closed = self.close_if_empty(plan, approver)

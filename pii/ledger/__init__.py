@@ -216,16 +216,18 @@ class Ledger:
     def expire_overdue(self, *, actor: str | None = None) -> list[str]:
         return self._plans.expire_overdue(actor=actor)
 
-    def verify_plan(self, plan_id: str) -> None:
+    def verify_plan(self, plan_id: str) -> dict:
         """Refuse (LedgerTampered) a plan that was changed without the ledger key: its content against its
         keyed digest, its approval's signature (once past approval), and each of its audit events against
-        its link in the keyed chain. `approve` and `execute` call it before anything changes."""
-        self._plans.get_plan(plan_id)
+        its link in the keyed chain. `approve` and `execute` call it before anything changes. Returns the
+        plan as `get_plan` does (checked, so callers need not read it again)."""
+        row = self._plans.get_plan(plan_id)
         self._plans.check_approval(plan_id)
         bad = self._audit.verify_events([e["event_id"] for e in self._audit.audit_events(plan_id=plan_id)])
         if bad is not None:
             raise LedgerTampered(f"plan {plan_id}: audit event {bad} does not fit the ledger's keyed chain (written or "
                                  f"changed without the key; `lethe audit --verify` walks the whole chain)")
+        return row
 
     def verify_chain(self) -> dict:
         return self._audit.verify_chain()

@@ -129,7 +129,7 @@ def test_when_the_engine_takes_a_target_then_subject_and_selection_targets_both_
 
 
 def test_when_a_completed_erasure_is_run_again_and_nothing_new_is_found_then_its_certificate_is_reissued(
-        sqlite_url, tmp_path):
+        sqlite_url, tmp_path, monkeypatch):
     """A run killed after the ledger finished, before it printed: the re-run gives the same certificate,
     not a new request with an empty one."""
     sql_world.build(sqlite_url).dispose()
@@ -150,5 +150,12 @@ def test_when_a_completed_erasure_is_run_again_and_nothing_new_is_found_then_its
     with eng.begin() as conn:
         conn.execute(sa.text("INSERT INTO newsletter (email, source) VALUES ('alice.smith@example.org', 'fair')"))
     eng.dispose()
+    from pii.engine.discover import locate_subject as real_locate
+    from pii.engine import erasure as erasure_mod
+
+    searches = []
+    monkeypatch.setattr(erasure_mod, "locate_subject",
+                        lambda *a, **kw: searches.append(1) or real_locate(*a, **kw))
     fresh = runs.run_through(SubjectRun(ALICE), "requester", "dpo")
     assert fresh.already is None and fresh.plan.plan_id != first.plan.plan_id and fresh.last.state == "verified"
+    assert len(searches) == 3  # the dry run's search is the plan's; then execution and verification
