@@ -187,7 +187,7 @@ def _write_review(args, engine, selection, plan) -> None:
     """The text-clue review list: where, what kind of clue, the age it states, its score; never the text."""
     import csv
 
-    from pii.reports import spreadsheet_safe_row
+    from pii.core.printable import spreadsheet_safe_row
     from pii.reports.plan_report import review_entries
 
     rows = review_entries(engine, plan, threshold=selection.description.get("threshold"))

@@ -481,7 +481,7 @@ def cmd_suppression_export(args) -> int:
     import csv
     import json
 
-    from pii.reports import spreadsheet_safe_row
+    from pii.core.printable import spreadsheet_safe_row
 
     ledger = _ledger(config_from(args))
     rows = ledger.export_suppression()
@@ -510,7 +510,7 @@ def _export_for_mailing(ledger, rows, recipe: str, out: Path, with_addresses: bo
     import csv
     import json
 
-    from pii.reports import spreadsheet_safe_row
+    from pii.core.printable import spreadsheet_safe_row
 
     emails = [r for r in rows if r["kind"] == "email"]
     kept = {}

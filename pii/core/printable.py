@@ -4,10 +4,14 @@ A file called ``alice.smith@example.org.csv``, a folder ``Alice Smith/``, an att
 or a table ``customer_07700900123`` reveals whom it is about. Such names are evidence (the search reports
 them), but progress lines, plans, the ledger, the inventory and reports show them withheld; only the
 access package, which is the person's own, names them.
+
+And what may be written into a CSV cell a person opens: `spreadsheet_safe` keeps a value from being run as a
+spreadsheet formula.
 """
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pii.core.subject import EMAIL_RE, SubjectMatcher
 
@@ -68,3 +72,24 @@ def printable_finding(finding: dict) -> dict:
     if finding.get("note", "").startswith("no primary key"):
         finding = {**finding, "location": {**finding["location"], "key": "(all column values; withheld)"}}
     return finding
+
+
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """One CSV cell as a spreadsheet should show it: text starting with = + - @, tab or CR gets a leading
+    apostrophe, so the spreadsheet shows the text and does not run it as a formula (OWASP). Anything that is
+    not text (numbers, None) is returned unchanged. For CSV files people open; JSON keeps exact values.
+    Every writer of such a file uses it: the reports, the ledger's audit export, the CLI's exports."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def spreadsheet_safe_row(row: Any) -> Any:
+    """`spreadsheet_safe` over a CSV row: every value of a dict (keys kept), or every cell of a sequence."""
+    if isinstance(row, dict):
+        return {k: spreadsheet_safe(v) for k, v in row.items()}
+    return [spreadsheet_safe(v) for v in row]

@@ -14,42 +14,20 @@ import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from pii.core.errors import LedgerError
+from pii.core.printable import spreadsheet_safe_row
 from pii.ledger.common import iso
 from pii.ledger.schema import ledger_chain_head, ledger_event_chain, ledger_events
 
 # write_event(conn, name, *, request_id=None, plan_id=None, actor=None, details=None, now=None): what stores get
 EventWriter = Callable[..., None]
-
-
 Mac = Callable[[str, str], str]
 CHAIN_DOMAIN = "event-chain"
-
-# A spreadsheet reads a cell starting with one of these as a formula (OWASP, "CSV Injection").
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: Any) -> Any:
-    """One CSV cell as a spreadsheet should show it: text starting with = + - @, tab or CR gets a leading
-    apostrophe, so the spreadsheet shows the text and does not run it as a formula (OWASP). Anything that is
-    not text (numbers, None) is returned unchanged. For CSV files people open; JSON keeps exact values.
-    (Defined here, the lowest layer that writes such a file; `pii.reports.spreadsheet_safe` is the same.)"""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def spreadsheet_safe_row(row: Any) -> Any:
-    """`spreadsheet_safe` over a CSV row: every value of a dict (keys kept), or every cell of a sequence."""
-    if isinstance(row, dict):
-        return {k: spreadsheet_safe(v) for k, v in row.items()}
-    return [spreadsheet_safe(v) for v in row]
-
 
 def event_mac(mac: Mac, prev: str, event: dict) -> str:
     """The HMAC of one event in the chain: over the previous chained event's HMAC and the event's fields

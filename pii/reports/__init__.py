@@ -4,16 +4,13 @@ Every report file is written with `write_atomic`: a reader sees the old file or 
 
 Every CSV cell a person may open in a spreadsheet goes through `spreadsheet_safe`: text starting with = + - @,
 tab or CR gets a leading apostrophe, so it is shown, not run as a formula (OWASP, "CSV Injection"). The JSON
-beside each CSV keeps the exact values. (The helper lives in pii.ledger.audit, the lowest layer that writes
-such a file, the audit export; it is the same function here.)"""
+beside each CSV keeps the exact values. (The helper is pii.core.printable's: the ledger's audit export uses it
+too.)"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from pii.ledger.audit import FORMULA_STARTS, spreadsheet_safe, spreadsheet_safe_row
-
-__all__ = ["FORMULA_STARTS", "spreadsheet_safe", "spreadsheet_safe_row", "write_atomic"]
 
 
 def write_atomic(path: Path, text: str) -> Path:

@@ -31,7 +31,8 @@ from pii.core.config import Config
 from pii.core.errors import ConfigError
 from pii.core.inventory import OTHER
 from pii.state.inventory import Inventory
-from pii.reports import spreadsheet_safe, write_atomic
+from pii.core.printable import spreadsheet_safe
+from pii.reports import write_atomic
 from pii.core.retention import RetentionSchedule, load_schedule
 
 REPORTS_ENV = "LETHE_REPORTS_DIR"

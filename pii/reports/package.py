@@ -44,7 +44,7 @@ from typing import Any, Iterable, Mapping
 from pii.core.errors import PackageError
 from pii.core.findings import STRONG, WEAK, Finding, merge
 from pii.core.subject import EMAIL_RE, Subject, SubjectMatcher
-from pii.reports import spreadsheet_safe, spreadsheet_safe_row
+from pii.core.printable import spreadsheet_safe, spreadsheet_safe_row
 
 KEY_ENV = "LETHE_PACKAGE_KEY"
 ENC_SUFFIX = ".enc"

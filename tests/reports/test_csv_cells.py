@@ -20,7 +20,7 @@ from pii.core.inventory import ColumnProfile
 from pii.core.subject import Subject
 from pii.ledger import Ledger
 from pii.ledger import audit as ledger_audit
-from pii.reports import FORMULA_STARTS, spreadsheet_safe, spreadsheet_safe_row
+from pii.core.printable import FORMULA_STARTS, spreadsheet_safe, spreadsheet_safe_row
 from pii.reports.datamap import export_inventory, export_ropa
 from pii.reports.package import KEY_ENV, write_access_package
 from pii.state.inventory import Inventory
@@ -57,7 +57,7 @@ def test_when_a_row_is_made_safe_then_every_cell_but_no_key_changes():
     assert spreadsheet_safe_row({"=k": "=v", "n": -1, "t": PLAIN}) == {"=k": "'=v", "n": -1, "t": PLAIN}
     assert spreadsheet_safe_row(["@a", 2, None]) == ["'@a", 2, None]
     assert set(FORMULA_STARTS) == {"=", "+", "-", "@", "\t", "\r"}
-    assert spreadsheet_safe is ledger_audit.spreadsheet_safe  # one helper, shared by every writer
+    assert spreadsheet_safe_row is ledger_audit.spreadsheet_safe_row  # one helper, shared by every writer
 
 
 # --------------------------------------------------------------------------- the access package
