@@ -84,7 +84,7 @@ class Selection:
             "reason": self.reason,
             "legal_hold": self.legal_hold,
             "about_one_subject": self.subject is not None,
-            "filters": {s: [filter_from_spec(f).describe() for f in fs] for s, fs in self.filters.items()},
+            "filters": {s: [RecordFilter.from_spec(f).describe() for f in fs] for s, fs in self.filters.items()},
             "scope": self.scope,
             "description": self.description,
         }
@@ -100,15 +100,6 @@ def _lineage(flow: str, key: str) -> str:
     import hashlib
 
     return "lf" + hashlib.sha256(f"{flow}\0{key}".encode("utf-8")).hexdigest()[:22]
-
-
-def filter_spec(**kw) -> dict:
-    """The JSON spec of the RecordFilter these fields make (`RecordFilter.to_spec`)."""
-    return RecordFilter(**kw).to_spec()
-
-
-def filter_from_spec(spec: Mapping) -> RecordFilter:
-    return RecordFilter.from_spec(dict(spec))
 
 
 # ---------------------------------------------------------------------------- the target
@@ -154,7 +145,7 @@ class SelectionTarget:
             with connect(config, store, progress=_without_skips(self.engine.progress)) as conn:
                 for spec in sel.filters[name]:
                     conn.skipped, conn.undated = [], 0
-                    got = conn.select(filter_from_spec(spec))
+                    got = conn.select(RecordFilter.from_spec(spec))
                     counts["selected"] += len(got)
                     counts["undated"] += conn.undated
                     counts["skipped"] += [list(x) for x in conn.skipped]
@@ -184,7 +175,7 @@ class SelectionTarget:
                 for spec in self.selection.filters.get(store_name, []):
                     if not spec.get("whole_files"):
                         continue
-                    flt = filter_from_spec({**spec, "whole_files": False})
+                    flt = RecordFilter.from_spec({**spec, "whole_files": False})
                     out += [g for g in conn.select(flt) if (g.store, g.container) in files]
         return out
 
@@ -382,22 +373,22 @@ def received_in_error(engine, source: Source, subject: Subject | None = None) ->
                              "sql": "--batch COLUMN=VALUE [--table T]"}[kind])
     whole = subject is None
     if source.file:
-        spec = filter_spec(containers=[source.file], whole_files=whole)
+        spec = RecordFilter(containers=[source.file], whole_files=whole).to_spec()
         what = f"file in {source.store}"
     elif source.sender:
         addr = normalise_email(source.sender)
         if not addr:
             raise ConfigError("--sender is not a valid e-mail address")
-        spec = filter_spec(mail_from=[addr])
+        spec = RecordFilter(mail_from=[addr]).to_spec()
         what = f"mail from one sender in {source.store}"
     elif source.message_id:
-        spec = filter_spec(message_ids=[source.message_id])
+        spec = RecordFilter(message_ids=[source.message_id]).to_spec()
         what = f"one message in {source.store}"
     else:
         if source.value is None:
             raise ConfigError("an import batch needs COLUMN=VALUE")
-        spec = filter_spec(containers=[source.table or "*"], equals={source.column: [source.value]},
-                           follow_links=True)  # rows added about those people later go too
+        spec = RecordFilter(containers=[source.table or "*"], equals={source.column: [source.value]},
+                           follow_links=True).to_spec()  # rows added about those people later go too
         what = f"import batch ({source.column}) in {source.store}"
     lineage = engine.ledger.protect_value({"store": source.store, "source": spec})[5:29]
     return Selection(
@@ -440,8 +431,8 @@ def child_purge(engine, run_date: dt.date, *, threshold: int | None = None) -> S
         specs = []
         if kind != "gmail":
             # born after `born_after` and not after the run date (a later "birth date" is no child's)
-            specs += [filter_spec(date_column=col, after=born_after, before=run_date + dt.timedelta(days=1),
-                                  entity="DATE_OF_BIRTH", follow_links=True)
+            specs += [RecordFilter(date_column=col, after=born_after, before=run_date + dt.timedelta(days=1),
+                                  entity="DATE_OF_BIRTH", follow_links=True).to_spec()
                       for col in settings["dob_columns"]]
         if settings["text_clues"]:
             clue = {"threshold": age, "min_score": settings["min_score"]}
@@ -449,7 +440,7 @@ def child_purge(engine, run_date: dt.date, *, threshold: int | None = None) -> S
             if kind == "gmail":
                 extra = {"date_column": MESSAGE_DATE,
                          "after": run_date - dt.timedelta(days=settings["mail_lookback_days"] + 1)}
-            specs.append(filter_spec(**extra, text_clue=clue))
+            specs.append(RecordFilter(**extra, text_clue=clue).to_spec())
         filters[name] = specs
     return Selection(
         flow=CHILD_PURGE, lineage=_lineage(CHILD_PURGE, str(age)), filters=filters, action=DELETE,
