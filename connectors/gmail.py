@@ -67,7 +67,7 @@ import phonenumbers
 
 from connectors.base import DELETE, UPDATE, Connector, Container, Done, ExecAction, Sampled, change_signature
 from pii.core.coverage import Coverage
-from pii.core.errors import ConfigError, StoreError, StoreUnreachable
+from pii.core.errors import ConfigError, InvalidIdentifier, StoreError, StoreUnreachable
 from pii.core.findings import STRONG, WEAK, Finding, merge
 from pii.core.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
 from pii.core.subject import (
@@ -442,9 +442,6 @@ def name_phrases(name: str) -> list[str]:
 
 def _same_address(token: str, key: str) -> bool:
     """Whether an email token is another spelling of the address `key` (its normalised form)."""
-    from pii.core.subject import normalise_email
-    from pii.core.errors import InvalidIdentifier
-
     try:
         return normalise_email(token) == key
     except (InvalidIdentifier, ValueError):
