@@ -50,7 +50,7 @@ from pii.core.classify import NUMBER, STRING, ColumnInfo
 from pii.core.coverage import Coverage
 from pii.core.errors import ConfigError, StoreError
 from pii.core.findings import STRONG, WEAK, Finding
-from pii.core.host import host_tag, process_gone
+from pii.core.host import host_tag, run_gone
 from pii.core.inventory import (
     EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, OTHER, PHONE, ColumnProfile,
 )
@@ -339,12 +339,10 @@ def _temp_is_dead_runs(name: str) -> bool:
     earlier version's) and its pid is this process (a rewrite no longer being written: the caller skips
     active ones) or no longer runs. Another host's temp is judged by its age only."""
     m = _TMP_NAME.match(name)
-    if m.group("host") is not None and m.group("host") != host_tag():
-        return False
+    tag = m.group("host") or host_tag()  # no tag: an earlier version's, written on this host
     if m.group("pid") is None:
-        return True
-    pid = int(m.group("pid"))
-    return pid == os.getpid() or process_gone(pid)
+        return tag == host_tag()
+    return bool(run_gone(tag, int(m.group("pid"))))
 
 
 def _private_opener(path, flags: int) -> int:

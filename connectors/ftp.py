@@ -91,7 +91,7 @@ from connectors.fileformat import (
 from pii.core import classify as cls
 from pii.core.classify import free_text_profile, kind_from_name
 from pii.core.coverage import Coverage
-from pii.core.host import host_tag, process_gone
+from pii.core.host import host_tag, run_gone
 from pii.core.errors import ConfigError, LetheError, StoreError, StoreUnreachable
 from pii.core.findings import STRONG, WEAK, Finding
 from pii.core.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE
@@ -892,10 +892,8 @@ class FtpConnector(Connector):
             m = _WORK_DIR.match(entry.name)
             if m is None or entry.path in _LIVE_WORK or not entry.is_dir(follow_symlinks=False):
                 continue
-            if m.group("host") == HOST_TAG:
-                pid = int(m.group("pid"))
-                stale = pid == os.getpid() or process_gone(pid)
-            else:
+            stale = run_gone(m.group("host"), int(m.group("pid")))
+            if stale is None:  # another host's: judged by its age
                 stale = now - _newest_mtime(entry.path) > STALE_COPY_SECONDS
             if not stale:
                 continue
@@ -1070,10 +1068,8 @@ class FtpConnector(Connector):
         and no longer being written), or older than STALE_TMP_SECONDS, whoever wrote it."""
         if (self._host(), self._port(), temp.path) in _ACTIVE:
             return False
-        if m.group("host") == HOST_TAG:
-            pid = int(m.group("pid"))
-            if pid == os.getpid() or process_gone(pid):
-                return True
+        if run_gone(m.group("host"), int(m.group("pid"))):
+            return True
         modify = temp.modify
         if modify is None:
             try:

@@ -62,3 +62,13 @@ def process_gone(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return False
+
+
+def run_gone(tag: str | None, pid: int) -> bool | None:
+    """For what a run left, named with its `host_tag()` and pid (temp files, copy folders): True when that
+    run is certainly over (this host's tag, and the pid no longer runs or is this very process, whose own
+    live work the caller leaves alone: a dead run's pid reused); False when it may still run; None when
+    another host left it (only its age can tell)."""
+    if tag != host_tag():
+        return None
+    return pid == os.getpid() or process_gone(pid)
