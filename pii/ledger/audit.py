@@ -81,28 +81,29 @@ class AuditLog:
         """Walk the chain: {"intact": bool, "events": chained events checked, "before_chain": events older
         than the chain, "broken_at": the first event id that does not fit (or None), "reason": why}."""
         e, c, h = ledger_events, ledger_event_chain, ledger_chain_head
+        out = {"intact": False, "events": 0, "before_chain": 0, "broken_at": None, "reason": None}
+        prev, last_id = "", 0
         with self._engine.connect() as conn:
             head = conn.execute(select(h).where(h.c.id == 1)).mappings().first()
-            rows = conn.execute(select(e, c.c.mac).select_from(e.outerjoin(c, c.c.event_id == e.c.event_id))
-                                .order_by(e.c.event_id)).mappings().all()
+            if head is None:
+                out["reason"] = "the chain's head is missing"
+                return out
             orphans = conn.execute(select(func.count()).select_from(c.outerjoin(e, e.c.event_id == c.c.event_id))
                                    .where(e.c.event_id.is_(None))).scalar()
-        out = {"intact": False, "events": 0, "before_chain": 0, "broken_at": None, "reason": None}
-        if head is None:
-            out["reason"] = "the chain's head is missing"
-            return out
-        prev, last_id = "", 0
-        for r in rows:
-            if r["event_id"] < head["first_event_id"]:
-                out["before_chain"] += 1
-                continue
-            if r["mac"] is None or r["mac"] != event_mac(self._mac, prev, dict(r)):
-                out["broken_at"] = r["event_id"]
-                out["reason"] = ("the event has no link in the chain (inserted without the key)" if r["mac"] is None
-                                 else "the event does not match its link (edited, inserted or reordered)")
-                return out
-            prev, last_id = r["mac"], r["event_id"]
-            out["events"] += 1
+            rows = conn.execution_options(yield_per=1000).execute(  # streamed: a long trail is not held at once
+                select(e, c.c.mac).select_from(e.outerjoin(c, c.c.event_id == e.c.event_id)).order_by(e.c.event_id))
+            for r in rows.mappings():
+                if r["event_id"] < head["first_event_id"]:
+                    out["before_chain"] += 1
+                    continue
+                if r["mac"] is None or r["mac"] != event_mac(self._mac, prev, dict(r)):
+                    out["broken_at"] = r["event_id"]
+                    out["reason"] = ("the event has no link in the chain (inserted without the key)"
+                                     if r["mac"] is None else
+                                     "the event does not match its link (edited, inserted or reordered)")
+                    return out
+                prev, last_id = r["mac"], r["event_id"]
+                out["events"] += 1
         if orphans:
             out["reason"] = f"{orphans} link(s) of the chain have no event (events deleted)"
         elif head["event_id"] != last_id or head["mac"] != prev or head["count"] != out["events"]:
