@@ -319,10 +319,11 @@ class ErasureEngine:
         return None
 
     # ------------------------------------------------------------------ approval
-    def approve(self, plan_id: str, approver: str, *, require_distinct: bool = False) -> None:
+    def approve(self, plan_id: str, approver: str, *, require_distinct: bool = False,
+                reason: str | None = None) -> None:
         digest = self.ledger.verify_plan(plan_id)["digest"]
         self.ledger.approve(plan_id, approver, require_distinct_from_requester=require_distinct,
-                            expected_digest=digest)
+                            expected_digest=digest, reason=reason)
 
     def reject(self, plan_id: str, approver: str, reason: str) -> None:
         self.ledger.reject(plan_id, approver, reason)

@@ -175,8 +175,9 @@ class RunService:
         self.engine.approve(plan.plan_id, approver)
         return self.engine.execute(plan.plan_id)
 
-    def approve(self, plan_id: str, approver: str, *, require_distinct: bool = False) -> None:
-        self.engine.approve(plan_id, approver, require_distinct=require_distinct)
+    def approve(self, plan_id: str, approver: str, *, require_distinct: bool = False,
+                reason: str | None = None) -> None:
+        self.engine.approve(plan_id, approver, require_distinct=require_distinct, reason=reason)
 
     def run(self, plan_id: str, *, subject: Subject | None = None, actor: str | None = None) -> ExecutionReport:
         """Carry out an approved plan (or resume one interrupted) and verify it."""

@@ -42,6 +42,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from pii.core.errors import LedgerTampered
 from pii.ledger import screening
+from pii.ledger.screening import safe_actor, scrub
 from pii.ledger.actions import ActionStore
 from pii.ledger.audit import AuditLog
 from pii.ledger.common import (
@@ -233,9 +234,9 @@ class Ledger:
         return self._audit.verify_chain()
 
     def approve(self, plan_id: str, approver: str, *, require_distinct_from_requester: bool = False,
-                expected_digest: str | None = None) -> None:
+                expected_digest: str | None = None, reason: str | None = None) -> None:
         return self._plans.approve(plan_id, approver, require_distinct_from_requester=require_distinct_from_requester,
-                                   expected_digest=expected_digest)
+                                   expected_digest=expected_digest, reason=reason)
 
     def reject(self, plan_id: str, approver: str, reason: str) -> None:
         return self._plans.reject(plan_id, approver, reason)
@@ -324,6 +325,16 @@ class Ledger:
     def export_audit(self, path: str | os.PathLike, fmt: str = "csv", *, request_id: str | None = None,
                      plan_id: str | None = None) -> int:
         return self._audit.export_audit(path, fmt, request_id=request_id, plan_id=plan_id)
+
+    def record_download(self, request_id: str, actor: str, what: str) -> None:
+        """Record that `actor` downloaded `what` (a file name Lethe made, e.g. the access package) of a
+        request: an audit event "package_downloaded" (the actor screened like approvers)."""
+        self.get_request(request_id)  # LedgerError for an unknown request
+        screen = self._requests.screen_for_request(request_id)
+        with self.engine.begin() as conn:
+            self._audit.write_event(conn, "package_downloaded", request_id=request_id,
+                                    actor=safe_actor(self._mac, actor, screen),
+                                    details={"file": scrub(what, screen, 200)})
 
 
 def _share_docstrings() -> None:

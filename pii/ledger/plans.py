@@ -186,7 +186,7 @@ class PlanStore:
         return [r["plan_id"] for r in rows if self._expire(r, actor)]
 
     def approve(self, plan_id: str, approver: str, *, require_distinct_from_requester: bool = False,
-                expected_digest: str | None = None) -> None:
+                expected_digest: str | None = None, reason: str | None = None) -> None:
         """planned -> approved. With `expected_digest` (from get_plan) the approval only holds for the plan
         the approver saw. A repeat by the same approver is a no-op."""
         if not approver or not str(approver).strip():
@@ -211,8 +211,11 @@ class PlanStore:
             raise LedgerError(f"plan {plan_id} is not the plan that was reviewed (digest differs)")
         decided_at = iso(self._now())
         signature = approval_signature(self._mac, plan_id, row["digest"], APPROVED, who, decided_at)
+        values = {"decided_by": who, "decided_at": decided_at}
+        if reason is not None and str(reason).strip():
+            values["decision_reason"] = scrub(reason, screen)
         self._move(plan_id, (PLANNED,), APPROVED, actor=who, digest=row["digest"],
-                   values={"decided_by": who, "decided_at": decided_at}, details={"signature": signature})
+                   values=values, details={"signature": signature})
 
     def check_approval(self, plan_id: str) -> None:
         """A plan past approval must carry a signed approval: an approval event whose HMAC (ledger key) covers
