@@ -74,13 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("plan_id", metavar="PLAN_ID")
     p.add_argument("--as", dest="approver", metavar="WHO", help="approver's name (default: the OS user)")
     p.add_argument("--require-distinct", action="store_true", help="refuse if the approver is the requester")
+    p.add_argument("--reason", help="why (sealed in the ledger like identifiers; the audit trail keeps a keyed hash)")
     p.add_argument("--execute", action="store_true", help="carry the plan out right after approving it")
     p.add_argument("--certificate", metavar="FILE", help="with --execute: write the certificate JSON to FILE")
     p.set_defaults(func=cmd_approve)
 
     p = sub.add_parser("reject", help="reject a stored erasure plan: nothing in it will be carried out")
     p.add_argument("plan_id", metavar="PLAN_ID")
-    p.add_argument("--reason", required=True)
+    p.add_argument("--reason", required=True,
+                   help="why (sealed in the ledger like identifiers; the audit trail keeps a keyed hash)")
     p.add_argument("--as", dest="approver", metavar="WHO", help="who rejects (default: the OS user)")
     p.set_defaults(func=cmd_reject)
 
@@ -397,7 +399,7 @@ def cmd_approve(args) -> int:
     config = config_from(args)
     runs = RunService(engine_for(args, config))
     approver = args.approver or current_user()
-    runs.approve(args.plan_id, approver, require_distinct=args.require_distinct)
+    runs.approve(args.plan_id, approver, require_distinct=args.require_distinct, reason=args.reason)
     print(f"plan {args.plan_id} approved by {approver}")
     if args.execute:
         return print_report(runs.engine, runs.run(args.plan_id), args.certificate)

@@ -79,6 +79,7 @@ from pii.ledger.keys import (
     resolve_key,
 )
 from pii.ledger.locks import LockStore
+from pii.ledger.notes import NoteStore
 from pii.ledger.plans import PlanStore
 from pii.ledger.requests import RequestStore
 from pii.ledger.schema import (
@@ -129,12 +130,14 @@ class Ledger:
         check_key(self.engine, self._key)
         self._audit = AuditLog(self.engine, self._now, self._mac)
         event = self._audit.write_event
-        self._requests = RequestStore(self.engine, self._now, self._mac, self._fernet, event)
+        self._notes = NoteStore(self.engine, self._now, self._mac, self._fernet)
+        self._requests = RequestStore(self.engine, self._now, self._mac, self._fernet, event, notes=self._notes)
         self._locks = LockStore(self.engine, self._now, event)
         self._actions = ActionStore(self.engine, self._now, self._mac, event, self._requests.screen_for_request)
         self._plans = PlanStore(self.engine, self._now, self._mac, event,
-                                requests=self._requests, actions=self._actions, locks=self._locks)
-        self._suppression = SuppressionStore(self.engine, self._now, self._mac, self._fernet, event)
+                                requests=self._requests, actions=self._actions, locks=self._locks, notes=self._notes)
+        self._suppression = SuppressionStore(self.engine, self._now, self._mac, self._fernet, event,
+                                             notes=self._notes)
 
     # ---- what the stores share (and pii.engine.requests uses `_fernet`, the tests `_now`)
     def _now(self) -> datetime:
@@ -325,6 +328,11 @@ class Ledger:
     def export_audit(self, path: str | os.PathLike, fmt: str = "csv", *, request_id: str | None = None,
                      plan_id: str | None = None) -> int:
         return self._audit.export_audit(path, fmt, request_id=request_id, plan_id=plan_id)
+
+    def reason_matches(self, reason_hash: str, text: str) -> bool:
+        """Whether `text` is the text whose keyed hash an event kept ("reason_hash"): an auditor can confirm a
+        reason someone claims was given, after the sealed note itself was shredded."""
+        return self._notes.matches(reason_hash, text)
 
     def record_download(self, request_id: str, actor: str, what: str) -> None:
         """Record that `actor` downloaded `what` (a file name Lethe made, e.g. the access package) of a

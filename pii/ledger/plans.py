@@ -32,6 +32,7 @@ from pii.ledger.common import (
     iso,
 )
 from pii.ledger.locks import LockStore
+from pii.ledger.notes import SHREDDED, NoteStore
 from pii.ledger.requests import RequestStore
 from pii.ledger.schema import ledger_events, ledger_plan_actions, ledger_plans, plan_row
 from pii.ledger.screening import Mac, check_actor_name, is_actor, safe_actor, scrub
@@ -51,7 +52,8 @@ class PlanStore:
     the action store (what is still pending) and the lock store (the plan's lock)."""
 
     def __init__(self, engine: Engine, now: Callable[[], datetime], mac: Mac, write_event: EventWriter, *,
-                 requests: RequestStore, actions: ActionStore, locks: LockStore):
+                 requests: RequestStore, actions: ActionStore, locks: LockStore, notes: NoteStore):
+        self._notes = notes
         self._engine = engine
         self._now = now
         self._mac = mac
@@ -111,7 +113,7 @@ class PlanStore:
                     conn.execute(insert(ledger_plan_actions), [
                         {"plan_id": plan_id, "action_id": a, "seq": i} for i, a in enumerate(action_ids)])
                 self._event(conn, "plan_stored", request_id=request_id, plan_id=plan_id, now=now,
-                            actor=safe_actor(self._mac, actor, screen),
+                            actor=self._requests.actor_of(request_id, actor, screen),
                             details={"actions": len(action_ids), "by_store": by_store, "state": PLANNED,
                                      "expires_at": iso(expires_at)})
         except IntegrityError:
@@ -127,16 +129,22 @@ class PlanStore:
             raise LedgerTampered(f"plan {plan_id} does not match its digest (keyed with the ledger key): the stored "
                                  f"plan was altered, or written by a Lethe before keyed digests; plan it again")
         row["plan"] = json.loads(text)
+        # sealed as typed; shown screened (contacts masked, withheld when it names the subject)
+        reason = self._notes.read(row["decision_reason"])
+        if reason is not None and reason != SHREDDED:
+            reason = scrub(reason, self._requests.screen_for_request(row["request_id"]))
+        row["decision_reason"] = reason
         return row
 
     def plan_state(self, plan_id: str) -> str:
         return plan_row(self._engine, plan_id)["state"]
 
     def _move(self, plan_id: str, expected: Sequence[str], new: str, *, actor, values: dict | None = None,
-              details: dict | None = None, digest: str | None = None) -> str:
+              details: dict | None = None, digest: str | None = None, reason: str | None = None) -> str:
         """Compare-and-set the plan's state from one of `expected` to `new`; returns the state it left.
         Refuses moves that are not transitions, and time-limited moves on an expired plan (which it marks
-        expired)."""
+        expired). A `reason` (a decision's, as typed) is sealed as a note of the plan's request: the plan's
+        `decision_reason` and the event keep its id, the event its keyed hash too."""
         for e in expected:
             if new not in PLAN_TRANSITIONS.get(e, ()):
                 raise LedgerError(f"plan {plan_id}: {e} -> {new} is not a valid transition")
@@ -153,8 +161,14 @@ class PlanStore:
                     stmt = stmt.where(p.c.digest == digest)
                 if conn.execute(stmt.values(state=new, updated_at=iso(now), **(values or {}))).rowcount == 1:
                     request_id = conn.execute(select(p.c.request_id).where(p.c.plan_id == plan_id)).scalar_one()
+                    sealed = {}
+                    if reason is not None and str(reason).strip():
+                        note_id, note_hash = self._notes.seal(conn, reason, purpose="decision_reason",
+                                                              request_id=request_id)
+                        conn.execute(update(p).where(p.c.plan_id == plan_id).values(decision_reason=note_id))
+                        sealed = {"reason": note_id, "reason_hash": note_hash}
                     self._event(conn, "plan_" + new, request_id=request_id, plan_id=plan_id, actor=actor, now=now,
-                                details={"from": e, "to": new, **(details or {})})
+                                details={"from": e, "to": new, **(details or {}), **sealed})
                     return e
         row = plan_row(self._engine, plan_id)
         if row["state"] in expected and new in _TIME_LIMITED and row["expires_at"] < iso(now):
@@ -211,11 +225,8 @@ class PlanStore:
             raise LedgerError(f"plan {plan_id} is not the plan that was reviewed (digest differs)")
         decided_at = iso(self._now())
         signature = approval_signature(self._mac, plan_id, row["digest"], APPROVED, who, decided_at)
-        values = {"decided_by": who, "decided_at": decided_at}
-        if reason is not None and str(reason).strip():
-            values["decision_reason"] = scrub(reason, screen)
-        self._move(plan_id, (PLANNED,), APPROVED, actor=who, digest=row["digest"],
-                   values=values, details={"signature": signature})
+        self._move(plan_id, (PLANNED,), APPROVED, actor=who, digest=row["digest"], reason=reason,
+                   values={"decided_by": who, "decided_at": decided_at}, details={"signature": signature})
 
     def check_approval(self, plan_id: str) -> None:
         """A plan past approval must carry a signed approval: an approval event whose HMAC (ledger key) covers
@@ -249,9 +260,8 @@ class PlanStore:
         who = safe_actor(self._mac, approver, screen)
         if row["state"] == REJECTED and row["decided_by"] == who:
             return
-        self._move(plan_id, (PLANNED,), REJECTED, actor=who,
-                   values={"decided_by": who, "decided_at": iso(self._now()),
-                           "decision_reason": scrub(reason, screen)})
+        self._move(plan_id, (PLANNED,), REJECTED, actor=who, reason=reason,
+                   values={"decided_by": who, "decided_at": iso(self._now())})
 
     def start_execution(self, plan_id: str, actor: str) -> None:
         """approved (or failed, to retry its pending actions) -> executing. Only one worker wins."""

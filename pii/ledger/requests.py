@@ -17,8 +17,11 @@ from sqlalchemy.exc import IntegrityError
 from pii.core.errors import LedgerError
 from pii.ledger.audit import EventWriter
 from pii.ledger.common import REQUEST_STATUSES, check_id, due_date, iso
-from pii.ledger.schema import ledger_request_identifiers, ledger_request_secrets, ledger_requests, request_row
-from pii.ledger.screening import Mac, Screen, actor_hash, check_actor_name, is_actor, safe_actor, subject_hashes
+from pii.ledger.notes import SHREDDED, NoteStore
+from pii.ledger.schema import (
+    ledger_events, ledger_request_identifiers, ledger_request_secrets, ledger_requests, request_row,
+)
+from pii.ledger.screening import Mac, Screen, actor_hash, check_actor_name, is_actor, safe_actor, scrub, subject_hashes
 from pii.core.subject import DEFAULT_REGION, Subject
 
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_\-]{0,39}$")
@@ -28,7 +31,8 @@ class RequestStore:
     """Requests and their sealed identifiers. `fernet()` gives the request store's Fernet."""
 
     def __init__(self, engine: Engine, now: Callable[[], datetime], mac: Mac, fernet: Callable,
-                 write_event: EventWriter):
+                 write_event: EventWriter, *, notes: NoteStore):
+        self._notes = notes
         self._engine = engine
         self._now = now
         self._mac = mac
@@ -93,6 +97,8 @@ class RequestStore:
                     created_at=iso(now), updated_at=iso(now)))
                 conn.execute(insert(ledger_request_identifiers),
                              [{"request_id": request_id, "kind": k, "hash": h} for k, h in hashes])
+                # the requester's name as typed, sealed (shown to approvers; shredded with the identifiers)
+                self._notes.seal(conn, requester, purpose="requester", request_id=request_id)
                 self._event(conn, "request_created", request_id=request_id, actor=requester_hash, now=now,
                             details={"kind": kind, "identifiers": counts, "received_at": received.isoformat(),
                                      "due_at": due.isoformat()})
@@ -107,9 +113,34 @@ class RequestStore:
         return request_id
 
     def get_request(self, request_id: str) -> dict:
+        """The request's row, its identifiers as keyed hashes, and "requester": the requester's name from its
+        sealed note (SHREDDED once the request's data is shredded; None for requests made before notes)."""
         row = dict(self.request_row(request_id))
         row["identifiers"] = [{"kind": k, "hash": h} for k, h in self.request_hashes(request_id)]
+        requester = self._notes.request_note(request_id, "requester")
+        if requester is None and self._shredded(request_id):
+            requester = SHREDDED
+        elif requester is not None and requester != SHREDDED:
+            requester = scrub(requester, self.screen_for_request(request_id), 200)
+        row["requester"] = requester
         return row
+
+    def actor_of(self, request_id: str, actor, screen: Screen | None = None) -> str | None:
+        """How an actor of the request's events is recorded: the requester (a name typed on the command line
+        or a form) as their keyed hash, as the request records them; others (approvers, workers) by name
+        unless the name is one of the subject's identifiers."""
+        if actor is None:
+            return None
+        if is_actor(self._mac, self.request_row(request_id)["requester_hash"], str(actor)):
+            return actor_hash(self._mac, str(actor))
+        return safe_actor(self._mac, actor, screen or self.screen_for_request(request_id))
+
+    def _shredded(self, request_id: str) -> bool:
+        e = ledger_events
+        with self._engine.connect() as conn:
+            return conn.execute(select(e.c.event_id).where(e.c.request_id == request_id,
+                                                           e.c.event == "identifiers_shredded").limit(1)).first() \
+                is not None
 
     def requested_by(self, request_id: str, who: str) -> bool:
         """Whether `who` made the request (compared as keyed hashes)."""
@@ -140,7 +171,7 @@ class RequestStore:
         if status not in REQUEST_STATUSES:
             raise LedgerError(f"request status must be one of {', '.join(REQUEST_STATUSES)}")
         row = self.request_row(request_id)
-        actor = safe_actor(self._mac, actor, self.screen_for_request(request_id))
+        actor = self.actor_of(request_id, actor)
         now = self._now()
         with self._engine.begin() as conn:
             conn.execute(update(ledger_requests).where(ledger_requests.c.request_id == request_id)
@@ -202,10 +233,13 @@ class RequestStore:
         return data
 
     def shred_subject(self, request_id: str, *, actor: str | None = None) -> bool:
-        """Delete the request's encrypted identifiers (hashes stay). True when there were any."""
+        """Delete the request's encrypted identifiers and its sealed notes (requester, reasons); hashes stay.
+        True when there were identifiers."""
         with self._engine.begin() as conn:
             gone = conn.execute(sql_delete(ledger_request_secrets).where(
                 ledger_request_secrets.c.request_id == request_id)).rowcount == 1
-            if gone:
-                self._event(conn, "identifiers_shredded", request_id=request_id, actor=actor, details={})
+            notes = self._notes.shred_request(conn, request_id)
+            if gone or notes:
+                self._event(conn, "identifiers_shredded", request_id=request_id, actor=self.actor_of(request_id, actor),
+                            details={"notes": notes} if notes else {})
         return gone

@@ -149,9 +149,20 @@ ledger_chain_head = Table(
     Column("count", Integer, nullable=False),
 )
 
+# Sealed notes (pii/ledger/notes.py): free text people type (requester, reasons), encrypted, shreddable.
+ledger_notes = Table(
+    "ledger_notes",
+    metadata,
+    Column("note_id", String(64), primary_key=True),
+    Column("request_id", String(64), index=True),
+    Column("purpose", String(40), nullable=False),
+    Column("sealed", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
 LEDGER_TABLES = (ledger_meta, ledger_requests, ledger_request_identifiers, ledger_plans, ledger_plan_actions,
                  ledger_actions, ledger_locks, ledger_suppression, ledger_events, ledger_request_secrets,
-                 ledger_holds, ledger_suppressed_addresses, ledger_event_chain, ledger_chain_head)
+                 ledger_holds, ledger_suppressed_addresses, ledger_event_chain, ledger_chain_head, ledger_notes)
 
 # The audit trail is append-only in the database too, not only in this API (SQLite and PostgreSQL).
 for _ddl in (

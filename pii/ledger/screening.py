@@ -24,7 +24,7 @@ _WITHHELD = "[withheld: it named the subject]"
 _DETAIL_LIMIT = 1000
 
 # Strings Lethe itself makes (keyed hashes, fingerprints, ids): nothing personal can be inside them.
-OPAQUE_RE = re.compile(r"^(?:hmac:|act-|plan-|req-|expect:)?[0-9a-p]{32,}$")
+OPAQUE_RE = re.compile(r"^(?:hmac:|act-|plan-|req-|note-|expect:)?[0-9a-p]{32,}$")
 
 
 class Screen:

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from pii.core.errors import LedgerError
 from pii.ledger.audit import EventWriter
 from pii.ledger.common import canonical_identifier, identifier_kind, iso, subject_identifiers
+from pii.ledger.notes import SHREDDED, NoteStore
 from pii.ledger.schema import ledger_holds, ledger_suppressed_addresses, ledger_suppression, request_row
 from pii.ledger.screening import Mac, Screen, hash_identifier, safe_actor, scrub, subject_hashes
 from pii.core.subject import DEFAULT_REGION, Subject
@@ -23,7 +24,8 @@ class SuppressionStore:
     """Suppression entries, kept addresses and legal holds. `fernet()` gives the request store's Fernet."""
 
     def __init__(self, engine: Engine, now: Callable[[], datetime], mac: Mac, fernet: Callable,
-                 write_event: EventWriter):
+                 write_event: EventWriter, *, notes: NoteStore):
+        self._notes = notes
         self._engine = engine
         self._now = now
         self._mac = mac
@@ -37,18 +39,20 @@ class SuppressionStore:
             raise LedgerError("a legal hold needs a reason")
         hashes = subject_hashes(self._mac, subject)
         screen = Screen(self._mac, hashes, subject.region)
-        reason = scrub(reason, screen) or ""
         h = ledger_holds
         now = self._now()
         with self._engine.begin() as conn:
             existing = {(r.kind, r.hash) for r in conn.execute(select(h.c.kind, h.c.hash).where(
                 h.c.hash.in_([x for _, x in hashes])))}
             new = [(k, x) for k, x in hashes if (k, x) not in existing]
+            details: dict = {"added": len(new)}
             if new:
-                conn.execute(insert(h), [{"kind": k, "hash": x, "reason": reason, "created_at": iso(now)}
+                # the reason as typed may name people: sealed, the rows keep its note id (shredded on release)
+                note_id, note_hash = self._notes.seal(conn, reason, purpose="hold_reason")
+                conn.execute(insert(h), [{"kind": k, "hash": x, "reason": note_id, "created_at": iso(now)}
                                          for k, x in new])
-            self._event(conn, "hold_placed", actor=safe_actor(self._mac, actor, screen), now=now,
-                        details={"added": len(new)})
+                details.update(reason=note_id, reason_hash=note_hash)
+            self._event(conn, "hold_placed", actor=safe_actor(self._mac, actor, screen), now=now, details=details)
         return len(new)
 
     def release_hold(self, subject: Subject, *, actor: str | None = None) -> int:
@@ -58,8 +62,13 @@ class SuppressionStore:
         h = ledger_holds
         with self._engine.begin() as conn:
             released = 0
+            notes: set[str] = set()
             for k, x in hashes:
+                notes.update(conn.execute(select(h.c.reason).where(h.c.kind == k, h.c.hash == x)).scalars())
                 released += conn.execute(sql_delete(h).where(h.c.kind == k, h.c.hash == x)).rowcount or 0
+            still = set(conn.execute(select(h.c.reason).where(h.c.reason.in_(sorted(notes)))).scalars()) if notes \
+                else set()
+            self._notes.shred(conn, sorted(notes - still))
             self._event(conn, "hold_released", actor=safe_actor(self._mac, actor, screen),
                         details={"released": released})
         return released
@@ -71,8 +80,14 @@ class SuppressionStore:
         with self._engine.connect() as conn:
             rows = conn.execute(select(h).where(h.c.hash.in_([x for _, x in hashes]))).mappings().all()
         wanted = set(hashes)
-        return [{"kind": r["kind"], "reason": r["reason"], "created_at": r["created_at"]}
-                for r in rows if (r["kind"], r["hash"]) in wanted]
+        screen = Screen(self._mac, subject_hashes(self._mac, subject), subject.region)
+        return [{"kind": r["kind"], "reason": self._shown(self._notes.read(r["reason"]), screen),
+                 "created_at": r["created_at"]} for r in rows if (r["kind"], r["hash"]) in wanted]
+
+    @staticmethod
+    def _shown(reason, screen: Screen):
+        """A sealed reason as it is shown: screened (contacts masked, withheld when it names the subject)."""
+        return reason if reason in (None, SHREDDED) else scrub(reason, screen)
 
     # ---- suppression
     def suppress(self, subject: Subject, reason: str, request_id: str | None = None, *,

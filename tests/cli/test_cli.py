@@ -232,6 +232,23 @@ def test_when_plan_is_rejected_then_execute_refuses(fresh_demo):
     assert code != 0 and "rejected" in stderr
 
 
+def test_approve_reason_is_sealed_in_the_ledger_and_the_audit_keeps_its_keyed_hash(fresh_demo, tmp_path):
+    cfg = fresh_demo.config_path
+    _, stdout, _ = run("--config", cfg, "erase", "--email", "alice.smith@example.org", "--requester",
+                       "Quentin Blakewell")
+    plan_id = re.search(r"plan (plan-[0-9a-f]+) stored", stdout).group(1)
+    code, stdout, stderr = run("--config", cfg, "approve", plan_id, "--as", "dpo", "--reason",
+                               "identity checked by Eve Moneypennyworth")
+    assert code == 0, stderr
+    run("--config", cfg, "audit", "--out", tmp_path / "audit.json")
+    approved = [e for e in json.loads((tmp_path / "audit.json").read_text()) if e["event"] == "plan_approved"]
+    assert approved and approved[0]["details"]["reason_hash"].startswith("hmac:")
+    # neither the reason nor the requester is anywhere in clear: not in the export, not in the ledger's files
+    for path in [tmp_path / "audit.json", *Path(fresh_demo.root).rglob("*.db*")]:
+        data = path.read_bytes()
+        assert b"Moneypennyworth" not in data and b"Blakewell" not in data, path.name
+
+
 def test_when_a_planned_row_drifted_then_erase_yes_again_makes_a_new_plan(fresh_demo):
     import sqlite3
 
