@@ -31,6 +31,13 @@ STORE_KEYS = {
 }
 COMMON_STORE_KEYS = ("kind", "conn_id", "metadata", "marketing", "sample_size")
 METADATA_KEYS = ("purpose", "legal_basis", "source", "recipients", "retention", "description")
+# `metadata: {retained: {CONTAINER: {...}}}`: the store's own declaration that a table/file (a glob, named as
+# policy rules name containers) is kept for a period under a legal basis; the default erasure plan retains it
+# (pii.core.policy.DeclaredRetention). Only these keys; period and legal_basis are required.
+RETAINED_KEYS = ("period", "legal_basis", "reason")
+# A period as retention rules write it (pii.core.retention.Period reads it with this pattern): a positive
+# count and a unit, e.g. 90d, 6w, 3m, 2y, "6 years".
+PERIOD_PATTERN = r"^\s*(\d*[1-9]\d*)\s*(d|w|m|y|days?|weeks?|months?|years?)\s*$"
 DEFAULT_STATE_FILE = "lethe_state.db"
 
 
@@ -181,6 +188,7 @@ def parse_config(data: Any, path: Path | None = None) -> Config:
 
 
 _MAPPING = {"type": "object"}
+_TEXT = {"type": "string", "pattern": r"\S"}  # a non-empty text
 CONFIG_SCHEMA = {  # JSON Schema (draft 2020-12) of stores.yaml's shape; values are checked where they are used
     "type": "object",
     "properties": {**{k: {} for k in TOP_LEVEL_KEYS},
@@ -195,9 +203,16 @@ CONFIG_SCHEMA = {  # JSON Schema (draft 2020-12) of stores.yaml's shape; values 
         # a store's keys by its kind (an unknown kind or a missing one is named by parse_config)
         "store": {"type": "object", "allOf": [
             {"if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
-             "then": {"properties": {k: {} for k in COMMON_STORE_KEYS + METADATA_KEYS + keys},
+             "then": {"properties": {**{k: {} for k in COMMON_STORE_KEYS + METADATA_KEYS + keys},
+                                     "metadata": {"$ref": "#/$defs/metadata"}},
                       "additionalProperties": False}}
             for kind, keys in STORE_KEYS.items()]},
+        # the store's metadata is free (shown in access answers), except `retained:`, which Lethe acts on
+        "metadata": {"type": ["object", "null"], "properties": {"retained": {"$ref": "#/$defs/retained"}}},
+        "retained": {"type": "object", "additionalProperties": {"$ref": "#/$defs/declaration"}},
+        "declaration": {"type": "object", "required": ["period", "legal_basis"], "additionalProperties": False,
+                        "properties": {"period": {"type": "string", "pattern": "(?i)" + PERIOD_PATTERN},
+                                       "legal_basis": _TEXT, "reason": _TEXT}},
     },
 }
 
@@ -224,8 +239,12 @@ def _check_keys(data: Mapping, where: str) -> None:
             raise ConfigError(f"{where}: store names must be non-empty strings of printable characters "
                               f"(no line breaks or control characters)")
     errors = Draft202012Validator(CONFIG_SCHEMA).iter_errors(dict(data))
-    for error in sorted(errors, key=lambda e: list(map(str, e.path))):  # the top level first, then by key
+    # the top level first, then by key; at one place a misspelt key (with its suggestion) before a missing one
+    for error in sorted(errors, key=lambda e: (list(map(str, e.path)), e.validator != "additionalProperties")):
         path = list(error.path)
+        declared = _retained_error(path, error)
+        if declared:
+            raise ConfigError(f"{where}: {declared}")
         if error.validator == "additionalProperties":
             known = list(error.schema["properties"])
             bad = sorted(str(k) for k in error.instance if k not in known)[0]
@@ -233,10 +252,37 @@ def _check_keys(data: Mapping, where: str) -> None:
                 f"store '{path[-1]}' ({error.instance['kind']}): unknown key"
             raise ConfigError(f"{where}: {place} '{_shown(bad)}'{_suggest(bad, known)}")
         if error.validator == "type":
-            what = {"object": "a mapping", "array": "a list", "string": "a string"}[error.validator_value]
+            kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+            what = " or ".join({"object": "a mapping", "array": "a list", "string": "a string"}.get(k, k)
+                               for k in kinds if k != "null")
             raise ConfigError(f"{where}: '{_shown('.'.join(map(str, path)))}' must be {what}")
         if error.validator in ("minProperties", "required"):
             raise ConfigError(f"{where}: 'stores:' must name at least one store")
+
+
+def _retained_error(path: list, error) -> str | None:
+    """The one-line message for a wrong `metadata: {retained: ...}` declaration (None for other places):
+    names the store, the container and the key, never a value."""
+    if len(path) < 4 or path[0] != "stores" or path[2:4] != ["metadata", "retained"]:
+        return None
+    here = f"store '{_shown(path[1])}': metadata.retained"
+    if len(path) == 4:
+        return f"{here} must map tables/files to {{period, legal_basis, reason}}"
+    here += f" '{_shown(path[4])}'"
+    if len(path) == 5:
+        if error.validator == "additionalProperties":
+            bad = sorted(str(k) for k in error.instance if k not in RETAINED_KEYS)[0]
+            return f"{here}: unknown key '{_shown(bad)}'{_suggest(bad, RETAINED_KEYS)}"
+        if error.validator == "required":
+            missing = [k for k in error.validator_value if k not in error.instance]
+            why = {"period": "how long it is kept, e.g. 6y", "legal_basis": "why it must be kept"}
+            return (f"{here} needs {' and '.join(repr(k) for k in missing)} "
+                    f"({'; '.join(why[k] for k in missing)})")
+        return f"{here} must be a mapping with period, legal_basis and (optionally) reason"
+    key = str(path[5])
+    if key == "period":
+        return f"{here}: 'period' must be a positive count with a unit, e.g. 90d, 6w, 3m, 6y or '6 years'"
+    return f"{here}: '{_shown(key)}' must be a non-empty text"
 
 
 def _validate_store(store: StoreConfig, where: str) -> None:

@@ -4,8 +4,11 @@ A plan is stored in the ledger as JSON (no personal values: personal locators ar
 wraps that JSON with, in memory only, the findings it was built from. Each planned location is a
 `PlannedAction`: where (store, container, location), what was seen (match, strength, entities, a keyed
 fingerprint), and what the policy decided (action, reason, rule, legal basis, until, the fields to
-anonymise, what a weak location would get if included). `PlannedAction.to_dict` is the stored form and
-`from_dict` reads it back, so the keys are written in one place.
+anonymise, what a weak location would get if included) and, where that decision erases a container the
+store's stores.yaml metadata declares retained, the `conflict` (which declaration: store/container, period,
+legal basis) and the rule's `override_reason` when the contradiction is deliberate. `PlannedAction.to_dict`
+is the stored form (so the plan's digest covers a conflict too) and `from_dict` reads it back, so the keys
+are written in one place. `Plan.lines` is what the CLI and the approval show: a conflict is marked with "!".
 """
 from __future__ import annotations
 
@@ -41,6 +44,8 @@ class PlannedAction:
     until: str | None = None  # ISO date a retention runs to
     fields: dict[str, dict] | None = None  # column -> OperatorSpec.to_dict() (anonymise, retain with fields)
     proposed: str | None = None  # for review: the action it would get if included
+    conflict: str | None = None  # the declared retention this action contradicts (pii.core.policy.DeclaredRetention)
+    override_reason: str | None = None  # the rule's `override_retained`: the contradiction is deliberate
 
     @classmethod
     def decided(cls, *, decision: Decision, **where: Any) -> "PlannedAction":
@@ -48,18 +53,20 @@ class PlannedAction:
         ops = decision.field_ops
         if decision.proposed is not None and decision.proposed.field_ops:
             ops = decision.proposed.field_ops
+        flagged = decision.proposed if decision.proposed is not None and decision.proposed.conflict else decision
         return cls(**where, action=decision.action, reason=decision.reason, rule=decision.rule_index,
                    legal_basis=decision.legal_basis or None,
                    until=decision.until.isoformat() if decision.until else None,
                    fields={c: spec.to_dict() for c, spec in ops.items()} if ops else None,
-                   proposed=decision.proposed.action if decision.proposed is not None else None)
+                   proposed=decision.proposed.action if decision.proposed is not None else None,
+                   conflict=flagged.conflict or None, override_reason=flagged.override_reason or None)
 
     def to_dict(self) -> dict:
         out: dict[str, Any] = {"action_id": self.action_id, "store": self.store, "container": self.container,
                                "location": self.location, "match": self.match, "strength": self.strength,
                                "entities": list(self.entities), "fingerprint": self.fingerprint,
                                "action": self.action, "reason": self.reason}
-        for name in ("rule", "legal_basis", "until", "fields", "proposed"):
+        for name in ("rule", "legal_basis", "until", "fields", "proposed", "conflict", "override_reason"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -72,7 +79,8 @@ class PlannedAction:
                    entities=tuple(data.get("entities") or ()), fingerprint=data["fingerprint"],
                    action=data["action"], reason=data.get("reason") or "", rule=data.get("rule"),
                    legal_basis=data.get("legal_basis"), until=data.get("until"), fields=data.get("fields"),
-                   proposed=data.get("proposed"))
+                   proposed=data.get("proposed"), conflict=data.get("conflict"),
+                   override_reason=data.get("override_reason"))
 
 
 def actions_of(stored: list[dict]) -> list[PlannedAction]:
@@ -114,6 +122,11 @@ class Plan:
             per[a.action] = per.get(a.action, 0) + 1
         return out
 
+    def conflicts(self) -> list[PlannedAction]:
+        """Actions that erase what the store declares retained (stores.yaml metadata `retained:`), overridden
+        deliberately or not."""
+        return [a for a in self.actions if a.conflict]
+
     def lines(self) -> list[str]:
         """Human-readable plan, no personal values: what would happen where, and why."""
         out = []
@@ -122,8 +135,19 @@ class Plan:
             totals[a.action] = totals.get(a.action, 0) + 1
         summary = ", ".join(f"{totals.get(k, 0)} {k}" for k in (DELETE, ANONYMISE, REDACT, RETAIN, HOLD, REVIEW))
         out.append(f"plan: {summary}")
+        conflicts = self.conflicts()
+        unexplained = [a for a in conflicts if not a.override_reason]
+        if unexplained:
+            out.append(f"  ! {len(unexplained)} action(s) conflict with retention declared in stores.yaml (see "
+                       "below): approve only if erasing them is intended")
+        flagged: dict[str, str] = {}
+        for a in conflicts:
+            where = f"{a.store}/{shown_container(a.container)}"
+            if not a.override_reason or where not in flagged:
+                flagged[where] = ("  ! conflicts with declared retention" if not a.override_reason
+                                  else "  (overrides declared retention)")
         for where, per in sorted(self.counts().items()):
-            out.append(f"  {where}: " + ", ".join(f"{n} {k}" for k, n in sorted(per.items())))
+            out.append(f"  {where}: " + ", ".join(f"{n} {k}" for k, n in sorted(per.items())) + flagged.get(where, ""))
         reasons: dict[tuple, int] = {}
         for a in self.actions + self.held:
             if a.action in (RETAIN, HOLD, ANONYMISE):
@@ -135,6 +159,17 @@ class Plan:
             extra += f"; until {until}" if until else ""
             extra += f"; fields anonymised: {fields}" if fields else ""
             out.append(f"  {action} {n} in {store}/{shown_container(container)}: {reason}{extra}")
+        grouped: dict[tuple, int] = {}
+        for a in conflicts:
+            key = (a.action, a.store, a.container, a.conflict, a.override_reason or "")
+            grouped[key] = grouped.get(key, 0) + 1
+        for (action, store, container, conflict, override), n in sorted(grouped.items()):
+            where = f"{store}/{shown_container(container)}"
+            if override:
+                out.append(f"  {action} {n} in {where} overrides declared retention: {conflict}; "
+                           f"override: {override}")
+            else:
+                out.append(f"  ! {action} {n} in {where} conflicts with declared retention: {conflict}")
         review = self.data["review"]
         if review:
             what = ("locations where only free text suggests it (no date of birth)" if self.data.get("flow")

@@ -21,7 +21,17 @@ rules:
       email: {operator: hash}
       phone: {operator: mask, chars_to_mask: 6, from_end: true, masking_char: "*"}
     match: [identifier, linked]   # optional: match kinds the rule applies to (default all)
+    override_retained: "..."      # optional: why this rule deletes/anonymises what stores.yaml declares retained
 ```
+
+**Declared retention.** A store's own stores.yaml metadata may declare that a container is kept for a period
+under a legal basis (``metadata: {retained: {payments: {period: 6y, legal_basis: ..., reason: ...}}}``, the
+container a glob named as rules name containers). Where no rule matches, such a container is retained
+(reason and legal basis from the declaration; no ``until``: the period's start, such as "after membership
+ends", is not known to Lethe). A rule that deletes, anonymises or redacts a declared container keeps its
+action, but the decision carries a ``conflict`` naming the declaration, which the plan shows to the approver;
+a rule with ``override_retained: <why>`` records that the contradiction is deliberate (the plan shows it as
+an override, with that reason, instead of a warning). A legal hold still comes first.
 
 Field operators are small named classes looked up by name (`OPERATORS`): replace, redact, mask, hash,
 encrypt, null, and for statistics generalise_date (a date to its year or month) and postcode_district (a UK
@@ -53,7 +63,8 @@ HOLD = "hold"
 RULE_ACTIONS = (DELETE, ANONYMISE, RETAIN, REDACT)  # what a rule may say
 ACTIONS = RULE_ACTIONS + (REVIEW, HOLD)  # what a decision may say
 HOLD_KEYS = ("store", "container", "reason", "until")
-RULE_KEYS = ("store", "container", "action", "reason", "legal_basis", "until", "anonymise", "match")
+RULE_KEYS = ("store", "container", "action", "reason", "legal_basis", "until", "anonymise", "match",
+             "override_retained")
 REDACTED = "[redacted]"
 HASH_KEY_ENV = "LETHE_HASH_KEY"
 ENCRYPT_KEY_ENV = "LETHE_ENCRYPT_KEY"
@@ -374,6 +385,10 @@ class Decision:
     until: _dt.date | None = None
     field_ops: dict[str, OperatorSpec] = field(default_factory=dict)
     proposed: "Decision | None" = None
+    # an erasing action on a container stores.yaml declares retained: which declaration it contradicts
+    # (store/container, period, legal basis; never a value), and the rule's `override_retained` if it has one
+    conflict: str | None = None
+    override_reason: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -384,6 +399,8 @@ class Decision:
             "until": self.until.isoformat() if self.until else None,
             "field_ops": {col: spec.to_dict() for col, spec in self.field_ops.items()},
             "proposed": self.proposed.to_dict() if self.proposed else None,
+            "conflict": self.conflict,
+            "override_reason": self.override_reason,
         }
 
     @classmethod
@@ -398,6 +415,8 @@ class Decision:
             field_ops={col: OperatorSpec.from_dict(spec, f"stored plan, column {col!r}")
                        for col, spec in (data.get("field_ops") or {}).items()},
             proposed=cls.from_dict(data["proposed"]) if data.get("proposed") else None,
+            conflict=data.get("conflict"),
+            override_reason=data.get("override_reason"),
         )
 
 
@@ -412,6 +431,7 @@ class Rule:
     until: _dt.date | None = None
     field_ops: dict[str, OperatorSpec] = field(default_factory=dict)
     match: tuple[str, ...] = MATCH_ORDER
+    override_retained: str | None = None  # why this rule may erase what stores.yaml declares retained
 
     def applies(self, finding: Finding, today: _dt.date) -> bool:
         if self.until is not None and today > self.until:
@@ -423,6 +443,61 @@ class Rule:
     def decision(self) -> Decision:
         return Decision(action=self.action, rule_index=self.index, reason=self.reason,
                         legal_basis=self.legal_basis, until=self.until, field_ops=dict(self.field_ops))
+
+
+ERASING_ACTIONS = (DELETE, ANONYMISE, REDACT)  # what contradicts a declared retention
+
+
+@dataclass(frozen=True)
+class DeclaredRetention:
+    """A store's own declaration (stores.yaml, ``metadata: {retained: {CONTAINER: {...}}}``) that a container
+    is kept for `period` under `legal_basis`. `container` is a glob matched as policy rules match containers
+    (`container_matches`). The period is shown as written; it is not turned into an `until` date, since
+    the day it starts from is not known."""
+
+    store: str
+    container: str
+    period: str
+    legal_basis: str
+    reason: str = ""
+
+    def applies(self, finding: Finding) -> bool:
+        return finding.store == self.store and container_matches(self.container, finding)
+
+    def describe(self) -> str:
+        """Which declaration, in words (store/container, period, basis): for conflicts, no values."""
+        return f"{self.store}/{self.container} is declared kept {self.period} ({self.legal_basis})"
+
+    def decision(self) -> Decision:
+        declared = f"declared in stores.yaml: kept {self.period}"
+        why = f"{self.reason} ({declared})" if self.reason else declared
+        return Decision(RETAIN, None, why, self.legal_basis)
+
+    def conflict(self, who: str, action: str) -> str:
+        """The conflict text for `action` decided by `who` (a rule, a flow) on a container this declares."""
+        return f"{self.describe()}; {who} says {action}"
+
+
+def declared_retention(config) -> list["DeclaredRetention"]:
+    """Every `metadata: {retained: ...}` declaration of the config's stores (checked by the config schema),
+    in stores.yaml's order."""
+    out: list[DeclaredRetention] = []
+    for name, store in config.stores.items():
+        retained = (store.metadata or {}).get("retained") or {}
+        if not isinstance(retained, Mapping):
+            raise ConfigError(f"store '{name}': metadata.retained must map tables/files to "
+                              f"{{period, legal_basis, reason}}")
+        for container, spec in retained.items():
+            if not isinstance(spec, Mapping) or not spec.get("period") or not spec.get("legal_basis"):
+                raise ConfigError(f"store '{name}': metadata.retained '{container}' needs 'period' and 'legal_basis'")
+            out.append(DeclaredRetention(name, str(container), str(spec["period"]).strip(),
+                                         str(spec["legal_basis"]).strip(), str(spec.get("reason") or "").strip()))
+    return out
+
+
+def declared_for(declared, finding: Finding) -> DeclaredRetention | None:
+    """The first declaration (stores.yaml order) that covers `finding`'s container, if any."""
+    return next((d for d in declared if d.applies(finding)), None)
 
 
 def container_matches(pattern: str, finding: Finding) -> bool:
@@ -480,15 +555,26 @@ class Policy:
     source: str = DEFAULT_SOURCE
     holds: list[Hold] = field(default_factory=list)
 
-    def decide(self, finding: Finding, today: _dt.date | None = None, include_weak: bool = False) -> Decision:
+    def decide(self, finding: Finding, today: _dt.date | None = None, include_weak: bool = False,
+               declared=()) -> Decision:
         """A legal hold first ("hold": nothing happens); then the first rule that applies to `finding` on
-        `today`, else the default; "review" for weak findings unless `include_weak`."""
+        `today`; else a retention the store declares (`declared`: `DeclaredRetention`s, see
+        `declared_retention`); else the default; "review" for weak findings unless `include_weak`. A rule
+        that erases a declared container keeps its action and carries the conflict."""
         today = today or _dt.date.today()
         hold = next((h for h in self.holds if h.applies(finding, today)), None)
         if hold is not None:
             return Decision(HOLD, None, f"legal hold: {hold.reason}", until=hold.until)
-        decision = next((r.decision() for r in self.rules if r.applies(finding, today)), None)
-        if decision is None:
+        rule = next((r for r in self.rules if r.applies(finding, today)), None)
+        declaration = declared_for(declared, finding)
+        if rule is not None:
+            decision = rule.decision()
+            if declaration is not None and decision.action in ERASING_ACTIONS:
+                decision.conflict = declaration.conflict(f"policy rules[{rule.index}]", decision.action)
+                decision.override_reason = rule.override_retained
+        elif declaration is not None:
+            decision = declaration.decision()
+        else:
             d = _DEFAULT[finding.match]
             decision = Decision(d.action, None, d.reason)
         if finding.strength == WEAK and not include_weak:
@@ -607,9 +693,18 @@ def _parse_rule(raw: Any, index: int, where: str) -> Rule:
         match = [match]
     if not isinstance(match, list) or not match or any(m not in MATCH_ORDER for m in match):
         raise ConfigError(f"{here}: 'match' must list match kinds from: {', '.join(MATCH_ORDER)}")
+    override = raw.get("override_retained")
+    if override is not None:
+        if not (isinstance(override, str) and override.strip()):
+            raise ConfigError(f"{here}: 'override_retained' must be a non-empty text: why this rule erases what "
+                              f"stores.yaml declares retained")
+        if action not in ERASING_ACTIONS:
+            raise ConfigError(f"{here}: 'override_retained' goes with actions {', '.join(ERASING_ACTIONS)}, "
+                              f"not {action}")
     return Rule(index=index, action=action, store=globs["store"], container=globs["container"],
                 reason=texts["reason"] or "", legal_basis=texts["legal_basis"], until=until,
-                field_ops=field_ops, match=tuple(m for m in MATCH_ORDER if m in match))
+                field_ops=field_ops, match=tuple(m for m in MATCH_ORDER if m in match),
+                override_retained=override.strip() if override else None)
 
 
 def _parse_until(value: Any, here: str) -> _dt.date | None:

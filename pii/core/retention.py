@@ -18,6 +18,7 @@ The schedule lives in stores.yaml under ``retention:`` (a list of rules) or in i
   where: {consent: withdrawn}     # optional: only records whose column equals one of these values
   legal_hold: "Litigation 2026-14" # optional: nothing under this rule is purged while set; reported
   legal_basis: "..."              # optional, for the records of processing
+  override_retained: "..."        # optional: why this rule purges sooner than the store's declared retention
 ```
 
 A record is *expired* on a run date when its date + period < run date (strictly: a record dated
@@ -33,15 +34,15 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Mapping
 
-from pii.core.config import Config, read_yaml
+from pii.core.config import PERIOD_PATTERN, Config, read_yaml
 from pii.core.errors import ConfigError
 from pii.core.policy import OperatorSpec
 from pii.core.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
 
 DELETE, ANONYMISE = "delete", "anonymise"
 RULE_KEYS = ("name", "store", "match", "date", "period", "category", "action", "anonymise", "where",
-             "legal_hold", "legal_basis", "description", "include_linked")
-_PERIOD = re.compile(r"^\s*(\d+)\s*(d|w|m|y|days?|weeks?|months?|years?)\s*$", re.I)
+             "legal_hold", "legal_basis", "description", "include_linked", "override_retained")
+_PERIOD = re.compile(PERIOD_PATTERN, re.I)  # shared with stores.yaml's `metadata: {retained: ...}` check
 _DATE_ALIASES = {"file_time": FILE_TIME, "@file_time": FILE_TIME, "message_date": MESSAGE_DATE,
                  "@message_date": MESSAGE_DATE}
 
@@ -90,6 +91,9 @@ class RetentionRule:
     legal_basis: str | None = None
     description: str | None = None
     include_linked: bool = False
+    # why this rule purges a container sooner than the store declares it kept (stores.yaml metadata
+    # `retained:`); without it such a purge is flagged as a conflict in its plan
+    override_retained: str | None = None
 
     def cutoff(self, run_date: dt.date) -> dt.date:
         """Records dated before this day have expired on `run_date`."""
@@ -209,7 +213,7 @@ def parse_schedule(raw: Any, source: str, stores: Mapping[str, Any] | None = Non
             raise ConfigError(f"{here}: 'where' must map a column to a value or a list of values")
         where_t = {str(c): tuple(str(v) for v in (vs if isinstance(vs, list) else [vs])) for c, vs in where.items()}
         texts = {}
-        for key in ("legal_hold", "legal_basis", "description"):
+        for key in ("legal_hold", "legal_basis", "description", "override_retained"):
             v = item.get(key)
             if v is not None and (not isinstance(v, str) or not v.strip()):
                 raise ConfigError(f"{here}: '{key}' must be a non-empty text")

@@ -1,7 +1,9 @@
 """Erasure as a transaction: plan -> approval -> execute -> verify, each step recorded in the ledger.
 
 - **Plan.** Locate the subject everywhere; the policy decides per finding (delete, anonymise, redact,
-  retain, hold, or review for weak evidence). Each planned location gets an `action_id` (a keyed hash of
+  retain, hold, or review for weak evidence). A container the store's stores.yaml metadata declares
+  retained (`metadata: {retained: ...}`) is retained where no rule matches; a rule that erases it is
+  carried out as written but flagged in the plan (`PlannedAction.conflict`) for the approver. Each planned location gets an `action_id` (a keyed hash of
   store + location) and a `fingerprint` (a keyed hash of what was seen there). The stored plan holds no
   personal values: personal locators are replaced by keyed hashes.
 - **Approve.** A named person approves (or rejects) the stored plan; optionally not the requester.
@@ -37,7 +39,7 @@ from pii.core.host import current_user, node_id, process_gone
 from pii.ledger import APPROVED, EXECUTED, EXECUTING, FAILED, PLANNED, VERIFIED, Ledger
 from pii.core.policy import (
     ANONYMISE, DELETE, HOLD, REDACT, RETAIN, REVIEW, Decision, OperatorSpec, Policy, apply_field_ops,
-    policy_for_config, redact_fields,
+    declared_retention, policy_for_config, redact_fields,
 )
 from pii.core.subject import Subject, SubjectMatcher
 
@@ -124,7 +126,8 @@ class SubjectTarget:
         return result.findings
 
     def decide(self, f: Finding, today: dt.date, include_weak: bool) -> Decision:
-        return self.engine._feasible(self.engine.policy.decide(f, today, include_weak=include_weak), f)
+        return self.engine._feasible(self.engine.policy.decide(f, today, include_weak=include_weak,
+                                                               declared=self.engine.declared), f)
 
     def check_holds(self) -> None:
         self.engine.check_holds(self.subject)
@@ -150,6 +153,7 @@ class ErasureEngine:
         self.config = config
         self.ledger = ledger or Ledger(config.state_url)
         self.policy = policy or policy_for_config(config)
+        self.declared = declared_retention(config)  # stores.yaml `metadata: {retained: ...}`, every target
         self.progress = progress
         self.today = today
         erasure = config.raw.get("erasure") or {}
@@ -646,6 +650,8 @@ class ErasureEngine:
             "held": [{"store": a.store, "container": a.container, "reason": a.reason, "until": a.until}
                      for a in actions_of(plan["held"])],
             "review_not_erased": len(plan["review"]),
+            # erasing actions on containers stores.yaml declares retained, as the approver saw them
+            "declared_retention_conflicts": _conflicts(Plan(plan)),
             # approved actions the policy no longer allowed when they were carried out: left as they are
             "refused_by_policy": refused,
             # verified: nothing erasable remains AND every place was searched; otherwise `not_verified` says where
@@ -689,6 +695,16 @@ def _done_by_location(plan: Plan, state_of: dict[str, str | None]) -> dict[str, 
             del per[a.action]
         per[f"{a.action} not done"] = per.get(f"{a.action} not done", 0) + 1
     return out
+
+
+def _conflicts(plan: Plan) -> list[dict]:
+    """store/container/action -> the declared retention it contradicted and any stated override."""
+    grouped: dict[tuple, int] = {}
+    for a in plan.conflicts():
+        key = (a.store, a.container, a.action, a.conflict, a.override_reason)
+        grouped[key] = grouped.get(key, 0) + 1
+    return [{"store": s, "container": c, "action": act, "locations": n, "conflict": text, "override": why}
+            for (s, c, act, text, why), n in sorted(grouped.items(), key=lambda kv: tuple(map(str, kv[0])))]
 
 
 class _Marks:

@@ -15,6 +15,11 @@ down by each connector's `select`), or by subject within a scope (unsubscribe: m
   subject are honoured: held records are listed in the plan, never touched.
 - Text clues (a child's age in free text) are weak evidence: they go to review, never erased unless a
   person includes them (`include_weak`).
+- Retention a store declares (stores.yaml `metadata: {retained: ...}`) does not stop these flows: data
+  received in error has no legal basis, a child's data and an unsubscribed address must go as promised.
+  Their erasing actions on a declared container are planned as usual and flagged (`conflict`) for the
+  approver. A retention rule conflicts only when it keeps records for less than the declared period (a
+  rule at least as long is how that period ends); its `override_retained` marks that as deliberate.
 """
 from __future__ import annotations
 
@@ -28,8 +33,12 @@ from pii.core.config import Config
 from pii.engine.discover import locate_subject
 from pii.core.errors import ConfigError
 from pii.core.findings import Finding, merge
-from pii.core.policy import ANONYMISE, DELETE, HOLD, REDACT, REVIEW, Decision, OperatorSpec, container_matches
+from pii.core.policy import (
+    ANONYMISE, DELETE, ERASING_ACTIONS, HOLD, REDACT, REVIEW, Decision, DeclaredRetention, OperatorSpec,
+    container_matches, declared_for,
+)
 from pii.core.dates import parse_date, years_before
+from pii.core.retention import Period
 from pii.core.selection import MESSAGE_DATE, RecordFilter
 from pii.core.subject import EMAIL_RE, Subject, SubjectMatcher, normalise_email, normalise_phone
 
@@ -194,11 +203,30 @@ class SelectionTarget:
         if self.subject is not None and f.match == "text":
             # a mention of the person inside someone else's record: only their words go (as in erasure)
             decision = Decision(REDACT, None, f"{sel.reason}: the person's mentions in another record are redacted")
+        self._flag_declared(decision, f, today)
         if (f.strength == "weak" or (f.match == "text" and self.subject is None)) and not include_weak:
             why = ("a clue in free text only (no date of birth): a person reviews it" if self.subject is None
                    else "weak evidence only: a person must include it explicitly")
             return Decision(REVIEW, None, why, proposed=decision)
         return self.engine._feasible(decision, f)
+
+    def _flag_declared(self, decision: Decision, f: Finding, today: dt.date) -> None:
+        """Mark an erasing decision on a container the store declares retained (see the module docstring):
+        the flow's action stands, the plan shows the conflict."""
+        declaration = declared_for(getattr(self.engine, "declared", ()), f)
+        if declaration is None or decision.action not in ERASING_ACTIONS:
+            return
+        sel = self.selection
+        if sel.flow == RETENTION:
+            if not _shorter_than_declared(sel.description, declaration, today):
+                return
+            who = f"retention rule {sel.description.get('rule')} (kept {sel.description.get('period')})"
+            decision.override_reason = sel.description.get("override_retained")
+        else:
+            who = {RECEIVED_IN_ERROR: "the received-in-error flow (no legal basis to hold it)",
+                   CHILD_PURGE: "the child-data purge", UNSUBSCRIBE: "unsubscribe (the marketing lists)"
+                   }.get(sel.flow, sel.flow)
+        decision.conflict = declaration.conflict(who, decision.action)
 
     def check_holds(self) -> None:
         if self.subject is not None:
@@ -226,6 +254,20 @@ class SelectionTarget:
         if not people.is_empty():
             keep = self.kind == UNSUBSCRIBE and keep_unsubscribed_addresses(self.engine.config)
             self.engine.ledger.suppress(people, self.selection.suppress, request_id, actor=actor, keep_addresses=keep)
+
+
+def _shorter_than_declared(description: Mapping, declaration: DeclaredRetention, today: dt.date) -> bool:
+    """Whether a retention rule (its period in the selection's description) keeps records for less time than
+    the store declares: compared as lengths on the run date (the declaration's start, e.g. "after membership
+    ends", is not known). A period that cannot be read counts as shorter: flagged rather than silent."""
+    run_date = parse_date(description.get("run_date"), day_first=False) if description.get("run_date") else None
+    day = run_date or today
+    try:
+        rule = Period.parse(description.get("period"), "retention rule")
+        declared = Period.parse(declaration.period, "declared retention")
+    except ConfigError:
+        return True
+    return rule.before(day) > declared.before(day)
 
 
 def keep_unsubscribed_addresses(config: Config) -> bool:
@@ -465,7 +507,8 @@ def retention_selection(engine, rule, run_date: dt.date) -> Selection:
         reason=f"retention rule {rule.name}: {rule.category} kept {rule.period} after {rule.date.lstrip('@')}",
         legal_basis=rule.legal_basis, legal_hold=rule.legal_hold,
         description={"rule": rule.name, "category": rule.category, "period": str(rule.period),
-                     "cutoff": flt.before.isoformat(), "run_date": run_date.isoformat()})
+                     "cutoff": flt.before.isoformat(), "run_date": run_date.isoformat(),
+                     **({"override_retained": rule.override_retained} if rule.override_retained else {})})
 
 
 def marketing_scope(config: Config) -> dict[str, list[str]]:
