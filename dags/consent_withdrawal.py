@@ -1,9 +1,13 @@
-"""consent_withdrawal (an Airflow DAG): someone unsubscribed or withdrew consent: remove them from the stores marked as
-marketing lists and keep only a suppression entry so they are never mailed again.
+"""consent_withdrawal: someone unsubscribed or withdrew consent, after approval.
 
-plan -> needs_approval -> approval (Human-in-the-loop) -> execute and verify (suppression entry
-"unsubscribed") -> certificate. Wiring only: plugins/flow_dag.py, plugins/flow_tasks.py, pii/engine/flows.py.
+**What it does.** Removes the person (by email address, and phone if given) from the stores marked as
+marketing lists only; their membership, orders and other records stay. Their address is kept only as a
+suppression entry so they are never mailed again.
+
+**The approval.** **Approve** removes them, verifies and writes a certificate; **Reject** changes nothing.
 """
+# An Airflow DAG (the words "airflow" and "dag" let the DAG processor's safe mode pick the file up); wiring only:
+# the approval chain is plugins/flow_dag.py, the task bodies plugins/flow_tasks.py, the rules pii/engine/flows.py.
 from __future__ import annotations
 
 from plugins import flow_tasks
@@ -15,5 +19,6 @@ consent_withdrawal = planned_flow(
     doc=__doc__,
     params=unsubscribe_params(),
     plan_body=flow_tasks.plan_unsubscribe,
+    description="Remove a person from the marketing lists and keep a do-not-mail entry, after approval",
     approval_subject="Lethe: approve removing a person from the marketing lists",
 )

@@ -1,10 +1,12 @@
-"""discovery_sweep: refresh the PII inventory of every store (SQL, CSV, FTP, Gmail), daily, and write the
-data map.
+"""discovery_sweep: keep the map of personal data up to date (daily).
 
-stores -> sweep (one mapped task per store: pii.engine.sweep.sweep_store; incremental: only tables and files
-changed since the last sweep are sampled again, unless `full`) -> summary (totals, and the reports:
-HTML data map, records of processing and inventory export, pii.reports.datamap.write_reports, into `reports_dir`,
-else LETHE_REPORTS_DIR, else reports/ beside stores.yaml). Counts only, never values.
+**What it does.** Samples every store (databases, CSV exports, FTP drops, mailboxes) and records which
+columns and fields hold which kind of personal data: the inventory behind the data map and the records of
+processing. Only tables and files that changed since the last sweep are sampled again, unless you ask for a
+*Full sweep*. Nothing in any store is changed.
+
+**What you get.** One task per store (named by store), then the reports: the HTML data map, the records of
+processing and the inventory export, in the reports folder. Logs and results hold counts, never values.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from airflow.sdk import TriggerRule, dag, task
 
 from plugins import tasks
 from plugins.params import sweep_params
-from plugins.runtime import task_defaults
+from plugins.runtime import STORE_LABEL, task_defaults
 
 
 @dag(
@@ -27,13 +29,14 @@ from plugins.runtime import task_defaults
     default_args=task_defaults(2, 5),
     tags=["lethe", "privacy"],
     doc_md=__doc__,
+    description="Daily: refresh the inventory of where personal data is kept and write the data map",
 )
 def discovery_sweep():
     @task
     def stores(**context):
         return tasks.store_names(context)
 
-    @task(max_active_tis_per_dagrun=4)
+    @task(max_active_tis_per_dagrun=4, map_index_template=STORE_LABEL)
     def sweep(store: str, **context):
         return tasks.sweep_one(store, context)
 

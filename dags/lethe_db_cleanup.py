@@ -1,11 +1,12 @@
-"""lethe_db_cleanup: delete old runs of the flows that take a subject's identifiers in their run conf
-from Airflow's metadata database (runs, task instances, XComs, rendered fields, approvals, audit-log
-rows), without archiving them; then delete stale Lethe work folders.
+"""lethe_db_cleanup: keep Airflow's own records free of old personal data (daily).
 
-Retention: LETHE_AIRFLOW_RUN_RETENTION_DAYS (default 30), read when the file is parsed. The clean-up
-runs `airflow db clean`; Airflow 3 keeps task processes away from the metadata database, so name it in
-an Airflow connection `lethe_airflow_db` (or the id in LETHE_AIRFLOW_DB_CONN_ID); without one the task
-is skipped and says so.
+**What it does.** Runs that carry a person's identifiers in their form (access, erasure, received in error,
+consent withdrawal) are deleted from Airflow's database after LETHE_AIRFLOW_RUN_RETENTION_DAYS (default
+30): the runs, their task records, results, approvals and audit-log rows, with no archive copy. Lethe's
+own ledger keeps what must be kept. Old work folders are removed too.
+
+**Set-up.** Name Airflow's database in a connection `lethe_airflow_db` (tasks cannot reach it otherwise);
+without it the clean-up task is skipped and says so.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ RETENTION_DAYS = float(os.environ.get("LETHE_AIRFLOW_RUN_RETENTION_DAYS") or 30)
     default_args=task_defaults(1, 10),
     tags=["lethe", "maintenance"],
     doc_md=__doc__,
+    description="Daily: delete old runs that carried identifiers from Airflow's database",
 )
 def lethe_db_cleanup():
     @task

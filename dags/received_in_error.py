@@ -1,10 +1,15 @@
-"""received_in_error (an Airflow DAG): delete data received in error (a file, a mail sender or message,
-a SQL import batch), the whole source or only what it holds about one person, after a person approves.
+"""received_in_error: delete data your organisation received by mistake, after approval.
 
-plan (stored in the ledger; report in the output folder) -> needs_approval -> approval (Human-in-the-loop)
--> execute and verify (senders' and subjects' addresses go onto the suppression list: "received in error")
--> certificate. Wiring only: plugins/flow_dag.py, plugins/flow_tasks.py, rules in pii/engine/flows.py.
+**What it does.** Name the store and the source: a file, a mail sender or one message, or a database import
+batch. Without a person's email or phone the whole source is deleted; with them, only what the source holds
+about that person (their mentions in other records are redacted). Addresses from the deleted records go
+on the suppression list ("received in error").
+
+**The approval.** The plan waits for **Approve** (delete, verify, certificate) or **Reject** (nothing
+changes), with a **Reason** for the ledger.
 """
+# An Airflow DAG (the words "airflow" and "dag" let the DAG processor's safe mode pick the file up); wiring only:
+# the approval chain is plugins/flow_dag.py, the task bodies plugins/flow_tasks.py, the rules pii/engine/flows.py.
 from __future__ import annotations
 
 from plugins import flow_tasks
@@ -16,5 +21,6 @@ received_in_error = planned_flow(
     doc=__doc__,
     params=received_in_error_params(),
     plan_body=flow_tasks.plan_received_in_error,
+    description="Delete a file, mail sender, message or import batch received in error, after approval",
     approval_subject="Lethe: approve deleting data received in error",
 )

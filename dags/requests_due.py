@@ -1,7 +1,9 @@
-"""requests_due: daily list of open requests and their due dates (received + one month).
+"""requests_due: the daily check of request deadlines.
 
-Overdue requests and those due within `within_days` are logged as warnings (ids and dates only) and
-handed to the alert hook named by LETHE_ALERT_HOOK, if any.
+**What it does.** Lists every open request with its due date (one month after it was received, or the
+extended date). Requests that are overdue, or due within *Warn this many days ahead* (default 7), are
+logged as warnings (ids and dates only) and sent to the alert hook, when one is configured. It also
+withdraws special-flow runs whose plans expired without an approval.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from plugins.runtime import task_defaults
     default_args=task_defaults(1, 5),
     tags=["lethe", "privacy"],
     doc_md=__doc__,
+    description="Daily: warn about requests that are overdue or due soon",
 )
 def requests_due():
     @task

@@ -1,9 +1,12 @@
-"""retention_purge: daily, purge what the retention schedule says has expired.
+"""retention_purge: apply the retention schedule (daily), after approval.
 
-report (the dry run: per rule what has expired and what a legal hold keeps, written to the output
-folder) -> plan one rule at a time (mapped) -> approval per plan (Human-in-the-loop) -> execute and verify
--> certificate. With `dry_run` only the report is written. Rules with nothing expired ask no one.
-Wiring only: task bodies in plugins/flow_tasks.py, the approval chain in plugins/flow_dag.py.
+**What it does.** First writes a dry-run report: per retention rule, what has passed its retention period
+and what a legal hold keeps. Then each rule with something to purge gets its own plan and its own
+approval (tasks named by rule and plan): **Approve** deletes or anonymises what expired, then verifies and
+writes a certificate; **Reject** changes nothing. Rules with nothing expired ask no one.
+
+**How to start it.** Scheduled daily; by hand you may name only some *Rules*, a *Run date*, or tick *Dry run
+only* to write the report and change nothing.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from airflow.sdk import task
 from plugins import flow_tasks
 from plugins.flow_dag import approval_dag
 from plugins.flow_params import retention_params
+from plugins.runtime import RULE_LABEL
 
 
 def planning():
@@ -19,7 +23,7 @@ def planning():
     def report(**context):
         return flow_tasks.retention_report(context)
 
-    @task(max_active_tis_per_dagrun=1)
+    @task(max_active_tis_per_dagrun=1, map_index_template=RULE_LABEL)
     def plan(rule: str, **context):
         return flow_tasks.plan_retention_rule(rule, context)
 
@@ -31,6 +35,7 @@ retention_purge = approval_dag(
     doc=__doc__,
     params=retention_params(),
     planning=planning,
+    description="Daily: purge what the retention schedule says has expired, one approval per rule",
     approval_subject="Lethe: approve a retention purge",
     mapped=True,
     schedule="@daily",

@@ -1,8 +1,19 @@
-"""subject_access: answer a subject-access request (GDPR Art. 15) with an access package.
+"""subject_access: answer a subject-access request (GDPR Art. 15).
 
-register, units -> locate (one mapped task per store, and per group of tables in a big SQL store: store option
-table_group, default 25) -> assemble the package -> record in the ledger.
-Wiring only: the task bodies are in plugins/tasks.py, the rules in pii/ (the same as `lethe access`).
+**What it does.** Finds everything Lethe can see about one person in every connected store and writes
+their access package: a readable summary and their data per store, with what each store is for, its legal
+basis and how long it keeps data. Nothing is changed in any store.
+
+**How to start it.** Trigger it with the person's email addresses, names, phone numbers or other ids, or
+only with the *Request id* of a request registered beforehand (then the identifiers never enter Airflow).
+Only the fields you need are required; a malformed email address is refused before the run starts. Set
+*Received on* to the day the request arrived: the answer is due one month later.
+
+**What you get.** One search task per store (named by store), then the package (its folder is in the
+`assemble` task's result) and the request's status in the ledger: *completed* when every store was
+searched in full, *in progress* when a store could not be searched (run it again by id). The `record`
+task's **Lethe request** link opens the request in the Lethe console. Logs hold counts and places, never
+the person's data.
 """
 from __future__ import annotations
 
@@ -12,7 +23,7 @@ from airflow.sdk import TriggerRule, dag, task
 
 from plugins import tasks
 from plugins.params import subject_params
-from plugins.runtime import task_defaults
+from plugins.runtime import UNIT_LABEL, link_to_request_page, task_defaults
 
 
 @dag(
@@ -24,6 +35,7 @@ from plugins.runtime import task_defaults
     default_args=task_defaults(2, 2),
     tags=["lethe", "privacy"],
     doc_md=__doc__,
+    description="Answer a subject-access request: find a person's data in every store and write their access package",
 )
 def subject_access():
     @task(multiple_outputs=True)
@@ -34,7 +46,7 @@ def subject_access():
     def units(**context):
         return tasks.search_units(context)
 
-    @task(max_active_tis_per_dagrun=4)
+    @task(max_active_tis_per_dagrun=4, map_index_template=UNIT_LABEL)
     def locate(request_id: str, unit: dict, **context):
         return tasks.locate_unit(request_id, unit, context)
 
@@ -49,7 +61,7 @@ def subject_access():
     request = register()
     found = locate.partial(request_id=request["request_id"]).expand(unit=units())
     package = assemble(request["request_id"], found)
-    record(request["request_id"], package)
+    link_to_request_page(record(request["request_id"], package))
 
 
 subject_access()

@@ -1,11 +1,22 @@
-"""subject_erasure: erase a subject's data after a person approves the plan.
+"""subject_erasure: erase a person's data (GDPR Art. 17), after a privacy officer approves the plan.
 
-register, units -> locate (one mapped task per store, and per group of tables in a big SQL store: store
-option table_group, default 25) -> plan (decides what was found; stored in the ledger) -> approval
-(Human-in-the-loop: Approve / Reject; no answer in time = Reject) -> execute and verify (skipped unless
-approved) -> certificate.
-Wiring only: task bodies in plugins/tasks.py, the approval and the rest of the chain in plugins/flow_dag.py,
-rules in pii/.
+**What it does.** Finds the person in every store (one search task per store), then writes an erasure
+plan: for each table or file, what would be deleted, anonymised or redacted, what is kept and why (an
+exemption with its legal basis, a legal hold), and what is left for a person's review. Nothing changes
+until someone approves.
+
+**The approval.** The `approval` task waits under *Required actions*. The page shows the plan as a table per
+store, the requester, the due date, the plan's expiry and who may approve. Choose **Approve** (the plan is
+carried out, the person is searched for again to verify, and a certificate is written) or **Reject**
+(nothing changes); give a **Reason**: it is recorded in the ledger with your name. No answer within the
+approval timeout (48 hours by default) counts as Reject.
+
+**How to start it.** As for `subject_access`: the person's identifiers, or the *Request id* of a request
+registered beforehand. *Second person approves* stops the requester from approving their own request.
+*Include weak findings* also erases name-only findings, only after someone reviewed them.
+
+**What you get.** The certificate (what was done, what was kept and why, anything not verified), linked from
+the `certificate` task's **Lethe request** button. Logs hold counts and places, never the person's data.
 """
 from __future__ import annotations
 
@@ -14,6 +25,7 @@ from airflow.sdk import TriggerRule, task
 from plugins import tasks
 from plugins.flow_dag import approval_dag
 from plugins.params import subject_params
+from plugins.runtime import UNIT_LABEL
 
 
 def planning():
@@ -25,7 +37,7 @@ def planning():
     def units(**context):
         return tasks.search_units(context)
 
-    @task(max_active_tis_per_dagrun=4)
+    @task(max_active_tis_per_dagrun=4, map_index_template=UNIT_LABEL)
     def locate(request_id: str, unit: dict, **context):
         return tasks.locate_unit(request_id, unit, context, kind="erasure")
 
@@ -43,6 +55,7 @@ subject_erasure = approval_dag(
     doc=__doc__,
     params=subject_params(erasure=True),
     planning=planning,
+    description="Erase a person's data after a privacy officer approves the plan; ends with a certificate",
     execute_body=tasks.execute_erasure,
     certificate_body=tasks.write_certificate,
 )

@@ -1,13 +1,17 @@
 """The human approval of an erasure plan, as an Airflow Human-in-the-loop task.
 
-`ErasureApprovalOperator` shows the stored plan (counts per store and action, exemptions and their legal
-basis, weak findings left for review; no personal values) and offers **Approve** or **Reject**:
+`ErasureApprovalOperator` shows the stored plan as Markdown (a table per store: container, action, count,
+fields touched, reason and legal basis; exemptions and holds; what is left for review; what was not
+searched; requester, due date, plan expiry, who may approve; a link to the plan's console page; no
+personal values: `pii.reports.plan_report.approval_markdown`), a **Reason** field, and **Approve** or
+**Reject**:
 
-- Approve: ``ErasureEngine.approve(plan_id, <the responding user>)``; with the run's
+- Approve: ``ErasureEngine.approve(plan_id, <the responding user>, reason=<the Reason>)``; with the run's
   ``require_distinct_approver`` the requester may not approve (the task then fails and the plan stays
   awaiting approval: another person can still approve it, e.g. ``lethe approve PLAN_ID --execute``).
 - Reject, or no answer before the response timeout (the default option is Reject):
-  ``ErasureEngine.reject(plan_id, ...)``; nothing is erased. Both land in the ledger's audit trail.
+  ``ErasureEngine.reject(plan_id, ..., <the Reason>)``; nothing is erased. Both land in the ledger's audit
+  trail; the plan's ``decision_reason`` keeps the reason.
 
 Who may answer: the user ids in ``LETHE_APPROVERS`` (comma-separated; Airflow's ``assigned_users``, which
 the API server enforces: anyone else gets 403). Unset: any user allowed to answer Human-in-the-loop tasks
@@ -22,6 +26,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param
+from airflow.sdk.definitions.param import ParamsDict
 
 from plugins.outcomes import lethe_outcomes
 
@@ -48,17 +53,41 @@ def approval_timeout() -> timedelta:
     return timedelta(hours=hours if hours > 0 else DEFAULT_TIMEOUT_HOURS)
 
 
-def plan_body(plan_id: str, plan_row: dict, request_row: dict, lines: list[str], *, distinct: bool) -> str:
-    """The approval form's text (Markdown): the plan as `Plan.lines()` prints it, no personal values."""
-    text = "\n".join(lines)
-    rule = ("\n\nThe requester may not approve this plan (a second person must)." if distinct else "")
-    return (f"**Erasure plan `{plan_id}`** for request `{plan_row['request_id']}` "
-            f"(received {request_row['received_at']}, answer due {request_row['due_at']}); "
-            f"the plan is valid until {plan_row['expires_at']}.\n\n"
-            f"```\n{text}\n```\n\n"
-            "**Approve** carries the plan out, then locates the subject again to verify it. "
-            "**Reject** changes nothing. Either way the decision and who made it go into the ledger."
-            f"{rule}")
+def console_plan_url(plan_id: str) -> str:
+    """The plan's page in the Lethe console (``/lethe/plans/<id>``, under ``[api] base_url`` when set)."""
+    from plugins.runtime import console_url
+
+    return console_url("plans", plan_id)
+
+
+def reason_param() -> Param:
+    """The form's one field: the decision's reason, for the ledger (Approve and Reject alike)."""
+    return Param(None, type=["null", "string"], maxLength=500, source="task", title="Reason",
+                 description="Why you approve or reject this plan: recorded in the ledger with your decision "
+                             "(no personal details, please).")
+
+
+def with_reason(params: Any) -> ParamsDict:
+    """`params` (what Airflow passes: the DAG's params merged in, all marked source "dag") with the Reason
+    field added as the task's own. Airflow merges the DAG's params into an operator's ``params`` before
+    ``__init__`` runs, so a default set there would never apply and the form would stay empty."""
+    merged = params if isinstance(params, ParamsDict) else ParamsDict(dict(params or {}))
+    if "reason" not in merged or getattr(merged.get_param("reason"), "source", None) != "task":
+        merged["reason"] = reason_param()
+    return merged
+
+
+def plan_body(plan_id: str, plan_row: dict, request_row: dict, *, distinct: bool,
+              approvers: list[dict] | None = None, identity_note: str | None = None) -> str:
+    """The approval form's text: the plan as Markdown (`pii.reports.plan_report.approval_markdown`), no
+    personal values."""
+    from pii.reports.plan_report import approval_markdown
+
+    data = {**plan_row["plan"], "expires_at": plan_row.get("expires_at") or plan_row["plan"].get("expires_at"),
+            "request_id": plan_row.get("request_id")}
+    names = [str(u.get("id") or u.get("name")) for u in approvers or [] if u.get("id") or u.get("name")]
+    return approval_markdown(data, request_row, plan_id=plan_id, approvers=names or None, distinct=distinct,
+                             console_url=console_plan_url(plan_id), identity_note=identity_note)
 
 
 class ErasureApprovalOperator(HITLOperator):
@@ -70,10 +99,7 @@ class ErasureApprovalOperator(HITLOperator):
         kwargs.setdefault("subject", "Lethe: approve erasure plan {{ ti.xcom_pull(task_ids='plan', key='plan_id') }}")
         kwargs.setdefault("assigned_users", approvers_from_env())
         kwargs.setdefault("response_timeout", approval_timeout())
-        kwargs.setdefault("params", {"reason": Param(None, type=["null", "string"], maxLength=500, source="task",
-                                                     title="Reason",
-                                                     description="Why (recorded in the ledger; "
-                                                                 "give one when you reject)")})
+        kwargs["params"] = with_reason(kwargs.get("params"))
         super().__init__(options=[APPROVE, REJECT], defaults=[REJECT], multiple=False, **kwargs)
         self.plan_id = plan_id
 
@@ -85,7 +111,6 @@ class ErasureApprovalOperator(HITLOperator):
 
     def execute(self, context):
         with lethe_outcomes():
-            from pii.core.plans import Plan
             from pii.core.errors import LedgerError
             from pii.ledger import PLANNED
 
@@ -95,7 +120,9 @@ class ErasureApprovalOperator(HITLOperator):
                 raise LedgerError(f"plan {self.plan_id} is {row['state']}, not awaiting approval")
             request = engine.ledger.get_request(row["request_id"])
             distinct = bool(context["params"].get("require_distinct_approver"))
-            self.body = plan_body(self.plan_id, row, request, Plan(row["plan"]).lines(), distinct=distinct)
+            note = context["params"].get("identity_verification")
+            self.body = plan_body(self.plan_id, row, request, distinct=distinct, approvers=self.assigned_users,
+                                  identity_note=note if isinstance(note, str) and note.strip() else None)
         return super().execute(context)
 
     def execute_complete(self, context, event: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +142,8 @@ class ErasureApprovalOperator(HITLOperator):
             engine = self._engine(context)
             if chosen == APPROVE and not timed_out:
                 engine.approve(self.plan_id, who,
-                               require_distinct=bool(context["params"].get("require_distinct_approver")))
+                               require_distinct=bool(context["params"].get("require_distinct_approver")),
+                               reason=reason or None)
                 decision = "approved"
                 self.log.info("plan %s approved by %s", self.plan_id, who)
             else:

@@ -10,7 +10,9 @@ certificate. The DAG files name their flow and, where planning is more than one 
   plan (stored in the ledger, report in the output folder) -> needs_approval (nothing due: the rest is
   skipped, nobody is asked) -> approval -> execute -> certificate.
 
-Task bodies are in plugins/tasks.py and plugins/flow_tasks.py; every rule is in pii/.
+Task bodies are in plugins/tasks.py and plugins/flow_tasks.py; every rule is in pii/. Each DAG carries a
+`description` (one line, in the DAG list) and `doc` (the DAG's Docs, written for privacy staff); mapped tasks
+are named by plan (`map_index_template`); the certificate task links to the request's console page.
 """
 from __future__ import annotations
 
@@ -21,12 +23,12 @@ from airflow.sdk import dag, task
 
 from plugins import flow_tasks
 from plugins.approval import ErasureApprovalOperator
-from plugins.runtime import task_defaults
+from plugins.runtime import DECISION_LABEL, PLAN_LABEL, REPORT_LABEL, link_to_request_page, task_defaults
 
 Body = Callable[[Mapping[str, Any], Mapping[str, Any]], dict]  # (upstream result, context) -> XCom summary
 
 
-def approval_dag(*, dag_id: str, doc: str, params: dict, planning: Callable[[], Any],
+def approval_dag(*, dag_id: str, doc: str, description: str, params: dict, planning: Callable[[], Any],
                  execute_body: Body = flow_tasks.execute_plan, certificate_body: Body = flow_tasks.certificate,
                  approval_subject: str | None = None, mapped: bool = False, schedule: str | None = None,
                  retry_delay_minutes: float = 2):
@@ -42,13 +44,14 @@ def approval_dag(*, dag_id: str, doc: str, params: dict, planning: Callable[[], 
         default_args=task_defaults(2, retry_delay_minutes),
         tags=["lethe", "privacy"],
         doc_md=doc,
+        description=description,
     )
     def flow():
-        @task
+        @task(map_index_template=DECISION_LABEL)
         def execute(decision: dict, **context):
             return execute_body(decision, context)
 
-        @task
+        @task(map_index_template=REPORT_LABEL)
         def certificate(report: dict, **context):
             return certificate_body(report, context)
 
@@ -58,19 +61,20 @@ def approval_dag(*, dag_id: str, doc: str, params: dict, planning: Callable[[], 
             planned, gate = planned
         subject = {"subject": approval_subject} if approval_subject else {}
         if mapped:
-            approvals = ErasureApprovalOperator.partial(task_id="approval", retries=0, **subject).expand(
-                plan_id=planned)
+            approvals = ErasureApprovalOperator.partial(task_id="approval", retries=0, map_index_template=PLAN_LABEL,
+                                                        **subject).expand(plan_id=planned)
             certificate.expand(report=execute.expand(decision=approvals.output))
         else:
             approval = ErasureApprovalOperator(task_id="approval", plan_id=planned, retries=0, **subject)
             if gate is not None:
                 gate >> approval
-            certificate(execute(approval.output))
+            link_to_request_page(certificate(execute(approval.output)))
 
     return flow()
 
 
-def planned_flow(*, dag_id: str, doc: str, params: dict, plan_body: Callable[[Mapping[str, Any]], dict],
+def planned_flow(*, dag_id: str, doc: str, description: str, params: dict,
+                 plan_body: Callable[[Mapping[str, Any]], dict],
                  approval_subject: str, schedule: str | None = None, retry_delay_minutes: float = 2):
     """A single-plan special flow; `plan_body(context)` stores the flow's plan and returns its XCom summary
     (plan_id, closed, counts)."""
@@ -87,6 +91,6 @@ def planned_flow(*, dag_id: str, doc: str, params: dict, plan_body: Callable[[Ma
         planned = plan()
         return planned["plan_id"], needs_approval(planned["closed"])
 
-    return approval_dag(dag_id=dag_id, doc=doc, params=params, planning=planning,
+    return approval_dag(dag_id=dag_id, doc=doc, description=description, params=params, planning=planning,
                         approval_subject=approval_subject, schedule=schedule,
                         retry_delay_minutes=retry_delay_minutes)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
-from plugins.params import REQUEST_ID_PATTERN, store_params  # noqa: F401 - one id pattern for all forms
+from plugins.params import REQUEST_ID_PATTERN, email_item, email_pattern, optional, store_params  # noqa: F401
 
 
 def _common() -> dict[str, Param]:
@@ -11,7 +11,7 @@ def _common() -> dict[str, Param]:
     params.pop("stores")
     params["requester"] = Param(None, type=["null", "string"], maxLength=200, title="Requester",
                                 description="Who asked (kept as a keyed hash); default the triggering user.")
-    params["require_distinct_approver"] = Param(False, type="boolean", title="Second person approves",
+    params["require_distinct_approver"] = Param(False, type=optional("boolean"), title="Second person approves",
                                                 description="Refuse an approval by the requester.")
     return params
 
@@ -26,14 +26,15 @@ def received_in_error_params() -> dict[str, Param]:
     return {
         "store": Param("", type="string", minLength=1, title="Store", description="The store the source is in."),
         "file": s("File", "csv/ftp store: the export file or drop path (glob allowed)."),
-        "sender": s("Sender", "mail store: every message from this address.", format="idn-email"),
+        "sender": s("Sender", "mail store: every message from this address.", format="idn-email",
+                    pattern=email_pattern()),
         "message_id": s("Message id", "mail store: one message, by the store's id."),
         "batch_column": s("Import batch column", "sql store: the column naming the import batch."),
         "batch_value": s("Import batch value", "sql store: the batch received in error."),
         "table": s("Table", "sql store: only this table (default every table with the column)."),
-        "emails": Param([], type="array", items={"type": "string", "format": "idn-email"}, title="Subject's emails",
+        "emails": Param([], type=optional("array"), items=email_item(), title="Subject's emails",
                         description="Only what the source holds about this person (default: the whole source)."),
-        "phones": Param([], type="array", items={"type": "string"}, title="Subject's phones"),
+        "phones": Param([], type=optional("array"), items={"type": "string"}, title="Subject's phones"),
         **_common(),
     }
 
@@ -49,10 +50,10 @@ def child_purge_params() -> dict[str, Param]:
 
 def retention_params() -> dict[str, Param]:
     return {
-        "rules": Param([], type="array", items={"type": "string"}, title="Rules",
+        "rules": Param([], type=optional("array"), items={"type": "string"}, title="Rules",
                        description="Only these retention rules (default: the whole schedule)."),
         "run_date": run_date_param(),
-        "dry_run": Param(False, type="boolean", title="Dry run only",
+        "dry_run": Param(False, type=optional("boolean"), title="Dry run only",
                          description="Write the report of what has expired; plan and change nothing."),
         **_common(),
     }
@@ -60,8 +61,8 @@ def retention_params() -> dict[str, Param]:
 
 def unsubscribe_params() -> dict[str, Param]:
     return {
-        "emails": Param([], type="array", items={"type": "string", "format": "idn-email"}, minItems=1,
+        "emails": Param([], type="array", items=email_item(), minItems=1,
                         title="Email addresses", description="The person withdrawing consent."),
-        "phones": Param([], type="array", items={"type": "string"}, title="Phone numbers"),
+        "phones": Param([], type=optional("array"), items={"type": "string"}, title="Phone numbers"),
         **_common(),
     }

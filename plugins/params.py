@@ -9,23 +9,50 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
+from pii.core.subject import EMAIL_FULL_RE
+
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"  # the ledger's request ids
 
 
+def email_pattern() -> str:
+    """A JSON-schema ``pattern`` (Python ``re``, which the API server's jsonschema validates with) that
+    accepts what the CLI accepts (`pii.core.subject.email_key`: surrounding spaces, ``<...>`` and
+    ``mailto:`` trimmed, then `EMAIL_FULL_RE`, case-insensitive). So ``x@@y`` is refused when the run is
+    triggered. What a pattern cannot check (an internationalised domain that is not valid IDNA) is
+    refused by the run's first task, naming the field and position, never the value."""
+    core = EMAIL_FULL_RE.pattern
+    core = core[1:] if core.startswith("^") else core
+    core = core[:-1] if core.endswith("$") else core
+    return r"(?i)^\s*[<>]*\s*(?:mailto:)?(?:" + core + r")\s*[<>]*\s*$"
+
+
+def email_item() -> dict:
+    """The schema of one email address in a form (format for the UI, pattern for the rules)."""
+    return {"type": "string", "minLength": 1, "format": "idn-email", "pattern": email_pattern()}
+
+
+def optional(kind: str) -> list[str]:
+    """A JSON-schema type that also allows null: Airflow's UI marks a field required unless its type
+    allows null (and an empty optional field is sent as null)."""
+    return ["null", kind]
+
+
 def _strings(title: str, description: str, **item) -> Param:
-    return Param([], type="array", items={"type": "string", "minLength": 1, **item}, uniqueItems=True,
+    return Param([], type=optional("array"), items={"type": "string", "minLength": 1, **item}, uniqueItems=True,
                  title=title, description=description)
 
 
 def subject_params(*, erasure: bool) -> dict[str, Param]:
     """Params of subject_access (erasure=False) and subject_erasure (erasure=True)."""
     params = {
-        "emails": _strings("Email addresses", "The subject's email addresses.", format="idn-email"),
+        "emails": Param([], type=optional("array"), items=email_item(), uniqueItems=True, title="Email addresses",
+                        description="The person's email addresses, one per line (checked as `lethe` checks "
+                                    "them: a malformed address stops the run before it starts)."),
         "names": _strings("Names", "Full names (\"First Last\" or \"Last, First\"). A name alone is weak "
                                    "evidence: such findings are reported, never erased without review."),
         "phones": _strings("Phone numbers", "Any format; national numbers are read in the config's "
                                             "default region."),
-        "ids": Param({}, type="object", title="Other identifiers",
+        "ids": Param({}, type=optional("object"), title="Other identifiers",
                      description='Column or field name -> value, e.g. {"customer_no": "C-10042"}.',
                      additionalProperties={"anyOf": [{"type": "string", "minLength": 1},
                                                      {"type": "array", "items": {"type": "string"}}]}),
@@ -43,17 +70,17 @@ def subject_params(*, erasure: bool) -> dict[str, Param]:
                                        title="Identity verification",
                                        description="How the requester's identity was checked (a note for "
                                                    "the answer; no document numbers)."),
-        "stores": Param([], type="array", items={"type": "string"}, title="Stores",
+        "stores": Param([], type=optional("array"), items={"type": "string"}, title="Stores",
                         description="Only these stores (default: every store in the config)."),
         "config": Param(None, type=["null", "string"], title="Config path",
                         description="Another stores.yaml; honoured only when the workers set "
                                     "LETHE_ALLOW_CONFIG_OVERRIDE=1 (default: LETHE_CONFIG)."),
     }
     if erasure:
-        params["include_weak"] = Param(False, type="boolean", title="Include weak findings",
+        params["include_weak"] = Param(False, type=optional("boolean"), title="Include weak findings",
                                        description="Also erase name-only findings: only after a person "
                                                    "reviewed them.")
-        params["require_distinct_approver"] = Param(False, type="boolean", title="Second person approves",
+        params["require_distinct_approver"] = Param(False, type=optional("boolean"), title="Second person approves",
                                                     description="Refuse an approval by the requester.")
     return params
 
@@ -61,7 +88,7 @@ def subject_params(*, erasure: bool) -> dict[str, Param]:
 def store_params() -> dict[str, Param]:
     """Params of the scheduled flows (sweep, due dates): which stores and which config."""
     return {
-        "stores": Param([], type="array", items={"type": "string"}, title="Stores",
+        "stores": Param([], type=optional("array"), items={"type": "string"}, title="Stores",
                         description="Only these stores (default: every store in the config)."),
         "config": Param(None, type=["null", "string"], title="Config path",
                         description="Honoured only with LETHE_ALLOW_CONFIG_OVERRIDE=1 (default: LETHE_CONFIG)."),
@@ -72,7 +99,7 @@ def sweep_params() -> dict[str, Param]:
     """discovery_sweep's form: the stores, a full sweep, the sample size, the reports folder."""
     return {
         **store_params(),
-        "full": Param(False, type="boolean", title="Full sweep",
+        "full": Param(False, type=optional("boolean"), title="Full sweep",
                       description="Sample every table and file again, changed or not (default: only those "
                                   "changed since the last sweep)."),
         "sample_rows": Param(None, type=["null", "integer"], minimum=1, maximum=100000, title="Sample rows",
@@ -87,5 +114,5 @@ def sweep_params() -> dict[str, Param]:
 
 def due_params() -> dict[str, Param]:
     """requests_due's form: the stores, and how many days ahead a request counts as due soon."""
-    return {**store_params(), "within_days": Param(7, type="integer", minimum=0, maximum=31,
+    return {**store_params(), "within_days": Param(7, type=optional("integer"), minimum=0, maximum=31,
                                                    title="Warn this many days ahead")}

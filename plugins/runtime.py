@@ -33,6 +33,17 @@ RETRIES_ENV = "LETHE_TASK_RETRIES"
 
 log = logging.getLogger("lethe.airflow")
 
+# How mapped tasks are named in the UI (``map_index_template``, rendered on the worker from the task's own
+# arguments): by store (and group of tables), rule or plan instead of "locate 0", "locate 1". Store, rule
+# and plan names only: never a value.
+UNIT_LABEL = ("{{ task.op_kwargs['unit']['store'] }}{% if (task.op_kwargs['unit'].get('group') or '1/1') != '1/1' %}"
+              " (tables {{ task.op_kwargs['unit']['group'] }}){% endif %}")
+STORE_LABEL = "{{ task.op_kwargs['store'] }}"
+RULE_LABEL = "{{ task.op_kwargs['rule'] }}"
+PLAN_LABEL = "{{ task.plan_id }}"
+DECISION_LABEL = "{{ (task.op_kwargs.get('decision') or {}).get('plan_id', '') }}"
+REPORT_LABEL = "{{ (task.op_kwargs.get('report') or {}).get('plan_id', '') }}"
+
 _NOISY = ("presidio-analyzer", "presidio_analyzer", "tldextract", "sqlalchemy", "spacy")
 
 
@@ -133,3 +144,56 @@ def actor_of(context: Mapping[str, Any] | None) -> str:
     if ti is None:
         return "airflow"
     return f"airflow {ti.dag_id}.{ti.task_id}"
+
+
+# --------------------------------------------------------------------------- links to the Lethe console
+def console_url(kind: str, ident: str) -> str:
+    """A page of the Lethe console (``/lethe/<kind>/<id>``: ``requests`` or ``plans``), under Airflow's
+    ``[api] base_url`` when it is set (else relative to the UI's own host)."""
+    from urllib.parse import quote
+
+    try:
+        from airflow.configuration import conf
+
+        base = (conf.get("api", "base_url", fallback="") or "").strip()
+    except Exception:  # noqa: BLE001 - no Airflow configuration here: a link relative to the UI's host
+        base = ""
+    return f"{base.rstrip('/')}/lethe/{kind}/{quote(str(ident), safe='')}"
+
+
+REQUEST_ATTR = "lethe_request_id"
+
+
+def remember_request(context: Mapping[str, Any] | None, request_id: str | None) -> None:
+    """Note the run's request id on the running task, for its "Lethe request" link (`RequestPageLink`)."""
+    task = (context or {}).get("task")
+    if task is not None and request_id:
+        setattr(task, REQUEST_ATTR, str(request_id))
+
+
+def request_page_link():
+    """The "Lethe request" button of a run's last task: the request's page in the Lethe console (its
+    package or certificate, timeline and decisions). Airflow stores the link in the task's XCom when the
+    task ends (success or failure); the API server shows it on the task instance. Ids only."""
+    from airflow.sdk import BaseOperatorLink
+
+    class RequestPageLink(BaseOperatorLink):
+        name = "Lethe request"
+
+        @property
+        def xcom_key(self) -> str:
+            return "_link_LetheRequest"
+
+        def get_link(self, operator, *, ti_key) -> str:
+            request_id = getattr(operator, REQUEST_ATTR, None)
+            return console_url("requests", request_id) if request_id else ""
+
+    return RequestPageLink()
+
+
+def link_to_request_page(task_output) -> None:
+    """Give the (not mapped) task behind `task_output` the "Lethe request" link."""
+    operator = getattr(task_output, "operator", task_output)
+    if type(operator).__name__.endswith("MappedOperator"):
+        return  # a mapped task's link would have to be the operator class's own: not for TaskFlow tasks
+    operator.operator_extra_links = (request_page_link(),)

@@ -19,8 +19,8 @@ from typing import Any, Iterable, Mapping
 
 from plugins.outcomes import UnsupportedStore, lethe_outcomes
 from plugins.runtime import (
-    actor_of, load_run_config, output_dir, remove_work_dir, requester_of, run_work_dir, selected_stores,
-    task_progress, work_root,
+    actor_of, load_run_config, output_dir, remember_request, remove_work_dir, requester_of, run_work_dir,
+    selected_stores, task_progress, work_root,
 )
 
 log = logging.getLogger("lethe.airflow")
@@ -218,6 +218,7 @@ def record_access(request_id: str, package: Mapping[str, Any], context: Mapping[
     in progress (identifiers kept, so the run can be repeated by id) otherwise."""
     from pii.engine.requests import complete
 
+    remember_request(context, request_id)  # the task's "Lethe request" link
     with lethe_outcomes():
         config = load_run_config(_params(context))
         ledger = _ledger(config)
@@ -339,6 +340,7 @@ def write_certificate(report: Mapping[str, Any], context: Mapping[str, Any]) -> 
         engine = ErasureEngine(config)
         plan_id = report["plan_id"]
         cert = engine.certificate(plan_id)
+        remember_request(context, cert.get("request_id"))  # the task's "Lethe request" link
         if params.get("identity_verification"):
             cert["identity_verification"] = params["identity_verification"]
         folder = output_dir(config) / "erasure" / cert["request_id"]
@@ -455,7 +457,8 @@ def check_due(context: Mapping[str, Any]) -> dict:
         lapsed = lapse_flow_requests(ErasureEngine(config))  # flow runs whose plans expired unapproved
         if lapsed:
             log.info("%d special-flow requests withdrawn: their plans expired unapproved", lapsed)
-        report = due_report(_ledger(config), date.today(), int(params.get("within_days") or 7))
+        within = params.get("within_days")
+        report = due_report(_ledger(config), date.today(), 7 if within in (None, "") else int(within))
         for r in report["overdue"]:
             log.warning("OVERDUE: %s request %s received %s was due %s (%s)", r["kind"], r["request_id"],
                         r["received_at"], r["due_at"], r["status"])

@@ -19,6 +19,7 @@ import os
 import sqlite3
 import subprocess
 import time
+import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -190,8 +191,12 @@ def test_when_erasure_is_rejected_over_rest_then_stores_are_untouched_and_plan_r
     before = _stores_snapshot(world)
     conf = {**SUBJECT_CONF, "emails": [*SUBJECT_CONF["emails"], CANARY_EMAIL]}
     run_id = _trigger(cluster, "subject_erasure", conf)
-    _wait_for_approval(cluster, run_id)
+    detail = _wait_for_approval(cluster, run_id)
     plan_id = api.xcom("subject_erasure", run_id, "plan", "plan_id")
+    # the form the approver fills in: a Reason field (the task's own param, though the DAG has params too)
+    assert list(detail["params"]) == ["reason"], detail["params"]
+    assert detail["params"]["reason"]["schema"]["type"] == ["null", "string"]
+    assert detail["params"]["reason"]["schema"]["title"] == "Reason"
     answered = dpo.ok("PATCH", _answer_path(run_id),
                       {"chosen_options": ["Reject"], "params_input": {"reason": "not verified yet"}})
     assert answered["chosen_options"] == ["Reject"] and answered["responded_by"]["id"] == "dpo"
@@ -210,7 +215,7 @@ def test_when_erasure_is_rejected_over_rest_then_stores_are_untouched_and_plan_r
     assert after["exports"] == before["exports"]
     row = Ledger(load_config(world.config_path).state_url).get_plan(plan_id)
     assert row["state"] == "rejected" and row["decided_by"] == "dpo", row
-    assert row["decision_reason"] == "not verified yet"
+    assert row["decision_reason"] == "not verified yet"  # the Reason given over REST, in the ledger
 
 
 def test_when_erasure_is_approved_over_rest_then_subject_is_erased_and_plan_verified(cluster):
@@ -227,15 +232,25 @@ def test_when_erasure_is_approved_over_rest_then_subject_is_erased_and_plan_veri
     detail = _wait_for_approval(cluster, run_id)
     plan_id = api.xcom("subject_erasure", run_id, "plan", "plan_id")
     assert detail["options"] == ["Approve", "Reject"] and detail["defaults"] == ["Reject"]
-    assert f"plan `{plan_id}`" in detail["body"]  # the approver reads the plan: counts, no personal values
-    assert not any(p in detail["body"].lower() for p in PERSONAL)
+    assert list(detail["params"]) == ["reason"], detail["params"]  # the form's Reason field
+    # the approver reads the plan as Markdown: a table per store, the people and dates; no personal values
+    body = detail["body"]
+    assert body.startswith(f"## Erasure plan `{plan_id}`"), body[:200]
+    for store in ("crm", "exports"):
+        assert f"### Store `{store}`\n\n| Container | Action | Count | Fields touched | Reason | Legal basis |" in body
+    assert "| members | delete | 1 | whole record |" in body and "| payments | delete | 3 | whole record |" in body
+    assert "| Requester | support desk |" in body and "| Who may approve | `dpo` |" in body
+    assert "a second person must approve" in body and "No policy file is configured" in body
+    assert f"(<{cluster.api.base}/lethe/plans/{plan_id}>)" in body  # the console page, under [api] base_url
+    assert not any(p in body.lower() for p in PERSONAL)
     waited = time.monotonic()
 
     assert [u["id"] for u in detail["assigned_users"]] == ["dpo"]
     answer = _answer_path(run_id)
     status, body = api.request("PATCH", answer, {"chosen_options": ["Approve"], "params_input": {}})
     assert status == 403, (status, body)  # the admin is not the assigned approver
-    answered = dpo.ok("PATCH", answer, {"chosen_options": ["Approve"], "params_input": {"reason": None}})
+    answered = dpo.ok("PATCH", answer, {"chosen_options": ["Approve"],
+                                        "params_input": {"reason": "identity checked by phone"}})
     assert answered["chosen_options"] == ["Approve"] and answered["responded_by"]["id"] == "dpo"
     state = api.wait_for_run("subject_erasure", run_id, RUN_S, alive=procs.assert_running, diagnostics=procs.tails)
     tis = _tis(cluster, "subject_erasure", run_id)
@@ -252,8 +267,23 @@ def test_when_erasure_is_approved_over_rest_then_subject_is_erased_and_plan_veri
     config = load_config(world.config_path)
     remaining = locate_subject(config, world.build_subject()).findings
     assert [f.strength for f in remaining] == ["weak"]
-    row = Ledger(config.state_url).get_plan(plan_id)
+    ledger = Ledger(config.state_url)
+    row = ledger.get_plan(plan_id)
     assert row["state"] == "verified" and row["decided_by"] == "dpo"
+    # the Reason given over REST reached the ledger: sealed with the request (shredded once the erasure is
+    # verified, like its identifiers), its keyed hash on the approval event
+    assert row["decision_reason"] in ("identity checked by phone", "[sealed note shredded]"), row
+    (approved,) = [e for e in ledger.audit_events(plan_id=plan_id) if e["event"] == "plan_approved"]
+    assert ledger.reason_matches(approved["details"]["reason_hash"], "identity checked by phone")
+    assert not ledger.reason_matches(approved["details"]["reason_hash"], "something else")
+
+    # the run for people: mapped searches named by store, the certificate task links to the console
+    names = sorted(t["rendered_map_index"] for t in api.task_instances("subject_erasure", run_id)
+                   if t["task_id"] == "locate")
+    assert names == ["crm", "exports"], names
+    links = api.ok("GET", f"/api/v2/dags/subject_erasure/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+                          "/taskInstances/certificate/links")
+    assert links["extra_links"] == {"Lethe request": f"{cluster.api.base}/lethe/requests/{cert['request_id']}"}, links
 
 
 def _hits(text: str) -> list[str]:

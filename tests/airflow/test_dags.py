@@ -77,6 +77,23 @@ def run_meta(dag_id: str, run_id: str) -> str:
     return json.dumps({"conf": conf, "xcom": xcoms, "rtif": rtif, "hitl": hitl}, default=str).lower()
 
 
+def rendered_map_indexes(dag_id: str, run_id: str, task_id: str) -> list[str]:
+    """How the UI names a mapped task's instances (`map_index_template`, rendered on the worker)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as s:
+        return list(s.scalars(select(TaskInstance.rendered_map_index).where(
+            TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id)))
+
+
+def approval_reason_is(ledger, plan_id: str, text: str) -> bool:
+    """Whether the plan's approval event records `text` as its reason (the keyed hash the event keeps)."""
+    (event,) = [e for e in ledger.audit_events(plan_id=plan_id) if e["event"] == "plan_approved"]
+    return bool(event["details"].get("reason_hash")) and ledger.reason_matches(event["details"]["reason_hash"], text)
+
+
 def assert_no_personal(text: str) -> None:
     low = text.lower()
     for p in PERSONAL:
@@ -131,6 +148,15 @@ def test_when_dags_are_inspected_then_flows_are_wired_as_documented(bag):
     assert params["emails"] == [] and params["request_id"] is None
 
 
+def test_when_privacy_staff_open_a_dag_then_its_description_and_docs_speak_to_them(bag):
+    for dag_id, dag in bag.dags.items():
+        assert dag.description and len(dag.description) <= 120, dag_id  # one line in the DAG list
+        doc = dag.doc_md or ""
+        assert "**What it does.**" in doc, dag_id
+        for developer_talk in ("Wiring only", "plugins/", "pii/", ".py", "XCom"):
+            assert developer_talk not in doc, (dag_id, developer_talk)
+
+
 def test_when_lethe_approvers_is_set_then_only_those_users_may_answer(monkeypatch):
     monkeypatch.setenv("LETHE_APPROVERS", "dpo, privacy-lead")
     monkeypatch.setenv("LETHE_APPROVAL_TIMEOUT_HOURS", "24")
@@ -144,8 +170,30 @@ def test_when_run_conf_has_an_invalid_email_then_param_validation_fails(world):
 
     with pytest.raises(ParamValidationError):
         flow("subject_access").test(run_conf={"emails": ["not an email"]})
+    with pytest.raises(ParamValidationError):  # "@" in it is not enough: the CLI's rules
+        flow("subject_erasure").test(run_conf={"emails": ["x@@y"]})
     with pytest.raises(ParamValidationError):
         flow("subject_erasure").test(run_conf={"received_at": "31/01/2026", "emails": ["a@b.org"]})
+
+
+def test_when_an_email_passes_the_form_but_not_the_idna_rules_then_the_first_task_fails_without_the_value(
+        world, capfd):
+    """What a schema pattern cannot check (an internationalised domain that is not valid IDNA, here a label
+    over 63 characters) is refused by the run's first task: it fails at once, no later task runs, and the
+    error names the field and position, never the address."""
+    from pii.core.subject import normalise_email
+    from plugins.params import email_pattern
+    import re
+
+    bad = "a@" + "ä" * 70 + ".example"
+    assert re.search(email_pattern(), bad) and normalise_email(bad) is None  # passes the form, not the CLI
+    dr = flow("subject_access").test(run_conf={"emails": [bad]})
+    st = states(dr)
+    assert dr.state == "failed" and st["register"] == "failed" and st["locate"] == "upstream_failed", st
+    out, err = capfd.readouterr()
+    errors = [line for line in (out + err).splitlines() if "InvalidIdentifier" in line]
+    assert any("email #1" in e for e in errors), errors
+    assert "ää" not in out + err  # the address appears nowhere in the output
 
 
 # ---------------------------------------------------------------------------- subject_access
@@ -187,6 +235,9 @@ def test_when_a_big_sql_store_is_split_into_table_groups_then_each_group_is_a_ta
     out = xcoms("subject_access", dr.run_id)
     groups = sorted(out[k]["group"] for k in out if k[0] == "locate" and out[k]["store"] == "crm")
     assert len(groups) >= 3 and groups[0].startswith("1/"), groups
+    names = sorted(rendered_map_indexes("subject_access", dr.run_id, "locate"))
+    assert names == sorted([f"crm (tables {g})" for g in groups] + ["exports"]), names  # not "locate 0"
+    assert out[("record", "_link_LetheRequest", -1)].endswith(f"/lethe/requests/{out[('record', 'return_value', -1)]['request_id']}")
     package = out[("assemble", "return_value", -1)]
     manifest = json.loads((Path(package["package_dir"]) / "manifest.json").read_text())
     got = {location_key(f["store"], f["location"]): (f["match"], f["strength"]) for f in manifest["findings"]}
@@ -253,7 +304,7 @@ def test_when_erasure_is_approved_then_subject_is_gone_and_plan_verified(world, 
     from pii.core.config import load_config
     from pii.engine.discover import locate_subject
 
-    seen = answer("Approve", user="dpo")
+    seen = answer("Approve", user="dpo", reason="identity checked by phone")
     dr = flow("subject_erasure").test(run_conf={**SUBJECT_CONF, "requester": "support desk",
                                                     "require_distinct_approver": True})
     assert dr.state == "success", states(dr)
@@ -266,15 +317,27 @@ def test_when_erasure_is_approved_then_subject_is_gone_and_plan_verified(world, 
     assert Path(cert["certificate"]).with_suffix(".txt").exists()
     # the approver read the plan: counts per store and action, no personal values
     assert seen["subject"] == f"Lethe: approve erasure plan {plan_id}"
-    assert f"plan `{plan_id}`" in seen["body"] and "crm/members: 1 delete" in seen["body"]
-    assert "a second person must" in seen["body"]
-    assert_no_personal(seen["body"])
+    body = seen["body"]
+    assert body.startswith(f"## Erasure plan `{plan_id}`")
+    assert "### Store `crm`" in body and "| members | delete | 1 | whole record |" in body
+    assert "| payments | delete | 3 | whole record |" in body and "### Store `exports`" in body
+    assert "| Requester | support desk |" in body and "a second person must" in body
+    assert f"/lethe/plans/{plan_id}>)" in body
+    assert_no_personal(body)
     meta = json.loads(run_meta("subject_erasure", dr.run_id))
     assert_no_personal(json.dumps({k: v for k, v in meta.items() if k != "conf"}))
     remaining = locate_subject(load_config(world.config_path), world.build_subject()).findings
     assert [f.strength for f in remaining] == ["weak"]  # only the name-only badge, left for review
     row = ledger_for(world).get_plan(plan_id)
     assert row["state"] == "verified" and row["decided_by"] == "dpo"
+    # the approval's Reason reached the ledger: sealed as a note of the request (shredded with its identifiers
+    # once the erasure is verified), its keyed hash on the approval event
+    assert row["decision_reason"] in ("identity checked by phone", "[sealed note shredded]")
+    assert approval_reason_is(ledger_for(world), plan_id, "identity checked by phone")
+    assert not approval_reason_is(ledger_for(world), plan_id, "something else")
+    # mapped tasks are named by store; the last task links to the request's console page
+    assert sorted(rendered_map_indexes("subject_erasure", dr.run_id, "locate")) == ["crm", "exports"]
+    assert out[("certificate", "_link_LetheRequest", -1)].endswith(f"/lethe/requests/{cert['request_id']}")
 
 
 def test_when_erasure_searches_a_big_store_in_table_groups_then_the_plan_equals_the_one_search_plan(

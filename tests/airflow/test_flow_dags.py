@@ -40,6 +40,17 @@ def ids(world, table: str, key: str) -> set[int]:
         con.close()
 
 
+def _rendered(dag_id: str, run_id: str, task_id: str) -> list[str]:
+    """How the UI names a mapped task's instances (`map_index_template`)."""
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as s:
+        return list(s.scalars(select(TaskInstance.rendered_map_index).where(
+            TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id)))
+
+
 def drop(world) -> Path:
     return world.root / "data" / "ftp" / "incoming"
 
@@ -54,7 +65,10 @@ def test_when_received_in_error_dag_is_approved_then_the_mail_sender_is_gone(wor
     assert out[("certificate", "return_value", -1)]["verified"] is True
     assert sorted(p.name for p in box.glob("*.trash.eml")) == sorted(
         f"{m}.trash.eml" for m in world.flows.error_message_ids)
-    assert "plan: 2 delete" in seen["body"] and demo_flows.ERROR_SENDER not in seen["body"]
+    body = seen["body"]
+    assert body.startswith("## Received in error plan `") and "What this plan does: **2 delete**." in body
+    assert "### Store `support_mailbox`" in body and "| Requester | support desk |" in body
+    assert demo_flows.ERROR_SENDER not in body
     assert ledger_for(world).is_suppressed("email", demo_flows.ERROR_SENDER)
 
 
@@ -67,7 +81,8 @@ def test_when_received_in_error_dag_names_a_sql_batch_and_is_rejected_then_nothi
     assert states(dr)["execute"] == "skipped"
     assert ids(world, "enquiries", "enquiry_id") == before
     plan_id = xcoms("received_in_error", dr.run_id)[("plan", "plan_id", -1)]
-    assert ledger_for(world).get_plan(plan_id)["state"] == "rejected"
+    row = ledger_for(world).get_plan(plan_id)
+    assert row["state"] == "rejected" and row["decision_reason"] == "wrong batch"
 
 
 def test_when_child_purge_dag_is_approved_then_children_go_in_every_store_and_clues_are_listed(world, answer):
@@ -106,6 +121,10 @@ def test_when_retention_dag_runs_then_each_rule_is_planned_approved_and_held_dat
     assert dr.state == "success", states(dr)
     st = states(dr)
     assert sorted(k for k in st if k.startswith("approval[")) == [f"approval[{i}]" for i in range(4)]
+    plans = {m: v for (t, k, m), v in xcoms("retention_purge", dr.run_id).items() if t == "plan" and k == "return_value"}
+    assert sorted(_rendered("retention_purge", dr.run_id, "plan")) == sorted(  # named by rule, not "plan 0"
+        ["withdrawn-consent", "call-recordings", "support-mail", "visitors"])
+    assert sorted(_rendered("retention_purge", dr.run_id, "approval")) == sorted(plans.values())  # by plan
     assert not set(f.expired_withdrawn_ids) & ids(world, "marketing_contacts", "contact_id")
     assert ids(world, "support_tickets", "ticket_id") == tickets  # complaints under a legal hold
     assert all(not (drop(world) / r.split("/incoming/")[1]).exists() for r in f.old_recordings)

@@ -228,16 +228,127 @@ def test_when_approvers_and_timeout_are_set_then_the_operator_uses_them(monkeypa
     assert ErasureApprovalOperator(task_id="a2", plan_id="p").assigned_users is None
 
 
-def test_when_the_plan_body_is_rendered_then_it_shows_lines_and_the_distinct_rule():
+def test_when_the_operator_sits_in_a_dag_with_params_then_its_form_still_has_the_reason_field():
+    """Airflow merges the DAG's params into an operator's `params` before `__init__` runs (so a default set
+    there never applied and the approval form had no field): the Reason field is the task's own whatever the
+    DAG's params are, and the DAG's stay the run's."""
+    from airflow.sdk import DAG, Param
+
+    from plugins.approval import ErasureApprovalOperator
+
+    with DAG("with_params", params={"emails": Param([], type=["null", "array"]),
+                                    "require_distinct_approver": Param(False, type="boolean")}):
+        op = ErasureApprovalOperator(task_id="approval", plan_id="plan-1")
+        mapped = ErasureApprovalOperator.partial(task_id="approvals").expand(plan_id=["p1", "p2"])
+    assert list(op.serialized_params) == ["reason"]
+    reason = op.serialized_params["reason"]
+    assert reason["source"] == "task" and reason["schema"]["type"] == ["null", "string"]
+    assert reason["schema"]["title"] == "Reason"
+    assert "require_distinct_approver" not in op.serialized_params  # the DAG's params are not form fields
+    assert list(mapped.unmap({"plan_id": "p1"}).serialized_params) == ["reason"]  # retention: one per plan
+
+
+def test_when_the_plan_body_is_rendered_then_it_is_the_markdown_with_a_table_per_store(monkeypatch):
     from plugins.approval import plan_body
 
-    body = plan_body("plan-1", {"request_id": "req-1", "expires_at": "2026-11-25T00:00:00+00:00"},
-                     {"received_at": "2026-11-20", "due_at": "2026-12-20"},
-                     ["plan: 3 delete", "  crm/members: 1 delete"], distinct=True)
-    assert "plan `plan-1`" in body and "crm/members: 1 delete" in body and "due 2026-12-20" in body
-    assert "a second person must" in body
-    assert "second person" not in plan_body("p", {"request_id": "r", "expires_at": "x"},
-                                            {"received_at": "a", "due_at": "b"}, [], distinct=False)
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example:8080/sub/")
+    action = {"action_id": "a1", "store": "crm", "container": "members", "location": {"table": "members"},
+              "match": "identifier", "strength": "strong", "entities": ["EMAIL_ADDRESS"], "fingerprint": "f",
+              "action": "delete", "reason": "default policy: a row about the subject is deleted"}
+    row = {"request_id": "req-1", "expires_at": "2026-11-25T00:00:00+00:00",
+           "plan": {"policy": "default policy", "stores": ["crm"], "actions": [action], "review": [], "held": []}}
+    body = plan_body("plan-1", row, {"received_at": "2026-11-20", "due_at": "2026-12-20", "requester": None},
+                     distinct=True, approvers=[{"id": "dpo", "name": "dpo"}])
+    assert body.startswith("## Erasure plan `plan-1`") and "### Store `crm`" in body
+    assert "| members | delete | 1 | whole record |" in body and "| Answer due | **2026-12-20** |" in body
+    assert "| Plan valid until | 2026-11-25 00:00 UTC |" in body and "| Requester | not recorded |" in body
+    assert "| Who may approve | `dpo` |" in body and "a second person must" in body
+    assert "(<http://airflow.example:8080/sub/lethe/plans/plan-1>)" in body
+    assert "second person must" not in plan_body("p", row, {"received_at": "a", "due_at": "b"}, distinct=False)
+
+
+def test_when_no_base_url_is_configured_then_console_links_are_relative(monkeypatch):
+    from plugins.runtime import console_url
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "")
+    assert console_url("requests", "req/1 x") == "/lethe/requests/req%2F1%20x"
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://h.example/airflow")
+    assert console_url("plans", "plan-1") == "https://h.example/airflow/lethe/plans/plan-1"
+
+
+def test_when_a_last_task_knows_its_request_then_its_lethe_request_link_points_at_the_console(monkeypatch):
+    from plugins.runtime import remember_request, request_page_link
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://127.0.0.1:8080/")
+
+    class Task:
+        pass
+
+    task, link = Task(), request_page_link()
+    assert link.name == "Lethe request" and link.xcom_key == "_link_LetheRequest"
+    assert link.get_link(task, ti_key=None) == ""  # nothing known (the task failed before): no link
+    remember_request({"task": task}, "req-7")
+    assert link.get_link(task, ti_key=None) == "http://127.0.0.1:8080/lethe/requests/req-7"
+
+
+# ---------------------------------------------------------------------------- forms
+@pytest.mark.parametrize("value", [
+    "x@@y", "a@b", "a@b.c", "a..b@c.com", "a@-b.com", "a b@c.com", "@b.co", "a@", "a@b..co", "a@exämple.cöm",
+    "alice.smith@example.org", " A@B.com ", "mailto:a@b.co", "<a@b.co>", "o'brien@x.ie", "a+tag@x.io",
+    "zoë@exämple.com", "ZOË@EXÄMPLE.COM", "zoë@xn--exmple-cua.com", "zoe\u0308@example.com",
+])
+def test_when_a_form_email_is_checked_then_it_follows_the_clis_rules(value):
+    """The form's email pattern (validated by the API server when a run is triggered) accepts exactly what
+    `lethe` accepts (`normalise_email`), so `x@@y` never starts a run."""
+    import jsonschema
+
+    from pii.core.subject import normalise_email
+    from plugins.params import email_item
+
+    cli_accepts = normalise_email(value) is not None
+    try:
+        jsonschema.validate(value, email_item(), format_checker=jsonschema.FormatChecker())
+        form_accepts = True
+    except jsonschema.ValidationError:
+        form_accepts = False
+    assert form_accepts == cli_accepts
+
+
+REQUIRED_FIELDS = {("received_in_error", "store"), ("consent_withdrawal", "emails")}
+
+
+def _forms():
+    from plugins.flow_params import child_purge_params, received_in_error_params, retention_params, unsubscribe_params
+    from plugins.params import due_params, store_params, subject_params, sweep_params
+
+    return {"subject_access": subject_params(erasure=False), "subject_erasure": subject_params(erasure=True),
+            "discovery_sweep": sweep_params(), "requests_due": due_params(), "store_params": store_params(),
+            "received_in_error": received_in_error_params(), "child_data_purge": child_purge_params(),
+            "retention_purge": retention_params(), "consent_withdrawal": unsubscribe_params()}
+
+
+def test_when_a_form_is_shown_then_only_the_truly_required_fields_carry_the_required_mark():
+    """Airflow's UI marks a field required when its schema has a type that does not allow null (its
+    FlexibleForm `isRequired`); an optional field must therefore allow null."""
+    def ui_required(param) -> bool:
+        kind = param.schema.get("type")
+        return bool(kind) and (not isinstance(kind, list) or "null" not in kind)
+
+    marked = {(form, name) for form, params in _forms().items() for name, p in params.items() if ui_required(p)}
+    assert marked == REQUIRED_FIELDS
+
+
+def test_when_an_optional_field_is_left_empty_then_the_run_still_validates():
+    from airflow.sdk.definitions.param import ParamsDict
+
+    for form, params in _forms().items():
+        required = {n for f, n in REQUIRED_FIELDS if f == form}
+        conf = {name: None for name in params if name not in required}
+        conf.update({"store": "crm"} if form == "received_in_error" else {})
+        conf.update({"emails": ["a@b.co"]} if form == "consent_withdrawal" else {})
+        merged = ParamsDict(dict(params))
+        merged.update(conf)
+        merged.validate()  # raises ParamValidationError on a field that refuses null
 
 
 # ---------------------------------------------------------------------------- pii.engine.requests / pii.engine.sweep

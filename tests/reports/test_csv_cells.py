@@ -133,7 +133,7 @@ def test_when_store_metadata_looks_like_formulas_then_the_ropa_csv_neutralises_i
 def test_when_an_audit_event_holds_formula_text_then_the_audit_csv_neutralises_it_and_json_keeps_it(tmp_path):
     ledger = Ledger(f"sqlite:///{tmp_path / 'state.db'}", key=b"test-ledger-key-0123456789abcdef")
     subject = Subject.build(emails=[EMAIL])
-    rid = ledger.create_request("erasure", subject, HOSTILE[2], request_id="REQ-7")
+    rid = ledger.create_request("erasure", subject, "helpdesk", request_id="REQ-7")
     actors = HOSTILE[:4]  # (the ledger trims an actor's surrounding white space: tab and CR go there)
     for actor in actors:
         ledger.set_request_status(rid, "in_progress", actor=actor)
