@@ -61,6 +61,13 @@ class LedgerError(LetheError):
     exit_code = 3
 
 
+class RequestTermsRefused(LedgerError):
+    """A change to a request's terms that the rules do not allow (an extension beyond two months, or asked
+    for after the first due date passed): exit status 2, like other bad input."""
+
+    exit_code = 2
+
+
 class LedgerTampered(LedgerError):
     """The ledger's records do not match their keyed hashes: a plan, an approval or an audit event was
     written or changed by someone without the ledger key. Nothing is carried out."""

@@ -74,13 +74,23 @@ def register(ledger: Ledger, kind: str, subject: Subject, requester: str, *, rec
     return request_id
 
 
-def pick_up(ledger: Ledger, kind: str, request_id: str) -> tuple[Subject, dict]:
-    """A registered request's subject (from the request store) and ledger row; refuses another kind."""
+def identity_required(config) -> bool:
+    """stores.yaml's ``requests: {require_identity_verification: true}``: runs by request id wait for a
+    verified identity (`lethe verify-identity`)."""
+    settings = (getattr(config, "raw", None) or {}).get("requests") or {}
+    return bool(settings.get("require_identity_verification"))
+
+
+def pick_up(ledger: Ledger, kind: str, request_id: str, *, require_identity: bool = False) -> tuple[Subject, dict]:
+    """A registered request's subject (from the request store) and ledger row; refuses another kind, a
+    closed request and, with `require_identity`, a requester whose identity is not verified (exit 3)."""
     row = ledger.get_request(request_id)
     if row["kind"] != kind:
         raise LedgerError(f"request {request_id} is a {row['kind']} request, not {kind}")
     if row["status"] not in OPEN_STATUSES:
         raise LedgerError(f"request {request_id} is {row['status']}: register a new request")
+    if require_identity:
+        ledger.require_verified(request_id)
     return ledger.unseal_subject(request_id), row
 
 
@@ -147,21 +157,44 @@ def read_findings(path: Path, ledger: Ledger) -> list[Finding]:
 
 
 # --------------------------------------------------------------------------- due dates
-def open_requests(ledger: Ledger) -> list[dict]:
-    """Requests not yet answered (open or in progress): id, kind, status, received and due dates."""
+def list_requests(ledger: Ledger, *, include_closed: bool = False, today: date | None = None) -> list[dict]:
+    """Requests (open or in progress; all with `include_closed`), soonest due first: request_id, kind,
+    status, received, due (the extended date once extended), first_due, extended_to, identity,
+    days_left and overdue. Ids, kinds, dates and states only."""
+    today = today or date.today()
     r = ledger_requests
+    stmt = select(r.c.request_id, r.c.kind, r.c.status, r.c.received_at, r.c.due_at)
+    if not include_closed:
+        stmt = stmt.where(r.c.status.in_(OPEN_STATUSES))
     with ledger.engine.connect() as conn:
-        rows = conn.execute(select(r.c.request_id, r.c.kind, r.c.status, r.c.received_at, r.c.due_at)
-                            .where(r.c.status.in_(OPEN_STATUSES)).order_by(r.c.due_at, r.c.request_id))
-        return [dict(row._mapping) for row in rows]
+        rows = [dict(row._mapping) for row in conn.execute(stmt)]
+    terms = ledger.terms_of(rows)
+    out = []
+    for row in rows:
+        t = terms[row["request_id"]]
+        due = date.fromisoformat(t["due"])
+        is_open = row["status"] in OPEN_STATUSES
+        out.append({"request_id": row["request_id"], "kind": row["kind"], "status": row["status"],
+                    "received": row["received_at"], "due": t["due"], "first_due": t["first_due"],
+                    "extended_to": t["extended_to"], "identity": t["identity"],
+                    "days_left": (due - today).days if is_open else None, "overdue": is_open and due < today,
+                    # the names due_report's readers know
+                    "received_at": row["received_at"], "due_at": t["due"]})
+    return sorted(out, key=lambda x: (x["due"], x["request_id"]))
+
+
+def open_requests(ledger: Ledger) -> list[dict]:
+    """Requests not yet answered (open or in progress), as list_requests gives them."""
+    return list_requests(ledger)
 
 
 def due_report(ledger: Ledger, today: date | None = None, within_days: int = DUE_SOON_DAYS) -> dict:
-    """Open requests split into overdue (due date passed) and due soon (within `within_days`).
-    Ids, kinds and dates only."""
+    """Open requests split into overdue (due date passed; an extended request by its extended date) and
+    due soon (within `within_days`). Ids, kinds and dates only."""
     today = today or date.today()
     horizon = today + timedelta(days=within_days)
-    rows = open_requests(ledger)
+    keys = ("request_id", "kind", "status", "received_at", "due_at")
+    rows = [{k: r[k] for k in keys} for r in list_requests(ledger, today=today)]
     overdue = [r for r in rows if date.fromisoformat(r["due_at"]) < today]
     soon = [r for r in rows if today <= date.fromisoformat(r["due_at"]) <= horizon]
     return {"today": today.isoformat(), "open": len(rows), "overdue": overdue, "due_soon": soon,

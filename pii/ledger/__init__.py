@@ -99,6 +99,7 @@ from pii.ledger.schema import (
     ledger_suppression,
 )
 from pii.ledger.suppression import SuppressionStore
+from pii.ledger.terms import TermsStore
 from pii.state.db import state_engine
 from pii.core.subject import DEFAULT_REGION, Subject
 
@@ -136,6 +137,7 @@ class Ledger:
         self._actions = ActionStore(self.engine, self._now, self._mac, event, self._requests.screen_for_request)
         self._plans = PlanStore(self.engine, self._now, self._mac, event,
                                 requests=self._requests, actions=self._actions, locks=self._locks, notes=self._notes)
+        self._terms = TermsStore(self.engine, self._now, event, requests=self._requests, notes=self._notes)
         self._suppression = SuppressionStore(self.engine, self._now, self._mac, self._fernet, event,
                                              notes=self._notes)
 
@@ -174,6 +176,23 @@ class Ledger:
 
     def get_request(self, request_id: str) -> dict:
         return self._requests.get_request(request_id)
+
+    # ---- request terms: TermsStore (extensions, identity verification)
+    def request_terms(self, request_id: str) -> dict:
+        return self._terms.request_terms(request_id)
+
+    def terms_of(self, rows) -> dict[str, dict]:
+        return self._terms.terms_of(rows)
+
+    def extend_request(self, request_id: str, months: int, reason: str, *, actor: str | None = None,
+                       today: date | None = None) -> date:
+        return self._terms.extend_request(request_id, months, reason, actor=actor, today=today)
+
+    def verify_identity(self, request_id: str, method: str, by: str, note: str | None = None) -> None:
+        return self._terms.verify_identity(request_id, method, by, note)
+
+    def require_verified(self, request_id: str) -> None:
+        return self._terms.require_verified(request_id)
 
     def requested_by(self, request_id: str, who: str) -> bool:
         return self._requests.requested_by(request_id, who)
@@ -347,7 +366,7 @@ class Ledger:
 
 def _share_docstrings() -> None:
     """The facade's methods carry the docstrings of the store methods they hand over to (help(Ledger.approve))."""
-    stores = (RequestStore, PlanStore, ActionStore, LockStore, SuppressionStore, AuditLog)
+    stores = (RequestStore, PlanStore, ActionStore, LockStore, SuppressionStore, AuditLog, TermsStore)
     for name, method in vars(Ledger).items():
         if callable(method) and not name.startswith("_") and method.__doc__ is None:
             method.__doc__ = next((getattr(s, name).__doc__ for s in stores if hasattr(s, name)), None)

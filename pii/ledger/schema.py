@@ -160,9 +160,25 @@ ledger_notes = Table(
     Column("created_at", String(32), nullable=False),
 )
 
+# A request's terms beside its row (issue 14): an extended due date (calendar months, at most two) and the
+# requester's identity verification (method, who, when; the note sealed in ledger_notes).
+ledger_request_terms = Table(
+    "ledger_request_terms",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("extension_months", Integer, nullable=False),
+    Column("extended_to", String(10)),
+    Column("identity", String(20), nullable=False),
+    Column("identity_method", String(40)),
+    Column("identity_by", String(200)),
+    Column("identity_at", String(32)),
+    Column("updated_at", String(32), nullable=False),
+)
+
 LEDGER_TABLES = (ledger_meta, ledger_requests, ledger_request_identifiers, ledger_plans, ledger_plan_actions,
                  ledger_actions, ledger_locks, ledger_suppression, ledger_events, ledger_request_secrets,
-                 ledger_holds, ledger_suppressed_addresses, ledger_event_chain, ledger_chain_head, ledger_notes)
+                 ledger_holds, ledger_suppressed_addresses, ledger_event_chain, ledger_chain_head, ledger_notes,
+                 ledger_request_terms)
 
 # The audit trail is append-only in the database too, not only in this API (SQLite and PostgreSQL).
 for _ddl in (
