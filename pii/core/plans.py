@@ -184,3 +184,59 @@ class Plan:
                        "this plan, and the certificate will not call those stores verified")
         out.extend(summary_lines(self.data.get("coverage") or [], indent="  "))
         return out
+
+
+# --------------------------------------------------------------------------- the per-store table
+ACTION_ORDER = ("delete", "anonymise", "redact", "retain", "hold", "review")
+ENTITY_WORDS = {"EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone", "PERSON": "name", "ID": "id",
+                "CHILD_AGE": "child's age in text", "DATE_OF_BIRTH": "date of birth"}
+
+
+def entity_words(entities) -> str:
+    """Entity kinds as people read them ("email, phone")."""
+    return ", ".join(ENTITY_WORDS.get(e, e.lower().replace("_", " ")) for e in entities) or "none named"
+
+
+def fields_touched(action: str, entities, fields: dict | None) -> str:
+    """What an action changes in its record, in words ("whole record", "the subject's email inside the text")."""
+    ops = ", ".join(f"{col} ({(spec or {}).get('operator', 'null')})" for col, spec in sorted((fields or {}).items()))
+    if action == "delete":
+        return "whole record"
+    if action == "anonymise":
+        return ops or "named fields"
+    if action == "redact":
+        return f"the subject's {entity_words(entities)} inside the text"
+    if action == "retain":
+        return f"kept; anonymised: {ops}" if ops else "none (kept as it is)"
+    if action == "hold":
+        return "none (held)"
+    return "none until a person includes it"
+
+
+def action_conflict(action: PlannedAction, raw: dict) -> str | None:
+    """The action's conflict with declared retention, as text (None when there is none)."""
+    text = getattr(action, "conflict", None) or raw.get("conflict")
+    return str(text) if text else None
+
+
+def store_tables(data: dict) -> dict[str, list[dict]]:
+    """A stored plan's actions (actions, held, review) grouped per store, then per (container, action,
+    fields touched, reason, legal basis, until, conflict) with a count, in action order: the table the
+    approval and the console show. Containers named after the subject are withheld (`shown_container`);
+    stores with nothing to change map to an empty list."""
+    grouped: dict[str, dict[tuple, int]] = {}
+    for part in ("actions", "held", "review"):
+        for raw in data.get(part) or []:
+            a = PlannedAction.from_dict(raw)
+            key = (shown_container(a.container),
+                   ACTION_ORDER.index(a.action) if a.action in ACTION_ORDER else 99, a.action,
+                   fields_touched(a.action, a.entities, a.fields), a.reason or "", a.legal_basis or "",
+                   a.until or "", action_conflict(a, raw) or "")
+            per = grouped.setdefault(a.store, {})
+            per[key] = per.get(key, 0) + 1
+    def rows(per: dict[tuple, int]) -> list[dict]:
+        return [{"container": c, "action": act, "count": n, "fields": touched, "reason": reason,
+                 "legal_basis": basis, "until": until, "conflict": conflict}
+                for (c, _o, act, touched, reason, basis, until, conflict), n in sorted(per.items())]
+
+    return {store: rows(grouped.get(store, {})) for store in dict.fromkeys([*(data.get("stores") or []), *grouped])}

@@ -15,14 +15,13 @@ from typing import Any
 from sqlalchemy import select
 
 from pii.core.errors import LedgerError, LedgerTampered
-from pii.core.plans import PlannedAction, shown_container
+from pii.core.plans import ACTION_ORDER, store_tables  # noqa: F401 - store_tables: the plan page's table
 from pii.ledger.common import PLANNED
 from pii.ledger.schema import ledger_events, ledger_plans, ledger_request_terms, ledger_requests
 
 OPEN_STATUSES = ("open", "in_progress")
 NOT_RECORDED = "not recorded"
 NONE_MARK = "—"
-ACTION_ORDER = ("delete", "anonymise", "redact", "retain", "hold", "review")
 
 
 def short_hash(value: Any) -> Any:
@@ -150,45 +149,6 @@ def plans_for(ledger, request_id: str) -> list[dict]:
     with ledger.engine.connect() as conn:
         rows = conn.execute(select(p).where(p.c.request_id == request_id).order_by(p.c.created_at)).mappings().all()
     return [_plan_view(ledger, r) for r in rows]
-
-
-def _fields_touched(action: str, entities, fields: dict | None) -> str:
-    ops = ", ".join(f"{col} ({(spec or {}).get('operator', 'null')})" for col, spec in sorted((fields or {}).items()))
-    if action == "delete":
-        return "whole record"
-    if action == "anonymise":
-        return ops or "named fields"
-    if action == "redact":
-        kinds = ", ".join(str(e).lower().replace("_", " ") for e in entities) or "identifiers"
-        return f"the subject's {kinds} inside the text"
-    if action == "retain":
-        return f"kept; anonymised: {ops}" if ops else "none (kept as it is)"
-    if action == "hold":
-        return "none (held)"
-    return "none until a person includes it"
-
-
-def store_tables(data: dict) -> dict[str, list[dict]]:
-    """The plan's actions grouped per store, then per (container, action, fields, reason, legal basis) with
-    a count: what the plan's page and the approval show. Containers named after the subject are shown
-    withheld (`shown_container`); stores with nothing to change map to an empty list."""
-    grouped: dict[str, dict[tuple, int]] = {}
-    for part in ("actions", "held", "review"):
-        for raw in data.get(part) or []:
-            a = PlannedAction.from_dict(raw)
-            conflict = getattr(a, "conflict", None) or raw.get("conflict") or ""
-            key = (shown_container(a.container),
-                   ACTION_ORDER.index(a.action) if a.action in ACTION_ORDER else 99, a.action,
-                   _fields_touched(a.action, a.entities, a.fields), a.reason or "", a.legal_basis or "",
-                   a.until or "", str(conflict))
-            per = grouped.setdefault(a.store, {})
-            per[key] = per.get(key, 0) + 1
-    out: dict[str, list[dict]] = {}
-    for store in dict.fromkeys([*(data.get("stores") or []), *grouped]):
-        out[store] = [{"container": c, "action": act, "count": n, "fields": touched, "reason": reason,
-                       "legal_basis": basis, "until": until, "conflict": conflict}
-                      for (c, _o, act, touched, reason, basis, until, conflict), n in sorted(grouped.get(store, {}).items())]
-    return out
 
 
 def get_plan(ledger, plan_id: str) -> dict:

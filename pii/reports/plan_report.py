@@ -56,9 +56,6 @@ def review_entries(engine, plan, *, threshold: int | None = None) -> list[dict]:
 APPROVERS_ANYONE = "any user allowed to answer this DAG's approvals"
 NOT_RECORDED = "not recorded"
 _MD_SPECIAL = set("\\`*_{}[]<>()#+!|~&")
-_ENTITY_WORDS = {"EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone", "PERSON": "name", "ID": "id",
-                 "CHILD_AGE": "child's age in text", "DATE_OF_BIRTH": "date of birth"}
-_ACTION_ORDER = ("delete", "anonymise", "redact", "retain", "hold", "review")
 
 
 def md_text(value) -> str:
@@ -92,25 +89,6 @@ def _when(value) -> str:
     return f"{day} {rest[:5]} UTC"
 
 
-def _entity_words(entities) -> str:
-    return ", ".join(_ENTITY_WORDS.get(e, e.lower().replace("_", " ")) for e in entities) or "none named"
-
-
-def _fields_touched(action: str, entities, fields: dict | None) -> str:
-    ops = ", ".join(f"{col} ({(spec or {}).get('operator', 'null')})" for col, spec in sorted((fields or {}).items()))
-    if action == "delete":
-        return "whole record"
-    if action == "anonymise":
-        return ops or "named fields"
-    if action == "redact":
-        return f"the subject's {_entity_words(entities)} inside the text"
-    if action == "retain":
-        return f"kept; anonymised: {ops}" if ops else "none (kept as it is)"
-    if action == "hold":
-        return "none (held)"
-    return "none until a person includes it"
-
-
 def _plan_parts(plan) -> tuple[str | None, dict]:
     data = getattr(plan, "data", plan)
     return getattr(plan, "plan_id", None), data
@@ -120,11 +98,6 @@ def _rows(data: dict, parts=("actions", "held", "review")) -> list[tuple[Any, di
     from pii.core.plans import PlannedAction
 
     return [(PlannedAction.from_dict(raw), raw) for part in parts for raw in data.get(part) or []]
-
-
-def _conflict(action, raw: dict) -> str | None:
-    text = getattr(action, "conflict", None) or raw.get("conflict")
-    return str(text) if text else None
 
 
 def approval_markdown(plan, request: dict, *, plan_id: str | None = None, approvers: list[str] | None = None,
@@ -139,7 +112,7 @@ def approval_markdown(plan, request: dict, *, plan_id: str | None = None, approv
     `approvers`: the user ids who may answer (None: anyone allowed to answer the DAG's approvals);
     `distinct`: the requester may not approve; `console_url`: the plan's page in the Lethe console."""
     from pii.core.coverage import coverage_gaps
-    from pii.core.plans import shown_container
+    from pii.core.plans import ACTION_ORDER, action_conflict, entity_words, shown_container, store_tables
     from pii.core.policy import DEFAULT_SOURCE
 
     own_id, data = _plan_parts(plan)
@@ -152,7 +125,7 @@ def approval_markdown(plan, request: dict, *, plan_id: str | None = None, approv
     totals: dict[str, int] = {}
     for a, _raw in rows:
         totals[a.action] = totals.get(a.action, 0) + 1
-    summary = ", ".join(f"**{totals[k]} {k}**" for k in _ACTION_ORDER if totals.get(k)) or "nothing to change"
+    summary = ", ".join(f"**{totals[k]} {k}**" for k in ACTION_ORDER if totals.get(k)) or "nothing to change"
     out += [f"What this plan does: {summary}.", ""]
 
     requester = request.get("requester")
@@ -180,7 +153,7 @@ def approval_markdown(plan, request: dict, *, plan_id: str | None = None, approv
                 "subject and rows linked to them; mentions in other people's text are redacted). No exemption "
                 "or legal basis applies unless a policy file says so.", ""]
 
-    conflicts = [(a, c) for a, raw in rows if (c := _conflict(a, raw))]
+    conflicts = [(a, c) for a, raw in rows if (c := action_conflict(a, raw))]
     if conflicts:
         grouped: dict[tuple, int] = {}
         for a, c in conflicts:
@@ -191,28 +164,20 @@ def approval_markdown(plan, request: dict, *, plan_id: str | None = None, approv
                 for (s, cont, act, c), n in sorted(grouped.items())]
         out.append("")
 
-    by_store: dict[str, dict[tuple, int]] = {}
-    for a, raw in rows:
-        key = (shown_container(a.container), _ACTION_ORDER.index(a.action) if a.action in _ACTION_ORDER else 99,
-               a.action, _fields_touched(a.action, a.entities, a.fields), a.reason or "", a.legal_basis or "",
-               a.until or "", _conflict(a, raw) or "")
-        per = by_store.setdefault(a.store, {})
-        per[key] = per.get(key, 0) + 1
-    for store in list(dict.fromkeys([*(data.get("stores") or []), *by_store])):
-        per = by_store.get(store)
+    for store, table in store_tables(data).items():
         out += [f"### Store {md_code(store)}", ""]
-        if not per:
+        if not table:
             out += ["Nothing found to change in this store.", ""]
             continue
         out += ["| Container | Action | Count | Fields touched | Reason | Legal basis |",
                 "|---|---|--:|---|---|---|"]
-        for (cont, _o, act, touched, reason, basis, until, conflict), n in sorted(per.items()):
-            basis_text = md_text(basis) if basis else "—"
-            if until:
-                basis_text += f" (until {md_text(until)})"
-            act_text = f"**{md_text(act)}** ⚠" if conflict else md_text(act)
-            out.append(f"| {md_text(cont)} | {act_text} | {n} | {md_text(touched)} | {md_text(reason)} "
-                       f"| {basis_text} |")
+        for r in table:
+            basis_text = md_text(r["legal_basis"]) if r["legal_basis"] else "—"
+            if r["until"]:
+                basis_text += f" (until {md_text(r['until'])})"
+            act_text = f"**{md_text(r['action'])}** ⚠" if r["conflict"] else md_text(r["action"])
+            out.append(f"| {md_text(r['container'])} | {act_text} | {r['count']} | {md_text(r['fields'])} "
+                       f"| {md_text(r['reason'])} | {basis_text} |")
         out.append("")
 
     exempt = [(a, raw) for a, raw in rows if a.action in ("retain", "hold")]
@@ -234,7 +199,7 @@ def approval_markdown(plan, request: dict, *, plan_id: str | None = None, approv
     if review:
         grouped = {}
         for a in review:
-            key = (a.store, shown_container(a.container), a.match, a.strength, _entity_words(a.entities),
+            key = (a.store, shown_container(a.container), a.match, a.strength, entity_words(a.entities),
                    a.proposed or "")
             grouped[key] = grouped.get(key, 0) + 1
         out += ["Weak evidence (a name alone, a clue in free text) is **never erased without review**: these "
