@@ -19,7 +19,8 @@ STORE_KINDS = ("sql", "csv", "ftp", "gmail")
 # The keys each part of stores.yaml may hold (README, "stores.yaml"). Anything else is refused, naming the
 # key and the closest known one, so a misspelt `skip_tabels` is not silently ignored.
 TOP_LEVEL_KEYS = ("stores", "ledger", "ledger_env", "default_region", "detection", "policy", "erasure", "retention",
-                  "child_purge", "marketing_lists", "suppression", "unsubscribe", "out_of_scope")
+                  "child_purge", "marketing_lists", "suppression", "unsubscribe", "out_of_scope", "requests",
+                  "controller")
 _FILE_KEYS = ("path", "pattern", "skip_files", "delimiter", "encoding", "header", "text_columns")
 STORE_KEYS = {
     "sql": ("url", "url_env", "schemas", "skip_tables", "reference_tables", "personal_tables", "text_columns",
@@ -35,6 +36,8 @@ METADATA_KEYS = ("purpose", "legal_basis", "source", "recipients", "retention", 
 # policy rules name containers) is kept for a period under a legal basis; the default erasure plan retains it
 # (pii.core.policy.DeclaredRetention). Only these keys; period and legal_basis are required.
 RETAINED_KEYS = ("period", "legal_basis", "reason")
+# `controller: {name, email, ..., dpo: {...}, supervisory_authority: {...}}`: each a contact with these keys
+CONTACT_KEYS = ("name", "email", "phone", "address", "url")
 # A period as retention rules write it (pii.core.retention.Period reads it with this pattern): a positive
 # count and a unit, e.g. 90d, 6w, 3m, 2y, "6 years".
 PERIOD_PATTERN = r"^\s*(\d*[1-9]\d*)\s*(d|w|m|y|days?|weeks?|months?|years?)\s*$"
@@ -196,10 +199,20 @@ CONFIG_SCHEMA = {  # JSON Schema (draft 2020-12) of stores.yaml's shape; values 
                    "ledger": {"type": "string"}, "ledger_env": {"type": "string"},
                    "default_region": {"type": "string"}, "detection": _MAPPING, "erasure": _MAPPING,
                    "child_purge": _MAPPING, "marketing_lists": _MAPPING, "suppression": _MAPPING,
-                   "unsubscribe": _MAPPING, "out_of_scope": {"type": "array"}},
+                   "unsubscribe": _MAPPING, "out_of_scope": {"type": "array"},
+                   "requests": {"type": "object", "additionalProperties": False,
+                                "properties": {"require_identity_verification": {"type": "boolean"}}},
+                   "controller": {"$ref": "#/$defs/controller"}},
     "required": ["stores"],
     "additionalProperties": False,
     "$defs": {
+        # who answers for the data (named in access answers: how to exercise each right, whom to contact)
+        "contact": {"type": "object", "additionalProperties": False,
+                    "properties": {k: _TEXT for k in CONTACT_KEYS}},
+        "controller": {"type": "object", "additionalProperties": False,
+                       "properties": {**{k: _TEXT for k in CONTACT_KEYS},
+                                      "dpo": {"$ref": "#/$defs/contact"},
+                                      "supervisory_authority": {"$ref": "#/$defs/contact"}}},
         # a store's keys by its kind (an unknown kind or a missing one is named by parse_config)
         "store": {"type": "object", "allOf": [
             {"if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
@@ -248,8 +261,12 @@ def _check_keys(data: Mapping, where: str) -> None:
         if error.validator == "additionalProperties":
             known = list(error.schema["properties"])
             bad = sorted(str(k) for k in error.instance if k not in known)[0]
-            place = "unknown top-level key" if not path else \
-                f"store '{path[-1]}' ({error.instance['kind']}): unknown key"
+            if not path:
+                place = "unknown top-level key"
+            elif path[0] == "stores":
+                place = f"store '{path[-1]}' ({error.instance['kind']}): unknown key"
+            else:
+                place = f"'{_shown('.'.join(map(str, path)))}': unknown key"
             raise ConfigError(f"{where}: {place} '{_shown(bad)}'{_suggest(bad, known)}")
         if error.validator == "type":
             kinds = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
@@ -258,6 +275,8 @@ def _check_keys(data: Mapping, where: str) -> None:
             raise ConfigError(f"{where}: '{_shown('.'.join(map(str, path)))}' must be {what}")
         if error.validator in ("minProperties", "required"):
             raise ConfigError(f"{where}: 'stores:' must name at least one store")
+        if error.validator == "pattern" and path and path[0] == "controller":
+            raise ConfigError(f"{where}: '{_shown('.'.join(map(str, path)))}' must be a non-empty text")
 
 
 def _retained_error(path: list, error) -> str | None:
