@@ -22,6 +22,7 @@ from datetime import datetime
 from airflow.sdk import TriggerRule, dag, task
 
 from plugins import tasks
+from plugins.identity import IdentityCheckOperator
 from plugins.params import subject_params
 from plugins.runtime import UNIT_LABEL, link_to_request_page, task_defaults
 
@@ -59,7 +60,10 @@ def subject_access():
         return tasks.record_access(request_id, package, context)
 
     request = register()
-    found = locate.partial(request_id=request["request_id"]).expand(unit=units())
+    identity = IdentityCheckOperator(task_id="identity", request_id=request["request_id"])
+    search = units()
+    identity >> search
+    found = locate.partial(request_id=request["request_id"]).expand(unit=search)
     package = assemble(request["request_id"], found)
     link_to_request_page(record(request["request_id"], package))
 

@@ -5,6 +5,10 @@ plan: for each table or file, what would be deleted, anonymised or redacted, wha
 exemption with its legal basis, a legal hold), and what is left for a person's review. Nothing changes
 until someone approves.
 
+**Identity first, where required.** When Lethe's configuration requires the requester's identity to be
+verified, the `identity` task waits under *Required actions* before anything is searched: choose **Identity
+verified** and say how (Method), or **Not verified** (the run stops; the request stays open).
+
 **The approval.** The `approval` task waits under *Required actions*. The page shows the plan as a table per
 store, the requester, the due date, the plan's expiry and who may approve. Choose **Approve** (the plan is
 carried out, the person is searched for again to verify, and a certificate is written) or **Reject**
@@ -23,6 +27,7 @@ from __future__ import annotations
 from airflow.sdk import TriggerRule, task
 
 from plugins import tasks
+from plugins.identity import IdentityCheckOperator
 from plugins.flow_dag import approval_dag
 from plugins.params import subject_params
 from plugins.runtime import UNIT_LABEL
@@ -46,7 +51,10 @@ def planning():
         return tasks.plan_erasure(request_id, context, results)
 
     request = register()
-    found = locate.partial(request_id=request["request_id"]).expand(unit=units())
+    identity = IdentityCheckOperator(task_id="identity", request_id=request["request_id"])
+    search = units()
+    identity >> search
+    found = locate.partial(request_id=request["request_id"]).expand(unit=search)
     return plan(request["request_id"], found)["plan_id"]
 
 

@@ -101,7 +101,9 @@ def _dir_from_env(env: str, config: Config, default: str) -> Path:
 
 
 def output_dir(config: Config) -> Path:
-    return _dir_from_env(OUTPUT_ENV, config, "lethe_output")
+    from pii.engine.requests import output_root
+
+    return output_root(config)
 
 
 def work_root(config: Config) -> Path:

@@ -148,7 +148,7 @@ def locate_in_store(request_id: str, store: str, context: Mapping[str, Any], *, 
     from pii.engine.discover import locate_in_store as locate
     from pii.core.errors import ConfigError
     from pii.state.inventory import Inventory
-    from pii.engine.requests import pick_up, write_findings
+    from pii.engine.requests import identity_required, pick_up, write_findings
 
     with lethe_outcomes():
         params = _params(context)
@@ -160,7 +160,7 @@ def locate_in_store(request_id: str, store: str, context: Mapping[str, Any], *, 
             raise UnsupportedStore(f"store '{store}' is not searched: {exc}") from None
         config = load_run_config(params, resolve=[store])
         ledger = _ledger(config)
-        subject, _row = pick_up(ledger, kind, request_id)
+        subject, _row = pick_up(ledger, kind, request_id, require_identity=identity_required(config))
         result = locate(config, config.stores[store], subject, progress=task_progress,
                         inventory=Inventory(config.state_url), tables=tables)
         ti = context["ti"]
@@ -183,13 +183,13 @@ def assemble_package(request_id: str, results: Iterable[Mapping[str, Any] | None
                      context: Mapping[str, Any]) -> dict:
     """Write the access package from the stores' work files (`pii.reports.package.write_access_package`)."""
     from pii.reports.package import write_access_package
-    from pii.engine.requests import access_request_info, pick_up
+    from pii.engine.requests import access_request_info, identity_required, pick_up
 
     with lethe_outcomes():
         params = _params(context)
         config = load_run_config(params)
         ledger = _ledger(config)
-        subject, row = pick_up(ledger, "access", request_id)
+        subject, row = pick_up(ledger, "access", request_id, require_identity=identity_required(config))
         results = _present(results)
         searched = list(dict.fromkeys(r["store"] for r in results))
         not_searched = [s for s in selected_stores(config, params) if s not in searched]
@@ -245,14 +245,14 @@ def plan_erasure(request_id: str, context: Mapping[str, Any], results: Iterable[
     searched (skipped: its kind is not supported here) goes into the plan's coverage as not searched, so
     the certificate cannot call it verified."""
     from pii.engine.erasure import ErasureEngine
-    from pii.engine.requests import pick_up
+    from pii.engine.requests import identity_required, pick_up
     from pii.engine.runs import RunService, SubjectRun
 
     with lethe_outcomes():
         params = _params(context)
         config = load_run_config(params, resolve=True)
         engine = ErasureEngine(config, progress=task_progress)
-        subject, row = pick_up(engine.ledger, "erasure", request_id)
+        subject, row = pick_up(engine.ledger, "erasure", request_id, require_identity=identity_required(config))
         received = date.fromisoformat(row["received_at"])
         stores = list(params.get("stores") or []) or None
         found = None

@@ -355,7 +355,9 @@ def cmd_demo(args) -> int:
 
 # ---------------------------------------------------------------------------- erasure
 def cmd_erase(args) -> int:
+    from pii.core.errors import LedgerError
     from pii.core.host import current_user
+    from pii.engine.requests import identity_required
     from pii.engine.runs import RunService, SubjectRun
 
     config = config_from(args)
@@ -370,6 +372,10 @@ def cmd_erase(args) -> int:
             print(line)
         return 0
     requester = args.requester or current_user()
+    if args.yes and identity_required(config):
+        raise LedgerError("stores.yaml requires the requester's identity to be verified before an erasure runs: "
+                          "run `lethe erase` without --yes to store the plan, then `lethe verify-identity "
+                          "REQUEST_ID --method M --by WHO` and `lethe approve PLAN_ID --execute`")
     if args.yes:
         def notify(event: str, **d) -> None:
             if event == "withdrawn":
@@ -392,6 +398,10 @@ def cmd_erase(args) -> int:
     plan = runs.store(spec, requester, received_at=received)
     for line in plan.lines():
         print(line)
+    if identity_required(config):
+        request_id = runs.engine.ledger.get_plan(plan.plan_id)["request_id"]
+        print(f"request {request_id}: the requester's identity must be verified before approval: "
+              f"lethe verify-identity {request_id} --method M --by WHO")
     print(f"plan {plan.plan_id} stored; awaiting approval: lethe approve {plan.plan_id} --execute")
     return EXIT_AWAITING_APPROVAL
 

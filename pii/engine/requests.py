@@ -24,6 +24,9 @@ from pii.ledger import Ledger, due_date, ledger_requests
 from pii.core.subject import DEFAULT_REGION, Subject
 
 ACCESS, ERASURE = "access", "erasure"
+# requests a person made about themselves: where stores.yaml requires it, their identity is verified first
+SUBJECT_KINDS = (ACCESS, ERASURE, "rectification")
+OUTPUT_ENV = "LETHE_OUTPUT_DIR"
 OPEN_STATUSES = ("open", "in_progress")
 DUE_SOON_DAYS = 7
 IDENTIFIER_FIELDS = ("emails", "names", "phones", "ids")
@@ -79,6 +82,15 @@ def identity_required(config) -> bool:
     verified identity (`lethe verify-identity`)."""
     settings = (getattr(config, "raw", None) or {}).get("requests") or {}
     return bool(settings.get("require_identity_verification"))
+
+
+def check_identity(ledger: Ledger, config, request_id: str) -> None:
+    """LedgerError (exit 3) when stores.yaml requires identity verification and the request (one a person
+    made about themselves) has none recorded yet. Flow requests (retention, purges) have no requester."""
+    if not identity_required(config):
+        return
+    if ledger.get_request(request_id)["kind"] in SUBJECT_KINDS:
+        ledger.require_verified(request_id)
 
 
 def pick_up(ledger: Ledger, kind: str, request_id: str, *, require_identity: bool = False) -> tuple[Subject, dict]:
@@ -154,6 +166,63 @@ def read_findings(path: Path, ledger: Ledger) -> list[Finding]:
     except InvalidToken:
         raise LedgerError(f"work file {Path(path).name} cannot be decrypted with this ledger's key") from None
     return [Finding(**item) for item in json.loads(raw)]
+
+
+# --------------------------------------------------------------------------- outputs and notices
+def output_root(config) -> Path:
+    """Where answers, certificates and notices go: $LETHE_OUTPUT_DIR, else ``lethe_output/`` beside
+    stores.yaml (a relative $LETHE_OUTPUT_DIR is read from there too)."""
+    value = os.environ.get(OUTPUT_ENV)
+    path = Path(os.path.expanduser(value)) if value else config.base_dir / "lethe_output"
+    return path if path.is_absolute() else config.base_dir / path
+
+
+def request_output_dir(config, kind: str, request_id: str) -> Path:
+    """A request's own folder under `output_root` (``access/<id>/``, ``erasure/<id>/``, ...)."""
+    import re
+
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", str(request_id)).strip("._") or "_"
+    return output_root(config) / kind / safe
+
+
+def extend_with_notice(ledger: Ledger, config, request_id: str, months: int, reason: str, *,
+                       actor: str | None = None, today: date | None = None) -> tuple[date, Path]:
+    """Extend the request (`Ledger.extend_request`: the rules and their refusals) and write the notice to
+    the person beside the request's output: ``<kind>/<id>/extension-notice-<n>.txt`` (mode 0600), saying
+    why and by when they will have their answer. Returns the new due date and the notice's path."""
+    new_due = ledger.extend_request(request_id, months, reason, actor=actor, today=today)
+    row = ledger.get_request(request_id)
+    terms = ledger.request_terms(request_id)
+    folder = request_output_dir(config, row["kind"], request_id)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = folder / f"extension-notice-{terms['extension_months']}.txt"
+    what = {"access": "your request for a copy of your personal data",
+            "erasure": "your request to erase your personal data",
+            "rectification": "your request to correct your personal data"}.get(row["kind"], "your request")
+    text = (f"Reference: {request_id}\n\n"
+            f"We received {what} on {row['received_at']}. We were due to answer by {terms['first_due']}.\n"
+            f"We need more time to answer it fully, for this reason:\n\n    {str(reason).strip()}\n\n"
+            f"We will answer by {new_due.isoformat()} at the latest "
+            f"({terms['extension_months']} month(s) beyond the first date, as the law allows).\n"
+            f"If you are unhappy with this, you may complain to {_authority(config)}.\n")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".txt")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return new_due, path
+
+
+def _authority(config) -> str:
+    """The supervisory authority as stores.yaml's ``controller: {supervisory_authority: ...}`` names it."""
+    sa = ((getattr(config, "raw", None) or {}).get("controller") or {}).get("supervisory_authority") or {}
+    name = sa.get("name") or "the supervisory authority"
+    where = ", ".join(str(sa[k]) for k in ("url", "email", "phone", "address") if sa.get(k))
+    return f"{name} ({where})" if where else name
 
 
 # --------------------------------------------------------------------------- due dates

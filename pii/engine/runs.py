@@ -177,6 +177,11 @@ class RunService:
 
     def approve(self, plan_id: str, approver: str, *, require_distinct: bool = False,
                 reason: str | None = None) -> None:
+        """Approve a stored plan; where stores.yaml requires it, only once the requester's identity is
+        verified (`lethe verify-identity`; LedgerError, exit 3, otherwise)."""
+        from pii.engine.requests import check_identity
+
+        check_identity(self.engine.ledger, self.engine.config, self.engine.ledger.get_plan(plan_id)["request_id"])
         self.engine.approve(plan_id, approver, require_distinct=require_distinct, reason=reason)
 
     def run(self, plan_id: str, *, subject: Subject | None = None, actor: str | None = None) -> ExecutionReport:

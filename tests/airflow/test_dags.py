@@ -129,11 +129,14 @@ def test_when_dags_are_inspected_then_flows_are_wired_as_documented(bag):
     from plugins.approval import ErasureApprovalOperator
 
     access = bag.dags["subject_access"]
-    assert set(access.task_dict) == {"register", "units", "locate", "assemble", "record"}
+    assert set(access.task_dict) == {"register", "identity", "units", "locate", "assemble", "record"}
+    assert access.task_dict["units"].upstream_task_ids == {"identity"}  # nothing is searched before it
     assert type(access.task_dict["locate"]).__name__.endswith("MappedOperator")  # one task per store
     assert access.schedule is None
     erasure = bag.dags["subject_erasure"]
-    assert set(erasure.task_dict) == {"register", "units", "locate", "plan", "approval", "execute", "certificate"}
+    assert set(erasure.task_dict) == {"register", "identity", "units", "locate", "plan", "approval", "execute",
+                                      "certificate"}
+    assert erasure.task_dict["units"].upstream_task_ids == {"identity"}
     assert type(erasure.task_dict["locate"]).__name__.endswith("MappedOperator")  # the plan's search, mapped
     assert erasure.task_dict["plan"].upstream_task_ids == {"register", "locate"}
     approval = erasure.task_dict["approval"]
