@@ -123,6 +123,7 @@ class SelectionTarget:
         self.matcher = SubjectMatcher(self.subject or Subject())
         self.suppress_ids = suppress_ids
         self.report: dict[str, dict] = {}  # store -> counts and skipped containers of the last locate
+        self.restricted: dict[str, str] = {}  # finding key -> hold reason (pii.engine.restriction), last locate
 
     @classmethod
     def from_request(cls, engine, request_id: str) -> "SelectionTarget":
@@ -170,8 +171,33 @@ class SelectionTarget:
                 own = [f for f in own if f.store not in sel.filters or f.key in keys]
             own = [f for f in own if f.store not in sel.scope
                    or any(container_matches(g, f) for g in sel.scope[f.store])]
+            self._match_restricted(own)
             return own
+        self._match_restricted(found)
         return found
+
+    def _match_restricted(self, findings: list[Finding]) -> None:
+        """Records of people whose processing is restricted (`lethe restrict`) are held by every flow but
+        unsubscribe (the person's own objection to marketing): see pii.engine.restriction."""
+        self.restricted = {}
+        if self.selection.flow == UNSUBSCRIBE:
+            return
+        from pii.engine.restriction import RestrictedRecords
+
+        today = getattr(self.engine, "today", None) or dt.date.today()
+        people = RestrictedRecords(self.engine.ledger, today, self.engine.config.default_region)
+        if not people:
+            return
+        self.restricted = people.held(findings)
+        whole = [f for f in findings if f.record is None]  # a whole file: held when one of its rows is
+        if whole:
+            rows = [g for g in self.records_of(whole) if g.record is not None]
+            held_rows = people.held(rows)
+            for f in whole:
+                reason = next((held_rows[g.key] for g in rows if g.key in held_rows
+                               and (g.store, g.container) == (f.store, f.container)), None)
+                if reason:
+                    self.restricted[f.key] = reason
 
     def records_of(self, findings: list[Finding]) -> list[Finding]:
         """The findings with their records; a whole file selected as one finding is read record by record
@@ -196,6 +222,8 @@ class SelectionTarget:
         sel = self.selection
         if sel.legal_hold:
             return Decision(HOLD, None, f"legal hold: {sel.legal_hold}")
+        if f.key in self.restricted:
+            return Decision(HOLD, None, self.restricted[f.key])
         if sel.action == ANONYMISE:
             decision = Decision(ANONYMISE, None, sel.reason, sel.legal_basis, field_ops=sel.operator_specs())
         else:

@@ -98,6 +98,7 @@ from pii.ledger.schema import (
     ledger_suppressed_addresses,
     ledger_suppression,
 )
+from pii.ledger.restrictions import RestrictionStore
 from pii.ledger.suppression import SuppressionStore
 from pii.ledger.terms import TermsStore
 from pii.state.db import state_engine
@@ -140,6 +141,7 @@ class Ledger:
         self._terms = TermsStore(self.engine, self._now, event, requests=self._requests, notes=self._notes)
         self._suppression = SuppressionStore(self.engine, self._now, self._mac, self._fernet, event,
                                              notes=self._notes)
+        self._restrictions = RestrictionStore(self.engine, self._now, self._mac, event, notes=self._notes)
 
     # ---- what the stores share (and pii.engine.requests uses `_fernet`, the tests `_now`)
     def _now(self) -> datetime:
@@ -320,6 +322,28 @@ class Ledger:
     def holds_on(self, subject: Subject) -> list[dict]:
         return self._suppression.holds_on(subject)
 
+    # ---- restriction of processing and objections: RestrictionStore
+    def restrict(self, subject: Subject, reason: str, *, until: date | None = None, actor: str | None = None) -> int:
+        return self._restrictions.restrict(subject, reason, until=until, actor=actor)
+
+    def object_to(self, subject: Subject, purpose: str, reason: str, *, actor: str | None = None) -> int:
+        return self._restrictions.object_to(subject, purpose, reason, actor=actor)
+
+    def release_restriction(self, subject: Subject, *, purpose: str = "restriction", actor: str | None = None) -> int:
+        return self._restrictions.release_restriction(subject, purpose=purpose, actor=actor)
+
+    def restrictions_on(self, subject: Subject, *, today: date | None = None) -> list[dict]:
+        return self._restrictions.restrictions_on(subject, today=today)
+
+    def is_restricted(self, subject: Subject, *, purpose: str | None = None, today: date | None = None) -> bool:
+        return self._restrictions.is_restricted(subject, purpose=purpose, today=today)
+
+    def restricted_hashes(self, *, today: date | None = None, purposes=("restriction",)) -> dict:
+        return self._restrictions.restricted_hashes(today=today, purposes=purposes)
+
+    def export_restrictions(self, *, today: date | None = None) -> list[dict]:
+        return self._restrictions.export_restrictions(today=today)
+
     # ---- suppression: SuppressionStore
     def suppress(self, subject: Subject, reason: str, request_id: str | None = None, *,
                  actor: str | None = None, keep_addresses: bool = False) -> int:
@@ -366,7 +390,8 @@ class Ledger:
 
 def _share_docstrings() -> None:
     """The facade's methods carry the docstrings of the store methods they hand over to (help(Ledger.approve))."""
-    stores = (RequestStore, PlanStore, ActionStore, LockStore, SuppressionStore, AuditLog, TermsStore)
+    stores = (RequestStore, PlanStore, ActionStore, LockStore, SuppressionStore, AuditLog, TermsStore,
+              RestrictionStore)
     for name, method in vars(Ledger).items():
         if callable(method) and not name.startswith("_") and method.__doc__ is None:
             method.__doc__ = next((getattr(s, name).__doc__ for s in stores if hasattr(s, name)), None)

@@ -175,10 +175,25 @@ ledger_request_terms = Table(
     Column("updated_at", String(32), nullable=False),
 )
 
+# Restrictions of processing and objections (issue 14; pii/ledger/restrictions.py): keyed hashes of a subject's
+# identifiers per purpose ("restriction" holds every flow; "marketing", "profiling", "analytics" are objections),
+# the reason a sealed note id, an optional last day (YYYY-MM-DD) after which a restriction lapses.
+ledger_restrictions = Table(
+    "ledger_restrictions",
+    metadata,
+    Column("kind", String(100), primary_key=True),
+    Column("hash", String(64), primary_key=True),
+    Column("purpose", String(40), primary_key=True),
+    Column("reason", String(1000), nullable=False),
+    Column("since", String(32), nullable=False),
+    Column("until", String(10)),
+    Column("created_at", String(32), nullable=False),
+)
+
 LEDGER_TABLES = (ledger_meta, ledger_requests, ledger_request_identifiers, ledger_plans, ledger_plan_actions,
                  ledger_actions, ledger_locks, ledger_suppression, ledger_events, ledger_request_secrets,
                  ledger_holds, ledger_suppressed_addresses, ledger_event_chain, ledger_chain_head, ledger_notes,
-                 ledger_request_terms)
+                 ledger_request_terms, ledger_restrictions)
 
 # The audit trail is append-only in the database too, not only in this API (SQLite and PostgreSQL).
 for _ddl in (
