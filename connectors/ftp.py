@@ -529,6 +529,18 @@ class FtpConnector(Connector):
         root = self._root_path()
         return [f.path for f in self._select(root, self._listing(root)[0])]
 
+    def file_days(self) -> list[tuple[str, dt.date | None]]:
+        """(path relative to the store's folder, modification day in UTC or None) of every file this store
+        covers (pattern and skip_files applied, any type): what an inactivity rule reads an account's last
+        activity from. Listings and MLSD facts only (MDTM where a listing gives no time); no file is read."""
+        self.check()
+        root = self._root_path()
+        out = []
+        for f in self._select(root, self._listing(root)[0]):
+            rel = posixpath.relpath(f.path, root) if root not in ("", "/") else f.path.lstrip("/")
+            out.append((rel, self._file_day(f)))
+        return out
+
     # ---- selection
     def select(self, flt: RecordFilter) -> list[Finding]:
         """Records (or, with `flt.whole_files`, files) the filter selects; see pii/core/selection.py. Files are

@@ -49,9 +49,10 @@ from pii.core.findings import STRONG, WEAK, Finding, merge
 from pii.core.inventory import EMAIL, FAMILY_NAME, FREE_TEXT, GIVEN_NAME, NAME, PHONE, ColumnProfile
 from pii.core.policy import container_matches
 from pii.core.printable import PlaceNames
+from pii.core.dates import parse_date
 from pii.core.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
 from pii.core.subject import (
-    ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, SubjectMatcher, entities_of, fold,
+    ENTITY_EMAIL, ENTITY_ID, ENTITY_PERSON, ENTITY_PHONE, Subject, SubjectMatcher, entities_of, fold,
 )
 
 SYSTEM_SCHEMAS = {"information_schema", "pg_catalog", "pg_toast", "mysql", "performance_schema", "sys"}
@@ -654,7 +655,10 @@ class SqlConnector(Connector):
                     self.skipped.append((info.container, reason))
                     self.say(f"{info.container}: skipped ({reason})")
                     continue
-                found, undated = self._select_table(info, flt)
+                if flt.last_contact:
+                    found, undated = self._select_last_contact(info, flt)
+                else:
+                    found, undated = self._select_table(info, flt)
                 self.undated += undated
                 self.say(f"{info.container}: {len(found)} rows selected"
                          + (f", {undated} without a readable date" if undated else ""))
@@ -758,6 +762,141 @@ class SqlConnector(Connector):
                     for row in streaming.execute(query).mappings():
                         if passes_others(dict(row)) is not None:
                             undated += 1
+        return findings, undated
+
+    # ---- retention by last contact (a per-person clock)
+    def _contact_sources(self, info: TableInfo, flt: RecordFilter) -> tuple[list[sa.Column], list[tuple], str | None]:
+        """The person table's own contact-date columns and, per linked table, (table, referencing columns,
+        referenced columns, date column); or a reason the person table cannot be selected this way."""
+        own: list[sa.Column] = []
+        linked: list[tuple] = []
+        by_name = {}
+        for i in self.tables():
+            by_name.setdefault(i.name.casefold(), i)
+            by_name.setdefault(i.container.casefold(), i)
+        for entry in flt.last_contact:
+            table_name, _, column = entry.rpartition(".")
+            if not table_name or table_name.casefold() in (info.name.casefold(), info.container.casefold()):
+                col = _find_column(info.table, column)
+                if col is None:
+                    return own, linked, f"no contact-date column {column}"
+                own.append(col)
+                continue
+            child = by_name.get(table_name.casefold())
+            if child is None:
+                return own, linked, f"no table {table_name} (named in last_contact)"
+            col = _find_column(child.table, column)
+            if col is None:
+                return own, linked, f"no column {column} in {child.container} (named in last_contact)"
+            fk = next((fk for fk in child.table.foreign_key_constraints
+                       if fk.referred_table.name == info.name
+                       and (fk.referred_table.schema or None) == (info.table.schema or None)), None)
+            if fk is None:
+                return own, linked, f"{child.container} has no foreign key to {info.container}"
+            linked.append((child, [child.table.c[c.name] for c in fk.columns],
+                           [e.column.name for e in fk.elements], col))
+        return own, linked, None
+
+    def _latest_linked(self, conn, child: TableInfo, fcols: list[sa.Column], date_col: sa.Column,
+                       latest: dict[tuple, dt.date]) -> None:
+        """Fold one linked table's contact dates into `latest` (referenced key -> latest date): one grouped
+        query (MAX per key) on a DATE/DATETIME column; on a text column one pass reading each date in Python
+        (text dates in mixed forms do not order as text)."""
+        typed = isinstance(date_col.type, (sqltypes.Date, sqltypes.DateTime))
+        if typed:
+            query = (sa.select(*fcols, sa.func.max(date_col)).where(date_col.is_not(None))
+                     .group_by(*fcols))
+        else:
+            query = sa.select(*fcols, date_col).where(date_col.is_not(None))
+        streaming = conn.execution_options(stream_results=True, yield_per=IN_CHUNK)
+        n = len(fcols)
+        for row in streaming.execute(query):
+            key = tuple(row[:n])
+            if any(v is None for v in key):
+                continue
+            day = parse_date(row[n])
+            if day is not None and (key not in latest or day > latest[key]):
+                latest[key] = day
+
+    def _select_last_contact(self, info: TableInfo, flt: RecordFilter) -> tuple[list[Finding], int]:
+        """Person rows whose latest contact (own date columns, and the dates of rows referencing them) is
+        before the filter's cutoff, who have no later contact elsewhere (`flt.recent`). Rows without any
+        contact date are counted as undated (kept).
+
+        Pushed down: each DATE/DATETIME-typed linked table is one grouped subquery (MAX per person) joined
+        to the person table, and it and the typed own columns become WHERE conditions (NULL or before
+        the cutoff), so the database returns only people without a later typed contact. A linked table
+        whose dates are text is read in one pass (key, date) and its dates parsed here; every kept row is
+        confirmed here from the values read (text dates compare unreliably in SQL)."""
+        own, linked, reason = self._contact_sources(info, flt)
+        if reason:
+            self.skipped.append((info.container, reason))
+            self.say(f"{info.container}: skipped ({reason})")
+            return [], 0
+        t = info.table
+        equals = [(_find_column(t, c), accepted) for c, accepted in flt.equals.items()]
+        recent = None
+        if flt.recent and any(flt.recent.values()):
+            # normalised already (pii.engine.lastcontact): no second validation of many identifiers
+            recent = SubjectMatcher(Subject(emails=tuple(flt.recent.get("emails") or ()),
+                                            phones=tuple(flt.recent.get("phones") or ()),
+                                            region=self.config.default_region if self.config else "GB"))
+
+        def typed(col) -> bool:
+            return isinstance(col.type, (sqltypes.Date, sqltypes.DateTime))
+
+        def not_later(expr, col):
+            bound = dt.datetime.combine(flt.before, dt.time.min) if isinstance(col.type, sqltypes.DateTime) \
+                else flt.before
+            return sa.or_(expr.is_(None), expr < bound)
+
+        conds = [_equals_condition(col, accepted) for col, accepted in equals]
+        conds += [not_later(c, c) for c in own if typed(c)]
+        source, extra = t, []
+        text_linked = []
+        for i, (child, fcols, pcols, date_col) in enumerate(linked):
+            if not typed(date_col):
+                text_linked.append((child, fcols, pcols, date_col))
+                continue
+            sub = (sa.select(*[c.label(f"k{j}") for j, c in enumerate(fcols)], sa.func.max(date_col).label("m"))
+                   .where(date_col.is_not(None)).group_by(*fcols).subquery(f"lethe_lc{i}"))
+            source = source.outerjoin(sub, sa.and_(*[sub.c[f"k{j}"] == t.c[p] for j, p in enumerate(pcols)]))
+            extra.append(sub.c.m.label(f"lethe_lc{i}"))
+            conds.append(not_later(sub.c.m, date_col))
+        per_key: dict[tuple[str, ...], dict[tuple, dt.date]] = {}
+        findings: list[Finding] = []
+        undated = elsewhere = 0
+        extra_names = [e.name for e in extra]
+        with self.engine.connect() as conn:
+            for child, fcols, pcols, date_col in text_linked:
+                self._latest_linked(conn, child, fcols, date_col, per_key.setdefault(tuple(pcols), {}))
+            self.say(f"{info.container}: latest contact from {len(linked)} linked table(s) "
+                     f"({len(linked) - len(text_linked)} in the database, {len(text_linked)} with text dates here)")
+            streaming = conn.execution_options(stream_results=True, yield_per=IN_CHUNK)
+            query = sa.select(t, *extra).select_from(source).where(*conds)
+            for row in streaming.execute(query).mappings():
+                row = dict(row)
+                days = [d for d in (parse_date(row.pop(n)) for n in extra_names) if d is not None]
+                if not _equals_ok(row, equals):
+                    continue
+                days += [d for d in (parse_date(row[c.name]) for c in own) if d is not None]
+                for pcols, latest in per_key.items():
+                    d = latest.get(tuple(row[c] for c in pcols))
+                    if d is not None:
+                        days.append(d)
+                if not days:
+                    undated += 1
+                    continue
+                if not max(days) < flt.before:
+                    continue
+                if recent is not None and _matches_any(recent, row):
+                    elsewhere += 1
+                    continue
+                findings.append(self._selected(info, row, flt, []))
+                if flt.follow_links:
+                    self._seeds.append(_Hit(info, row, "identifier", set(), True))
+        if elsewhere:
+            self.say(f"{info.container}: {elsewhere} people kept for a later contact in another store")
         return findings, undated
 
     def _selected(self, info: TableInfo, row: dict, flt: RecordFilter, text_columns: list[str]) -> Finding:
@@ -1056,6 +1195,19 @@ def _date_bounds(column: sa.Column, before: dt.date | None, after: dt.date | Non
             conds.append(column > after)
         return conds
     return []
+
+
+def _matches_any(matcher: SubjectMatcher, row: dict) -> bool:
+    """Whether one of the row's values is an e-mail address or phone number `matcher` knows."""
+    for value in row.values():
+        if not isinstance(value, str) or not value.strip():
+            continue
+        if "@" in value:
+            if matcher.email_matches(value):
+                return True
+        elif sum(ch.isdigit() for ch in value) >= 6 and matcher.phone_matches(value):
+            return True
+    return False
 
 
 def _column_type(col: sa.Column) -> str:

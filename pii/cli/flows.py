@@ -217,7 +217,9 @@ def cmd_retention(args) -> int:
     if args.list:
         for r in schedule.rules:
             hold = f"; LEGAL HOLD: {r.legal_hold}" if r.legal_hold else ""
-            print(f"{r.name}: {r.store}/{','.join(r.match)} by {r.date.lstrip('@')}, {r.period}, {r.action} "
+            clock = r.date.lstrip("@") if not r.by_last_contact else \
+                "last contact (" + ", ".join(list(r.contact_dates) + [e["store"] for e in r.elsewhere]) + ")"
+            print(f"{r.name}: {r.store}/{','.join(r.match)} by {clock}, {r.period}, {r.action} "
                   f"({r.category}){hold}")
         return 0
     if not schedule.rules:

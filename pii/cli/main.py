@@ -135,12 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     hp.set_defaults(func=cmd_hold_release)
 
     from pii.cli import flows as cli_flows, rectify as cli_rectify, requests as cli_requests
-    from pii.cli import restriction as cli_restriction
+    from pii.cli import accounts as cli_accounts, restriction as cli_restriction
 
     cli_flows.add_parsers(sub, _add_identifier_args)
     cli_rectify.add_parsers(sub, _add_identifier_args)
     cli_restriction.add_parsers(sub, _add_identifier_args)
     cli_requests.add_parsers(sub, _add_identifier_args)
+    cli_accounts.add_parsers(sub, _add_identifier_args)
 
     p = sub.add_parser("audit", help="export the ledger's append-only audit events (no personal values), "
                                      "or verify their keyed hash chain")

@@ -20,7 +20,7 @@ STORE_KINDS = ("sql", "csv", "ftp", "gmail")
 # key and the closest known one, so a misspelt `skip_tabels` is not silently ignored.
 TOP_LEVEL_KEYS = ("stores", "ledger", "ledger_env", "default_region", "detection", "policy", "erasure", "retention",
                   "child_purge", "marketing_lists", "suppression", "unsubscribe", "out_of_scope", "requests",
-                  "controller")
+                  "controller", "accounts")
 _FILE_KEYS = ("path", "pattern", "skip_files", "delimiter", "encoding", "header", "text_columns")
 STORE_KEYS = {
     "sql": ("url", "url_env", "schemas", "skip_tables", "reference_tables", "personal_tables", "text_columns",
@@ -202,7 +202,8 @@ CONFIG_SCHEMA = {  # JSON Schema (draft 2020-12) of stores.yaml's shape; values 
                    "unsubscribe": _MAPPING, "out_of_scope": {"type": "array"},
                    "requests": {"type": "object", "additionalProperties": False,
                                 "properties": {"require_identity_verification": {"type": "boolean"}}},
-                   "controller": {"$ref": "#/$defs/controller"}},
+                   "controller": {"$ref": "#/$defs/controller"},
+                   "accounts": {"type": "array", "items": {"$ref": "#/$defs/account_rule"}}},
     "required": ["stores"],
     "additionalProperties": False,
     "$defs": {
@@ -213,6 +214,15 @@ CONFIG_SCHEMA = {  # JSON Schema (draft 2020-12) of stores.yaml's shape; values 
                        "properties": {**{k: _TEXT for k in CONTACT_KEYS},
                                       "dpo": {"$ref": "#/$defs/contact"},
                                       "supervisory_authority": {"$ref": "#/$defs/contact"}}},
+        # inactivity rules for stores holding one folder per account (pii.engine.accounts)
+        "account_rule": {"type": "object", "additionalProperties": False,
+                         "required": ["name", "store", "inactive_after"],
+                         "properties": {"name": {"type": "string", "pattern": r"^[A-Za-z0-9_.\-]{1,80}$"},
+                                        "store": _TEXT,
+                                        "inactive_after": {"type": "string", "pattern": "(?i)" + PERIOD_PATTERN},
+                                        "grace": {"type": "string", "pattern": "(?i)" + PERIOD_PATTERN},
+                                        "close_within": {"type": "string", "pattern": "(?i)" + PERIOD_PATTERN},
+                                        "legal_basis": _TEXT, "category": _TEXT}},
         # a store's keys by its kind (an unknown kind or a missing one is named by parse_config)
         "store": {"type": "object", "allOf": [
             {"if": {"properties": {"kind": {"const": kind}}, "required": ["kind"]},
@@ -273,6 +283,16 @@ def _check_keys(data: Mapping, where: str) -> None:
             what = " or ".join({"object": "a mapping", "array": "a list", "string": "a string"}.get(k, k)
                                for k in kinds if k != "null")
             raise ConfigError(f"{where}: '{_shown('.'.join(map(str, path)))}' must be {what}")
+        if path and path[0] == "accounts":
+            here = "'" + _shown(".".join(map(str, path))) + "'"
+            if error.validator == "required":
+                missing = [k for k in error.validator_value if k not in error.instance]
+                raise ConfigError(f"{where}: {here} needs {', '.join(repr(k) for k in missing)}")
+            if error.validator == "pattern" and path[-1] == "name":
+                raise ConfigError(f"{where}: {here} must be letters, digits, _ . - (at most 80)")
+            if error.validator == "pattern":
+                raise ConfigError(f"{where}: {here} must be a positive count with a unit, e.g. 30d, 6w, 3m, 2y")
+            raise ConfigError(f"{where}: {here} is not valid ({error.validator})")
         if error.validator in ("minProperties", "required"):
             raise ConfigError(f"{where}: 'stores:' must name at least one store")
         if error.validator == "pattern" and path and path[0] == "controller":

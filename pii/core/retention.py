@@ -21,6 +21,28 @@ The schedule lives in stores.yaml under ``retention:`` (a list of rules) or in i
   override_retained: "..."        # optional: why this rule purges sooner than the store's declared retention
 ```
 
+A rule may instead keep data for a period after a person's *last contact* ("five years after your last
+communication with us"): `match` names the person table (a SQL store), `last_contact` replaces `date`:
+
+```yaml
+- name: customers-after-last-contact
+  store: crm
+  match: [customers]              # the person table
+  last_contact:
+    dates: [customers.last_login, orders.ordered_at, tickets.opened_at]   # the person table's own columns,
+                                  # or columns of tables whose rows reference it by a foreign key
+    elsewhere:                    # optional: contact recorded in other stores, matched by the person's
+      - {store: exports, match: ["*.csv"], date: sent_at}   # e-mail addresses and phone numbers
+      - {store: mailbox}          # mail from or to them (its message date)
+  period: 5y
+  category: Customers
+  action: delete                  # delete: the person's row and the rows linked to it; anonymise
+                                  # (statistics): the person's row, the linked rows staying as they are
+```
+
+A person expires when their latest contact date + period is before the run date; a person with no
+contact date at all is counted as undated and kept. SQL does the work: one grouped query per linked table.
+
 A record is *expired* on a run date when its date + period < run date (strictly: a record dated
 2024-11-22 with period 2y expires on 2026-11-23). Policy holds (``holds:`` in the policy file) and a
 rule's own `legal_hold` are honoured: held records are listed, never touched.
@@ -41,7 +63,9 @@ from pii.core.selection import FILE_TIME, MESSAGE_DATE, RecordFilter
 
 DELETE, ANONYMISE = "delete", "anonymise"
 RULE_KEYS = ("name", "store", "match", "date", "period", "category", "action", "anonymise", "where",
-             "legal_hold", "legal_basis", "description", "include_linked", "override_retained")
+             "legal_hold", "legal_basis", "description", "include_linked", "override_retained", "last_contact")
+LAST_CONTACT = "@last_contact"  # a rule's `date` when it keeps data for a period after the last contact
+ELSEWHERE_KEYS = ("store", "match", "date")
 _PERIOD = re.compile(PERIOD_PATTERN, re.I)  # shared with stores.yaml's `metadata: {retained: ...}` check
 _DATE_ALIASES = {"file_time": FILE_TIME, "@file_time": FILE_TIME, "message_date": MESSAGE_DATE,
                  "@message_date": MESSAGE_DATE}
@@ -94,6 +118,14 @@ class RetentionRule:
     # why this rule purges a container sooner than the store declares it kept (stores.yaml metadata
     # `retained:`); without it such a purge is flagged as a conflict in its plan
     override_retained: str | None = None
+    # retention by last contact: the contact-date columns ("col" or "table.col") and the other stores'
+    # sources ({"store", "match", "date"}); `date` is then LAST_CONTACT
+    contact_dates: tuple[str, ...] = ()
+    elsewhere: tuple[dict, ...] = ()
+
+    @property
+    def by_last_contact(self) -> bool:
+        return bool(self.contact_dates)
 
     def cutoff(self, run_date: dt.date) -> dt.date:
         """Records dated before this day have expired on `run_date`."""
@@ -109,12 +141,20 @@ class RetentionRule:
         names = {container, container.casefold(), container.rsplit("/", 1)[-1], container.rsplit(".", 1)[-1]}
         return any(fnmatchcase(n, p) or fnmatchcase(n.casefold(), p.casefold()) for p in self.match for n in names)
 
-    def record_filter(self, run_date: dt.date) -> RecordFilter:
+    def record_filter(self, run_date: dt.date, recent: dict | None = None) -> RecordFilter:
+        """The rule's filter on `run_date`; for a last-contact rule, `recent`: the identifiers with a later
+        contact in other stores (pii.engine.lastcontact.recent_contacts)."""
+        if self.by_last_contact:
+            return RecordFilter(containers=self.match, equals=dict(self.where), last_contact=self.contact_dates,
+                                before=self.cutoff(run_date), recent=recent if self.elsewhere else None,
+                                follow_links=self.action == DELETE)
         return RecordFilter(containers=self.match, equals=dict(self.where), date_column=self.date,
                             before=self.cutoff(run_date))
 
     def describe(self) -> dict:
-        return {"rule": self.name, "store": self.store, "match": list(self.match), "date": self.date,
+        more = {"last_contact": list(self.contact_dates),
+                "elsewhere": [dict(e) for e in self.elsewhere]} if self.by_last_contact else {}
+        return {**more, "rule": self.name, "store": self.store, "match": list(self.match), "date": self.date,
                 "period": str(self.period), "category": self.category, "action": self.action,
                 "anonymise": {c: s.to_dict() for c, s in self.anonymise.items()},
                 "where_columns": sorted(self.where), "legal_hold": self.legal_hold,
@@ -186,9 +226,20 @@ def parse_schedule(raw: Any, source: str, stores: Mapping[str, Any] | None = Non
         match = [match] if isinstance(match, str) else match
         if not isinstance(match, list) or not match or not all(isinstance(m, str) and m for m in match):
             raise ConfigError(f"{here}: 'match' must be a table/file glob or a list of them")
+        contact_dates, elsewhere = _last_contact(item, here, store, stores)
         date = item.get("date")
-        if not isinstance(date, str) or not date.strip():
-            raise ConfigError(f"{here}: 'date' is required: a date column, file_time or message_date")
+        if contact_dates:
+            if date is not None:
+                raise ConfigError(f"{here}: give 'date' or 'last_contact', not both")
+            if "match" not in item:
+                raise ConfigError(f"{here}: 'match' must name the person table of a last-contact rule")
+            if item.get("include_linked") is not None:
+                raise ConfigError(f"{here}: a last-contact rule always acts on the rows linked to the person: "
+                                  f"leave out 'include_linked'")
+            date = LAST_CONTACT
+        elif not isinstance(date, str) or not date.strip():
+            raise ConfigError(f"{here}: 'date' is required: a date column, file_time or message_date "
+                              f"(or 'last_contact:' for a period after the person's last contact)")
         date = _DATE_ALIASES.get(date.strip(), date.strip())
         period = Period.parse(item.get("period"), here)
         category = item.get("category")
@@ -225,5 +276,54 @@ def parse_schedule(raw: Any, source: str, stores: Mapping[str, Any] | None = Non
             raise ConfigError(f"{here}: 'include_linked' goes with action delete")
         rules.append(RetentionRule(index=i, name=name, store=store, match=tuple(match), date=date, period=period,
                                    category=category.strip(), action=action, anonymise=ops, where=where_t,
-                                   include_linked=linked, **texts))
+                                   include_linked=linked, contact_dates=contact_dates, elsewhere=elsewhere,
+                                   **texts))
     return RetentionSchedule(rules, source)
+
+
+def _last_contact(item: Mapping, here: str, store: str, stores: Mapping[str, Any] | None
+                  ) -> tuple[tuple[str, ...], tuple[dict, ...]]:
+    """A rule's `last_contact:` (contact-date columns and other stores' sources), checked; ((), ()) without."""
+    raw = item.get("last_contact")
+    if raw is None:
+        return (), ()
+    where = f"{here}: last_contact"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a mapping with 'dates' (and optionally 'elsewhere')")
+    unknown = [str(k) for k in raw if k not in ("dates", "elsewhere")]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: dates, elsewhere")
+    dates = raw.get("dates")
+    dates = [dates] if isinstance(dates, str) else dates
+    if not isinstance(dates, list) or not dates or not all(
+            isinstance(d, str) and re.fullmatch(r"[^.\s]+(\.[^.\s]+){0,2}", d.strip()) for d in dates):
+        raise ConfigError(f"{where}: 'dates' must list contact-date columns: 'column' of the person table or "
+                          f"'table.column' of a table referencing it")
+    if stores is not None:
+        kinds = {getattr(s, "kind", None) for n, s in stores.items() if fnmatchcase(n, store)}
+        if kinds - {"sql"}:
+            raise ConfigError(f"{where}: the person table must be in a SQL store ('store' {store!r} is not)")
+    if not isinstance(raw.get("elsewhere") or [], list):
+        raise ConfigError(f"{where}: 'elsewhere' must be a list of {{store, match, date}}")
+    sources = []
+    for j, src in enumerate(raw.get("elsewhere") or []):
+        at = f"{where}: elsewhere[{j}]"
+        if not isinstance(src, Mapping):
+            raise ConfigError(f"{at} must be a mapping with 'store' (and 'match', 'date')")
+        bad = [str(k) for k in src if k not in ELSEWHERE_KEYS]
+        if bad:
+            raise ConfigError(f"{at}: unknown key(s) {', '.join(bad)}; known: {', '.join(ELSEWHERE_KEYS)}")
+        name = src.get("store")
+        if not isinstance(name, str) or (stores is not None and name not in stores):
+            raise ConfigError(f"{at}: 'store' must name a configured store"
+                              + (f" ({', '.join(stores)})" if stores else ""))
+        kind = getattr(stores[name], "kind", None) if stores is not None else None
+        match = src.get("match", "*")
+        match = [match] if isinstance(match, str) else match
+        if not isinstance(match, list) or not match or not all(isinstance(m, str) and m for m in match):
+            raise ConfigError(f"{at}: 'match' must be a table/file glob or a list of them")
+        date = src.get("date", "message_date" if kind == "gmail" else None)
+        if not isinstance(date, str) or not date.strip():
+            raise ConfigError(f"{at}: 'date' is required: the column holding the contact's date")
+        sources.append({"store": name, "match": list(match), "date": _DATE_ALIASES.get(date.strip(), date.strip())})
+    return tuple(d.strip() for d in dates), tuple(sources)

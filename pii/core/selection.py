@@ -66,6 +66,14 @@ class RecordFilter:
     #: a child's age stated in free text, {"threshold": AGE, "min_score": S}: sets `text_test` and
     #: `text_terms` (pii.core.age), and, unlike a bare `text_test`, survives `to_spec` / `from_spec`
     text_clue: dict | None = None
+    #: a per-person clock (retention by last contact): the container is the person table, and each entry
+    #: names a contact date: "column" of the person table, or "table.column" of a table whose rows reference
+    #: the person by a foreign key. A person is selected when their latest contact date is strictly before
+    #: `before` (no contact date at all: counted in `undated`, never selected) and none of their
+    #: identifying values is in `recent` ({"emails": [...], "phones": [...]}: people with a later contact
+    #: in another store, matched by their identifiers). SQL stores only.
+    last_contact: tuple[str, ...] = ()
+    recent: dict | None = None
 
     def __post_init__(self):
         self.containers = tuple(self.containers) or ("*",)
@@ -84,12 +92,17 @@ class RecordFilter:
         for name in ("before", "after"):
             if isinstance(getattr(self, name), str):
                 setattr(self, name, dt.date.fromisoformat(getattr(self, name)))
-        if (self.before or self.after) and not self.date_column:
+        self.last_contact = tuple(str(c) for c in self.last_contact)
+        if self.recent is not None:
+            self.recent = {k: sorted({str(v) for v in self.recent.get(k) or ()}) for k in ("emails", "phones")}
+        if (self.before or self.after) and not (self.date_column or self.last_contact):
             raise ValueError("a date bound needs date_column")
+        if self.last_contact and (self.date_column or self.before is None or self.after is not None):
+            raise ValueError("a last-contact filter takes `before` (the cutoff) and no date_column or `after`")
 
     # ---- as JSON (a plan's selection is sealed in the request store and rebuilt to resume or verify)
     _SPEC_FIELDS = ("containers", "equals", "date_column", "before", "after", "mail_from", "message_ids",
-                    "whole_files", "entity", "follow_links", "text_clue")
+                    "whole_files", "entity", "follow_links", "text_clue", "last_contact", "recent")
 
     def to_spec(self) -> dict:
         """The filter as JSON: every field that differs from its default, dates as ISO text; `from_spec`
@@ -173,6 +186,8 @@ class RecordFilter:
             "message_ids": len(self.message_ids),
             "whole_files": self.whole_files,
             "follow_links": self.follow_links,
+            **({"last_contact": list(self.last_contact),
+                "recent_elsewhere": sum(len(v) for v in (self.recent or {}).values())} if self.last_contact else {}),
         }
 
 

@@ -525,14 +525,21 @@ def retention_selection(engine, rule, run_date: dt.date) -> Selection:
 
     from pii.core.selection import FILE_TIME
 
-    flt = replace(rule.record_filter(run_date), whole_files=(rule.date == FILE_TIME and rule.action == DELETE),
-                  follow_links=rule.include_linked)
+    recent = None
+    if rule.by_last_contact:  # people with a later contact in other stores are kept (pii.engine.lastcontact)
+        from pii.engine.lastcontact import recent_contacts
+
+        recent = recent_contacts(engine, rule, run_date)
+    flt = replace(rule.record_filter(run_date, recent),
+                  whole_files=(rule.date == FILE_TIME and rule.action == DELETE),
+                  follow_links=rule.include_linked or (rule.by_last_contact and rule.action == DELETE))
     spec = flt.to_spec()
     stores = [s for s in config.stores if rule.covers_store(s)]
     return Selection(
         flow=RETENTION, lineage=_lineage(RETENTION, rule.name), filters={s: [spec] for s in stores},
         action=rule.action, field_ops={c: o.to_dict() for c, o in rule.anonymise.items()},
-        reason=f"retention rule {rule.name}: {rule.category} kept {rule.period} after {rule.date.lstrip('@')}",
+        reason=f"retention rule {rule.name}: {rule.category} kept {rule.period} after "
+               f"{'the last contact' if rule.by_last_contact else rule.date.lstrip('@')}",
         legal_basis=rule.legal_basis, legal_hold=rule.legal_hold,
         description={"rule": rule.name, "category": rule.category, "period": str(rule.period),
                      "cutoff": flt.before.isoformat(), "run_date": run_date.isoformat(),
