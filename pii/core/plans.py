@@ -133,7 +133,8 @@ class Plan:
         totals: dict[str, int] = {}
         for a in self.everything():
             totals[a.action] = totals.get(a.action, 0) + 1
-        summary = ", ".join(f"{totals.get(k, 0)} {k}" for k in (DELETE, ANONYMISE, REDACT, RETAIN, HOLD, REVIEW))
+        shown = (DELETE, ANONYMISE, REDACT, RETAIN, HOLD, REVIEW) + ((RECTIFY,) if RECTIFY in totals else ())
+        summary = ", ".join(f"{totals.get(k, 0)} {k}" for k in shown)
         out.append(f"plan: {summary}")
         conflicts = self.conflicts()
         unexplained = [a for a in conflicts if not a.override_reason]
@@ -171,7 +172,10 @@ class Plan:
             else:
                 out.append(f"  ! {action} {n} in {where} conflicts with declared retention: {conflict}")
         review = self.data["review"]
-        if review:
+        if review and self.data.get("flow") == "rectification":
+            out.append(f"  {len(review)} locations need a person's review (mentions in other records, weak, or not "
+                       "changeable in place); not changed unless included")
+        elif review:
             what = ("locations where only free text suggests it (no date of birth)" if self.data.get("flow")
                     else "weak (name-only) locations")
             out.append(f"  {len(review)} {what} need a person's review; "
@@ -187,7 +191,8 @@ class Plan:
 
 
 # --------------------------------------------------------------------------- the per-store table
-ACTION_ORDER = ("delete", "anonymise", "redact", "retain", "hold", "review")
+ACTION_ORDER = ("delete", "anonymise", "redact", "retain", "hold", "review", "rectify")
+RECTIFY = "rectify"  # rectification (pii/engine/rectify.py): fields rewritten with the person's new values
 ENTITY_WORDS = {"EMAIL_ADDRESS": "email", "PHONE_NUMBER": "phone", "PERSON": "name", "ID": "id",
                 "CHILD_AGE": "child's age in text", "DATE_OF_BIRTH": "date of birth"}
 
@@ -210,6 +215,8 @@ def fields_touched(action: str, entities, fields: dict | None) -> str:
         return f"kept; anonymised: {ops}" if ops else "none (kept as it is)"
     if action == "hold":
         return "none (held)"
+    if action == RECTIFY:
+        return "rectified: " + ", ".join(f"{col} ({(spec or {}).get('kind')})" for col, spec in sorted((fields or {}).items()))
     return "none until a person includes it"
 
 

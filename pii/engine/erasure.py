@@ -241,7 +241,10 @@ class ErasureEngine:
         if decision.action in (REDACT, ANONYMISE) or (decision.action == RETAIN and decision.field_ops):
             from connectors import connector_class
 
-            if not getattr(connector_class(self.config.stores[f.store].kind), "can_update", True):
+            cls = connector_class(self.config.stores[f.store].kind)
+            if decision.action == REDACT and getattr(cls, "can_redact", False):
+                return decision  # mail: a redacted copy replaces the message (connectors/gmail.py)
+            if not getattr(cls, "can_update", True):
                 return Decision(RETAIN, decision.rule_index,
                                 f"{self.config.stores[f.store].kind} cannot edit a record in place: kept and "
                                 f"reported (a policy rule with action delete removes it); planned: {decision.action}",
@@ -338,7 +341,7 @@ class ErasureEngine:
         actor = actor or current_user()
         row = self.ledger.verify_plan(plan_id)  # content, approval and events as the key made them
         request_id, plan = row["request_id"], row["plan"]
-        if row["state"] == VERIFIED and (subject is None or plan.get("selection")) \
+        if row["state"] == VERIFIED and (subject is None or plan.get("selection") or plan.get("rectify")) \
                 and not self.ledger.is_sealed(request_id):
             return self._finish_completed(plan_id, request_id, actor)
         target = self.target_for(request_id, plan, subject)
@@ -413,6 +416,10 @@ class ErasureEngine:
             from pii.engine.flows import SelectionTarget
 
             return SelectionTarget.from_request(self, request_id)
+        if plan.get("rectify"):
+            from pii.engine.rectify import RectifyTarget
+
+            return RectifyTarget.from_request(self, request_id)
         if subject is None:
             subject = self.ledger.unseal_subject(request_id)
         return SubjectTarget(self, subject)
@@ -497,7 +504,8 @@ class ErasureEngine:
                     marks.add("done", aid, f"{_EXPECT}{now}; already changed as planned by an earlier erasure")
                     report.done += 1
                     continue
-            exec_action = self._exec_action(aid, a, f, matcher)
+            own = getattr(target, "exec_action", None)  # a target that computes its own changes (rectify)
+            exec_action = own(aid, a, f) if own is not None else self._exec_action(aid, a, f, matcher)
             if exec_action is None:  # retained as it is, or nothing left to change
                 marks.add("skipped", aid, f"retained: {a.reason}")
                 report.done += 1
@@ -575,14 +583,19 @@ class ErasureEngine:
         today = self.today or dt.date.today()
         kept = {a.fingerprint for a in actions_of(plan["actions"]) if a.action == RETAIN}
         kept |= {a.fingerprint for a in actions_of(plan["held"])}
-        changed_as_planned = self._changed_as_planned(target)
-        remaining = 0
-        for f in current:
-            decision = target.decide(f, today, plan.get("include_weak", False))
-            fp = self.fingerprint(f)
-            if decision.action in (REVIEW, HOLD, RETAIN) or fp in kept or _letters(fp) in changed_as_planned:
-                continue
-            remaining += 1
+        own = getattr(target, "verify_remaining", None)  # a target with its own verification (rectify)
+        if own is not None:  # it gets the post-change fingerprints of the changes done, and how to print a finding
+            done = {_expected_of(r["detail"]) for r in self.ledger.actions(plan_id) if r["state"] == "done"}
+            remaining = own(plan, current, done - {None}, lambda f: _letters(self.fingerprint(f)))
+        else:
+            changed_as_planned = self._changed_as_planned(target)
+            remaining = 0
+            for f in current:
+                decision = target.decide(f, today, plan.get("include_weak", False))
+                fp = self.fingerprint(f)
+                if decision.action in (REVIEW, HOLD, RETAIN) or fp in kept or _letters(fp) in changed_as_planned:
+                    continue
+                remaining += 1
         report.remaining = remaining
         state = self.ledger.plan_state(plan_id)
         if state == EXECUTED:
@@ -629,7 +642,7 @@ class ErasureEngine:
         # the last verifying search's gaps; before any verification, the planning search's
         not_verified = list((last or {}).get("not_verified") or ([] if verification else
                                                                   coverage_gaps(plan.get("coverage"))))
-        return {
+        cert = {
             "certificate": "Lethe erasure certificate",
             "flow": plan.get("flow") or "erasure",
             "selection": plan.get("selection"),
@@ -664,6 +677,11 @@ class ErasureEngine:
             "out_of_scope": plan.get("out_of_scope", []),
             "suppression": "identifiers added as keyed hashes" if row["state"] == VERIFIED else "not yet",
         }
+        if plan.get("rectify"):
+            from pii.engine.rectify import certificate_part
+
+            cert.update(certificate_part(self, plan_id, plan, cert))
+        return cert
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pii.core.plans import shown_container
 from pii.reports import write_atomic
 
 
@@ -37,13 +38,20 @@ def certificate_lines(cert: dict, report=None) -> list[str]:
     if cert.get("refused_by_policy"):
         lines.append(f"  {cert['refused_by_policy']} approved action(s) refused: the policy no longer allowed them "
                      f"when the plan was carried out (left as they are; re-plan to act on it)")
-    if cert["review_not_erased"]:
+    rect = cert.get("rectification")
+    if rect is not None:
+        lines.extend(_rectification_lines(rect))
+    if cert["review_not_erased"] and rect is None:
         what = "weak (name-only)" if flow == "erasure" else "review-only (text clue or weak)"
         lines.append(f"  {cert['review_not_erased']} {what} locations were not erased: review them")
     remaining = [v.get("remaining") for v in cert["verification"] if "remaining" in v]
     if remaining:
-        lines.append(f"verification: {remaining[-1]} erasable locations remain"
-                     + ("; identifiers added to the suppression list" if cert["verified"] else ""))
+        if rect is not None:
+            lines.append(f"verification: {remaining[-1]} identifier fields still hold an old value or lack the new one"
+                         + ("; suppression entries followed the person" if cert["verified"] else ""))
+        else:
+            lines.append(f"verification: {remaining[-1]} erasable locations remain"
+                         + ("; identifiers added to the suppression list" if cert["verified"] else ""))
     for s in cert["out_of_scope"]:
         lines.append(f"  not reachable by Lethe: {s['name']}: {s.get('route') or 'no erasure route given'}")
     gaps = cert.get("not_verified") or []
@@ -52,6 +60,23 @@ def certificate_lines(cert: dict, report=None) -> list[str]:
                      "about them:")
         for g in gaps:
             lines.append(f"  {g['store']}: {g['place']}: {g['reason']}")
+    return lines
+
+
+def _rectification_lines(rect: dict) -> list[str]:
+    """A rectification certificate's own lines: fields rectified by kind, what was left for review and what
+    could not be changed (mail), never a value."""
+    done = rect.get("fields_rectified") or {}
+    lines = ["  rectified (" + ", ".join(rect.get("fields") or []) + "): "
+             + (", ".join(f"{n} {k.replace('_', ' ')} field(s)" for k, n in sorted(done.items())) or "no field")]
+    if rect.get("mentions_for_review"):
+        lines.append(f"  {rect['mentions_for_review']} mention(s) in other people's records: listed for review, "
+                     "not changed")
+    if rect.get("weak_for_review"):
+        lines.append(f"  {rect['weak_for_review']} weak (name-only) record(s): listed for review, not changed")
+    for n in rect.get("not_changeable") or []:
+        lines.append(f"  not changeable: review: {n['locations']} in {n['store']}/{shown_container(n['container'])} "
+                     "(left as they are, not rectified)")
     return lines
 
 

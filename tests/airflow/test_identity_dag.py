@@ -103,3 +103,17 @@ def test_when_verified_beforehand_then_the_run_asks_nobody_about_identity(strict
     assert dr.state == "success", states(dr)
     assert [name for name, _ in asked] == ["ErasureApprovalOperator"]
     assert ledger_for(strict).get_request(request_id)["status"] == "completed"
+
+
+def test_every_dag_acting_on_a_persons_own_request_waits_for_the_identity_task_before_it_searches():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from plugins.identity import IdentityCheckOperator
+
+    bag = DagBag(dag_folder=str(Path(__file__).resolve().parents[2] / "dags"))
+    first = {"subject_access": "units", "subject_erasure": "units", "subject_rectification": "plan"}
+    for dag_id, task_id in first.items():
+        dag = bag.dags[dag_id]
+        assert isinstance(dag.task_dict["identity"], IdentityCheckOperator), dag_id
+        assert "identity" in dag.task_dict[task_id].upstream_task_ids, dag_id
+        assert dag.task_dict["identity"].upstream_task_ids == {"register"}, dag_id
