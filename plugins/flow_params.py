@@ -59,6 +59,17 @@ def retention_params() -> dict[str, Param]:
     }
 
 
+def accounts_params() -> dict[str, Param]:
+    return {
+        "rules": Param([], type=optional("array"), items={"type": "string"}, title="Account rules",
+                       description="Only these account rules (default: every rule under accounts: in stores.yaml)."),
+        "run_date": run_date_param(),
+        "dry_run": Param(False, type=optional("boolean"), title="Review only",
+                         description="Send notices and write the confirmation lists; plan no deletion."),
+        **_common(),
+    }
+
+
 def unsubscribe_params() -> dict[str, Param]:
     return {
         "emails": Param([], type="array", items=email_item(), minItems=1,

@@ -131,6 +131,45 @@ def plan_retention_rule(rule_name: str, context: Mapping[str, Any]) -> str:
         return _plan(engine, retention_selection(engine, rule, day), context)["plan_id"]
 
 
+def accounts_review(context: Mapping[str, Any]) -> list[str]:
+    """The inactivity review of every account rule (pii.engine.accounts.review): notices, the
+    confirmation lists in the output folder. Returns the names of the rules with accounts due for deletion."""
+    from pii.engine import accounts
+
+    with lethe_outcomes():
+        params = _params(context)
+        day = run_date(params)
+        engine = _engine(context, today=day)
+        rules = accounts.account_rules(engine.config)
+        wanted = list(params.get("rules") or []) or [r.name for r in rules]
+        due = []
+        for name in wanted:
+            rule = accounts.account_rule(engine.config, name=name)
+            report = accounts.review(engine, rule, day, actor="airflow: inactivity review")
+            path = accounts.write_confirmation_list(
+                report, output_dir(engine.config) / "accounts" / rule.name / f"confirm-{day.isoformat()}.csv")
+            log.info("account rule %s: %d accounts, %d newly notified, %d awaiting confirmation (list: %s), "
+                     "%d confirmed, %d due, %d closed", rule.name, report["accounts"], len(report["notified"]),
+                     len(report["awaiting"]), path.name, report["confirmed"], len(report["due"]), report["closed"])
+            if report["due"]:
+                due.append(rule.name)
+        return [] if params.get("dry_run") else due
+
+
+def plan_account_rule(rule_name: str, context: Mapping[str, Any]) -> str:
+    """The deletion plan of one rule's accounts whose confirm-by date passed without new activity."""
+    from pii.engine import accounts
+
+    with lethe_outcomes():
+        params = _params(context)
+        day = run_date(params)
+        engine = _engine(context, today=day)
+        rule = accounts.account_rule(engine.config, name=rule_name)
+        report = accounts.review(engine, rule, day, actor="airflow: inactivity review")
+        selection = accounts.closure_selection(rule, [e["account"] for e in report["due"]], day)
+        return _plan(engine, selection, context)["plan_id"]
+
+
 def plan_unsubscribe(context: Mapping[str, Any]) -> dict:
     from pii.engine.flows import unsubscribe
     from pii.core.subject import Subject

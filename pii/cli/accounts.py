@@ -36,7 +36,7 @@ def add_parsers(sub, add_identifier_args) -> None:
 
 
 def cmd_accounts(args) -> int:
-    from pii.cli.flows import _run
+    from pii.cli.flows import run_selection
     from pii.engine import accounts
     from pii.engine.flows import run_date_of
     from pii.engine.requests import output_root
@@ -67,13 +67,13 @@ def cmd_accounts(args) -> int:
             print(f"  confirmation list: {out} ({len(report['awaiting'])} accounts)")
         if report["due"]:
             selection = accounts.closure_selection(rule, [e["account"] for e in report["due"]], run_date)
-            code = _run(args, engine, selection)[0]
+            code = run_selection(args, engine, selection)[0]
             worst = worst or code
     return worst
 
 
 def cmd_close_account(args) -> int:
-    from pii.cli.flows import _run
+    from pii.cli.flows import run_selection
     from pii.engine import accounts
     from pii.engine.flows import run_date_of
 
@@ -89,7 +89,7 @@ def cmd_close_account(args) -> int:
               file=sys.stderr)
         return 2
     selection = accounts.closure_selection(rule, [account], run_date, requested=True)
-    code, plan = _run(args, engine, selection)
+    code, plan = run_selection(args, engine, selection)
     if plan is not None:
         row = engine.ledger.get_request(engine.ledger.get_plan(plan.plan_id)["request_id"])
         print(f"closure request {row['request_id']} received {row['received_at']}, due {row['due_at']} "

@@ -66,12 +66,13 @@ def print_report(engine, report, certificate_path: str | None) -> int:
     if certificate_path:
         path, text = write_certificate(cert, Path(certificate_path), lines)
         print(f"certificate: {path} (and {text.name})")
+    what = "rectification" if cert.get("flow") == "rectification" else "erasure"
     if report.state == "verified":
         if cert.get("not_verified"):
-            print(f"lethe: erasure done where Lethe could search; {len(cert['not_verified'])} place(s) could not "
+            print(f"lethe: {what} done where Lethe could search; {len(cert['not_verified'])} place(s) could not "
                   f"be searched and are not verified (exit status {EXIT_NOT_FULLY_SEARCHED})", file=sys.stderr)
             return EXIT_NOT_FULLY_SEARCHED
         return 0
-    print(f"lethe: erasure incomplete (plan {report.plan_id} is {report.state}): "
+    print(f"lethe: {what} incomplete (plan {report.plan_id} is {report.state}): "
           f"see `lethe show-plan {report.plan_id}`", file=sys.stderr)
     return EXIT_INCOMPLETE

@@ -64,7 +64,7 @@ def add_parsers(sub, add_identifier_args) -> None:
 
 
 # ---------------------------------------------------------------------------- shared
-def _run(args, engine, selection, *, include_weak: bool = False) -> tuple[int, object]:
+def run_selection(args, engine, selection, *, include_weak: bool = False) -> tuple[int, object]:
     """Run a flow as the command's mode says; returns the exit status and the plan it made."""
     from pii.cli import common
     from pii.core.host import current_user
@@ -160,7 +160,7 @@ def cmd_received_in_error(args) -> int:
         raise ConfigError("--table goes with --batch")
     source = Source(store=args.store, file=args.file, sender=args.sender, message_id=args.message_id,
                     column=column, value=value, table=args.table)
-    return _run(args, engine, received_in_error(engine, source, subject))[0]
+    return run_selection(args, engine, received_in_error(engine, source, subject))[0]
 
 
 def cmd_child_purge(args) -> int:
@@ -171,7 +171,7 @@ def cmd_child_purge(args) -> int:
     run_date = run_date_of(args.date)
     engine = common.engine_for(args, config, today=run_date)
     selection = child_purge(engine, run_date, threshold=args.threshold)
-    code, plan = _run(args, engine, selection, include_weak=args.include_weak)
+    code, plan = run_selection(args, engine, selection, include_weak=args.include_weak)
     if args.review_out:
         # the run's own plan holds the review list; with --include-weak the clues were planned, not
         # reviewed, so the list comes from a plan without them (as it always lists every clue)
@@ -235,7 +235,7 @@ def cmd_retention(args) -> int:
         engine = common.engine_for(args, config, today=run_date)
         print(f"== rule {rule.name}")
         try:  # one rule's unreachable store does not stop the others
-            code = _run(args, engine, retention_selection(engine, rule, run_date))[0]
+            code = run_selection(args, engine, retention_selection(engine, rule, run_date))[0]
         except LetheError as exc:
             print(f"lethe: rule {rule.name}: {exc}", file=sys.stderr)
             code = exc.exit_code
@@ -252,4 +252,4 @@ def cmd_unsubscribe(args) -> int:
 
     config = common.config_from(args)
     engine = common.engine_for(args, config)
-    return _run(args, engine, unsubscribe(engine, common.subject_from(args, config)))[0]
+    return run_selection(args, engine, unsubscribe(engine, common.subject_from(args, config)))[0]

@@ -24,13 +24,13 @@ down by each connector's `select`), or by subject within a scope (unsubscribe: m
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from pii.engine.stores import connect
 from pii.core.config import Config
 from pii.engine.discover import locate_subject
+from pii.engine.harvest import harvest_identifiers
 from pii.core.errors import ConfigError
 from pii.core.findings import Finding, merge
 from pii.core.policy import (
@@ -40,7 +40,7 @@ from pii.core.policy import (
 from pii.core.dates import parse_date, years_before
 from pii.core.retention import Period
 from pii.core.selection import MESSAGE_DATE, RecordFilter
-from pii.core.subject import EMAIL_RE, Subject, SubjectMatcher, normalise_email, normalise_phone
+from pii.core.subject import Subject, SubjectMatcher, normalise_email
 
 RECEIVED_IN_ERROR, CHILD_PURGE, RETENTION, UNSUBSCRIBE = "received_in_error", "child_purge", "retention", "unsubscribe"
 FLOWS = (RECEIVED_IN_ERROR, CHILD_PURGE, RETENTION, UNSUBSCRIBE)
@@ -48,8 +48,6 @@ LINEAGE_KEY = "lethe_flow"
 DEFAULT_DOB_COLUMNS = ("date_of_birth", "dob", "birth_date", "birthdate", "born_on")
 DEFAULT_CHILD_AGE = 13
 DEFAULT_MAIL_LOOKBACK_DAYS = 90
-_PHONE_COL = re.compile(r"phone|mobile|tel", re.I)
-_EMAIL_COL = re.compile(r"e-?mail|^from$|^to$", re.I)
 
 
 @dataclass
@@ -317,28 +315,6 @@ def _without_skips(progress):
         if ": skipped (" not in message and "tables match the selection" not in message:
             progress(store, message)
     return say
-
-
-def harvest_identifiers(findings: list[Finding], config: Config) -> dict:
-    """E-mail addresses and phone numbers held in the identifying fields of records about to be deleted,
-    for the suppression list (never the free text: a mention is not a person who was imported)."""
-    own = {normalise_email(str(s.get("user_id") or "")) for s in config.stores.values() if s.kind == "gmail"}
-    emails, phones = set(), set()
-    for f in findings:
-        for col, value in (f.record or {}).items():
-            if not isinstance(value, str) or not value.strip():
-                continue
-            col = str(col)
-            if _EMAIL_COL.search(col):
-                for m in EMAIL_RE.findall(value):
-                    e = normalise_email(m if isinstance(m, str) else m[0])
-                    if e and e not in own:
-                        emails.add(e)
-            elif _PHONE_COL.search(col):
-                p = normalise_phone(value, config.default_region)
-                if p:
-                    phones.add(p)
-    return {"emails": sorted(emails), "phones": sorted(phones)}
 
 
 # ---------------------------------------------------------------------------- running a flow

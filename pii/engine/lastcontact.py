@@ -23,7 +23,7 @@ def recent_contacts(engine, rule: RetentionRule, run_date: dt.date) -> dict | No
     rule's `elsewhere` sources (None when it names none)."""
     if not rule.elsewhere:
         return None
-    from pii.engine.flows import harvest_identifiers
+    from pii.engine.harvest import harvest_identifiers
     from pii.engine.stores import connect
 
     cutoff = rule.cutoff(run_date)

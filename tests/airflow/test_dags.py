@@ -24,7 +24,8 @@ from tests.dag_support import answer, flow, ledger_for, states, xcoms  # noqa: F
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 DAG_IDS = {"subject_access", "subject_erasure", "discovery_sweep", "requests_due", "lethe_db_cleanup",
-           "received_in_error", "child_data_purge", "retention_purge", "consent_withdrawal"}
+           "received_in_error", "child_data_purge", "retention_purge", "consent_withdrawal",
+           "subject_restriction", "subject_rectification", "inactive_accounts"}
 SUBJECT_CONF = {"emails": ["alice.smith@example.org"], "names": ["Alice Smith"], "phones": ["020 7946 0123"]}
 # forms of the demo subject's identifiers that must never reach Airflow's metadata or task logs
 PERSONAL = ("alice", "79460123", "7946 0123", "+442079460123")
