@@ -23,6 +23,11 @@ keeps every untouched record byte for byte: raw records are cut out of the text 
 that numbers them, so numbering and rewriting can never disagree. A `drop` action removes a whole file
 (selected with `RecordFilter.whole_files`); it is refused while another run's rewrite of it is under way.
 
+Documents: when ``pattern`` lists them (e.g. ``**/*.pdf``), PDF, DOCX and XLSX files are searched by
+connectors/documents.py (locations ``{"file": rel, "page": n}``, ``{"file": rel, "sheet": s, "cell": "B3"}``,
+...; ``max_document_mb``, default 50); a ``delete`` of a place in one removes the whole file, XLSX cells are
+redacted in place (atomically), PDF/DOCX are left for review. Sweeps do not classify them.
+
 `select(RecordFilter)` (pii/core/selection.py) streams each file whose name matches, testing every record
 against the filter; `FILE_TIME` is the file's modification time as a UTC date.
 """
@@ -36,7 +41,8 @@ import stat as stat_mod
 from pathlib import Path, PurePosixPath
 from typing import ClassVar, Iterator
 
-from connectors.base import DROP, Connector, Container, Done, ExecAction, Sampled, change_signature
+from connectors import documents as docs
+from connectors.base import DELETE, DROP, UPDATE, Connector, Container, Done, ExecAction, Sampled, change_signature
 from connectors.fileformat import (
     SAMPLE_ROWS, TMP_MARK, FileFormat, FilePlanOfActions, clean_stray_temps, fsync_dir, is_temp_name,
 )
@@ -137,12 +143,40 @@ class CsvConnector(Connector):
         for rel in excluded:
             self.coverage.add_excluded(self.shown(rel), "listed under skip_files")
         for rel in files:
+            if docs.document_kind(rel):
+                findings.extend(self._scan_document(rel, matcher))
+                continue
             try:
                 findings.extend(self.fileformat.scan_file(rel, matcher, self.coverage, self.shown))
             except StoreError as exc:
                 self.coverage.add_skipped(self.shown(rel), exc.reason)
                 self.say(f"{self.shown(rel)}: not searched ({exc.reason})")
         return findings
+
+    def _scan_document(self, rel: str, matcher: SubjectMatcher) -> list[Finding]:
+        """A PDF, DOCX or XLSX file searched by connectors/documents.py; a bad one goes to coverage."""
+        kind = docs.document_kind(rel)
+        place = self.shown(rel)
+        try:
+            path = self._path(rel)
+        except StoreError as exc:
+            self.coverage.add_skipped(place, exc.reason)
+            return []
+        scanned = docs.scan(path, kind, matcher, limit=docs.max_bytes(self.store))
+        docs.record_coverage(self.coverage, place, kind, scanned)
+        if scanned.error is not None and not scanned.error.partial:
+            self.say(f"{place}: not scanned, {scanned.error.reason}")
+            return []
+        if scanned.error is not None:
+            self.say(f"{place}: {scanned.error.reason}")
+        found = docs.findings(self.name, {self.location_key: rel}, rel, kind, scanned.hits)
+        if found:
+            try:
+                found[0].record[docs.RAW_FILE] = docs.raw_file(path.name, path.read_bytes())
+            except OSError:
+                pass
+        self.say(f"{place}: {scanned.places} places read, {len(found)} matched")
+        return found
 
     def iter_records(self, relpath: str) -> Iterator[tuple[int, dict]]:
         """(row number, {column: value}) for every record of one file, numbered as `locate` numbers them."""
@@ -172,6 +206,9 @@ class CsvConnector(Connector):
             return self._skip(rel, "the filter names mail senders or message ids, and a file holds no mail")
         if flt.date_column == MESSAGE_DATE:
             return self._skip(rel, "no message date: a file holds no mail")
+        if docs.document_kind(rel) and not (flt.whole_files and flt.date_column == FILE_TIME and not flt.equals
+                                             and flt.text_test is None):
+            return self._skip(rel, "a document (PDF, DOCX, XLSX): selected only as a whole file, by its time")
         entities = [flt.entity] if flt.entity else []
         match = "text" if flt.text_test is not None else "identifier"
         file_ok: bool | None = True
@@ -266,6 +303,15 @@ class CsvConnector(Connector):
             by_file.setdefault(rel, []).append(a)
         for rel in sorted(by_file):
             file_actions = by_file[rel]
+            if docs.document_kind(rel):  # a delete of a place in a document removes the whole file
+                file_actions = [ExecAction(a.action_id, a.container, {self.location_key: rel}, DROP)
+                                if a.kind == DELETE else a for a in file_actions]
+                if not any(a.kind == DROP for a in file_actions):  # the verification finds what is left
+                    ids, changed, detail = self._redact_document(rel, file_actions)
+                    self.say(f"{self.shown(rel)}: {changed} cells redacted, {len(file_actions) - len(ids)} actions "
+                             f"not carried out" + (f" ({detail})" if detail else ""))
+                    done([a.action_id for a in file_actions], changed, detail)  # rows: what really changed
+                    continue
             if any(a.kind == DROP for a in file_actions):  # the file goes: its row actions go with it
                 dropped = self._drop(rel, file_actions)
                 done([a.action_id for a in file_actions], dropped, None)
@@ -275,6 +321,28 @@ class CsvConnector(Connector):
             if self.shown.personal(rel):
                 self._unname(rel)
             done([a.action_id for a in file_actions], deleted + updated, None)
+
+    def _redact_document(self, rel: str, actions: list[ExecAction]) -> tuple[list[str], int, str | None]:
+        """Updates of XLSX cells, in place and atomically (connectors/documents.py `redact_xlsx`); PDF/DOCX
+        cannot be changed in place: nothing is done and the detail says so. (ids of the actions done, cells
+        changed, detail). Every action is still reported done with the rows changed: the verification finds what
+        is left (and the plan is then not verified), never claimed as redacted."""
+        kind = docs.document_kind(rel)
+        if kind != docs.XLSX:
+            return [], 0, (f"a {docs.LABELS[kind]} cannot be changed in place: left for review (delete the file "
+                           "to erase it)")
+        pairs = [(a, docs.CellChange(str(a.location.get("sheet")), str(a.location.get("cell")),
+                                     str((a.expected or {}).get("value")), str(a.updates["value"])))
+                 for a in actions if a.kind == UPDATE and "value" in a.updates and "cell" in a.location]
+        nothing = [a.action_id for a in actions if all(a is not p[0] for p in pairs)]  # no value to change
+        path = self._path(rel)
+        if not pairs or not path.exists():
+            return [a.action_id for a in actions], 0, None
+        try:
+            changed, left = docs.redact_xlsx(path, [c for _a, c in pairs])
+        except docs.DocumentError as exc:
+            return nothing, 0, f"not changed: {exc.reason}; left for review"
+        return nothing + [a.action_id for a, c in pairs if c.done], changed, ("; ".join(left) if left else None)
 
     def _unname(self, rel: str) -> None:
         """A file named after the subject: its name is personal data too. Removed when no record is left in
@@ -324,9 +392,11 @@ class CsvConnector(Connector):
             raise StoreError(self.name, place, f"its folder cannot be read ({exc.strerror})") from None
         if busy:  # stray temps were removed at the start of apply: these belong to a live rewrite
             raise StoreError(self.name, place, "is being rewritten by another run; try again")
+        records = 0  # a document (PDF, DOCX, XLSX) goes as one unit
         try:
-            with self.fileformat.open(rel) as (_columns, _extra, rows):
-                records = sum(1 for _ in rows)
+            if not docs.document_kind(rel):
+                with self.fileformat.open(rel) as (_columns, _extra, rows):
+                    records = sum(1 for _ in rows)
         except StoreError:  # not readable as CSV: it is dropped all the same, as one unit
             records = 0
         try:
@@ -362,6 +432,8 @@ class CsvConnector(Connector):
         """Every file the store scans, signed by its size and modification time."""
         out: list[Container] = []
         for rel in self.files():
+            if docs.document_kind(rel):  # searched by locate, not classified by sweeps
+                continue
             try:
                 stat = self._path(rel).stat()
             except OSError:

@@ -20,6 +20,13 @@ What is read, by file name:
   a key that names an email, phone or name field (pii.core.classify.kind_from_name), or under a key given as
   an ``--id``, is compared whole, as identifier columns are. Records are flattened: nested keys read
   ``contact.email``, list items ``tags[0]``. A line that is not a JSON object or array is a text line.
+- ``.pdf`` / ``.docx`` / ``.xlsx``: their text by page, paragraph/table cell, or sheet and cell
+  (connectors/documents.py), searched as free text; locations add the place, e.g. ``{"path": p, "page": 2}``
+  or ``{"path": p, "sheet": "Leads", "cell": "B3"}``. Files larger than ``max_document_mb`` (default 50)
+  are not downloaded; encrypted or damaged ones are listed in coverage as not (fully) searched. PDF/DOCX
+  findings are weak (review: they cannot be redacted in place); a ``delete`` of one, or a ``drop``, removes
+  the whole file. XLSX cells are redacted in place (openpyxl, then the same upload and rename as for CSV)
+  unless the workbook holds parts a rewrite would drop; then nothing is changed and the action reports why.
 - anything else is not scanned; such files are announced through progress and listed in
   ``not_scanned`` as (remote path, reason) after each ``locate``.
 
@@ -83,7 +90,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from connectors.base import DROP, Connector, Container, Done, ExecAction, Sampled, change_signature
+from connectors import documents as docs
+from connectors.base import DELETE, DROP, UPDATE, Connector, Container, Done, ExecAction, Sampled, change_signature
 from connectors.fileformat import (
     EXTRA_KEY, LINE_KEY, SAMPLE_ROWS, TMP_MARK, FileFormat, FilePlan, FilePlanOfActions, JsonLeaf, RowFilter,
     is_temp_name, json_leaves, line_terminator, split_line,
@@ -497,9 +505,17 @@ class FtpConnector(Connector):
         self.coverage = Coverage(self.name, self.kind)
         self.not_scanned = [(shown(p), r) for p, r in self._unlisted]
         wanted = self._select(root, files)
-        scan = [f for f in wanted if file_kind(f.path)]
+        limit = docs.max_bytes(self.store)
+        scan = []
         for f in wanted:
-            if not file_kind(f.path):
+            if docs.document_kind(f.path) and f.size is not None and f.size > limit:
+                reason = docs.too_large_reason(limit)
+                self.not_scanned.append((shown(f.path), reason))
+                self.say(f"{shown(f.path)}: {reason}")
+            elif file_kind(f.path) or docs.document_kind(f.path):
+                scan.append(f)
+        for f in wanted:
+            if not file_kind(f.path) and not docs.document_kind(f.path):
                 suffix = posixpath.splitext(f.path)[1]
                 if suffix and not suffix.isprintable():
                     suffix = ""
@@ -570,7 +586,8 @@ class FtpConnector(Connector):
                 kind = file_kind(f.path)
                 if kind is None and not by_time_only:  # an unreadable file (audio, PDF) goes by its time only
                     suffix = posixpath.splitext(f.path)[1]
-                    self._skip(f.path, f"unsupported file type ({suffix or 'no extension'})")
+                    self._skip(f.path, "a document (PDF, DOCX, XLSX): selected only as a whole file, by its time"
+                               if docs.document_kind(f.path) else f"unsupported file type ({suffix or 'no extension'})")
                     continue
                 if flt.mail_from or flt.message_ids:
                     self._skip(f.path, "the filter names mail senders or message ids, and a file holds no mail")
@@ -966,9 +983,30 @@ class FtpConnector(Connector):
     # ---- scanning
     def _scan(self, remote: str, matcher: SubjectMatcher) -> list[Finding]:
         kind = file_kind(remote)
+        if kind is None and docs.document_kind(remote):
+            return self._scan_document(remote, matcher)
         if kind == CSV_KIND:
             return self.fileformat.scan_file(remote, matcher, self.coverage, self._shown)
         return self._scan_lines(remote, matcher, kind == JSON_KIND)
+
+    def _scan_document(self, remote: str, matcher: SubjectMatcher) -> list[Finding]:
+        """A PDF, DOCX or XLSX copy searched by connectors/documents.py; a bad document goes to coverage."""
+        kind = docs.document_kind(remote)
+        local = self._copies[remote]
+        place = self._shown(remote)
+        scanned = docs.scan(local, kind, matcher, limit=docs.max_bytes(self.store))
+        docs.record_coverage(self.coverage, place, kind, scanned)
+        if scanned.error is not None and not scanned.error.partial:
+            self.not_scanned.append((place, scanned.error.reason))
+            self.say(f"{place}: not scanned, {scanned.error.reason}")
+            return []
+        if scanned.error is not None:
+            self.say(f"{place}: {scanned.error.reason}")
+        found = docs.findings(self.name, {"path": remote}, remote, kind, scanned.hits)
+        if found:
+            found[0].record[docs.RAW_FILE] = docs.raw_file(posixpath.basename(remote), local.read_bytes())
+        self.say(f"{place}: {scanned.places} places read, {len(found)} matched")
+        return found
 
     def _lines(self, remote: str) -> Iterator[tuple[int, str]]:
         """(line number, line with its ending) of a downloaded copy, decoded as the CSV connector would."""
@@ -1173,6 +1211,9 @@ class FtpConnector(Connector):
                 raise StoreError(self.name, f"action {a.action_id}", "names no remote path, or two different ones")
             by_file.setdefault(remote, []).append(a)
         for remote, file_actions in by_file.items():
+            if docs.document_kind(remote):  # a delete of a place in a document removes the whole file
+                file_actions[:] = [ExecAction(a.action_id, a.container, {"path": remote}, DROP)
+                                   if a.kind == DELETE else a for a in file_actions]
             self._check_target(root, remote, drop=all(a.kind == DROP for a in file_actions))
             for a in file_actions:
                 if a.kind == DROP and a.location.get("row") is not None:
@@ -1191,6 +1232,12 @@ class FtpConnector(Connector):
                     self.say(f"{shown(remote)}: file removed" if removed
                              else f"{shown(remote)}: already gone, nothing to remove")
                     done([a.action_id for a in file_actions], 1 if removed else 0, None)
+                    continue
+                if docs.document_kind(remote):  # the verification finds what is left
+                    ids, changed, detail = self._redact_document(remote, file_actions, work)
+                    self.say(f"{shown(remote)}: {changed} cells redacted, {len(file_actions) - len(ids)} actions "
+                             f"not carried out" + (f" ({detail})" if detail else ""))
+                    done([a.action_id for a in file_actions], changed, detail)  # rows: what really changed
                     continue
                 todo = FilePlanOfActions(self.name, remote, file_actions)
                 deleted, updated = self._erase_file(remote, todo, work)
@@ -1243,8 +1290,43 @@ class FtpConnector(Connector):
             raise StoreError(self.name, place, "lies outside the store's folder")
         if _REMOTE_TMP.match(posixpath.basename(norm)) or is_temp_name(posixpath.basename(norm)):
             raise StoreError(self.name, place, "is one of Lethe's temp files")
-        if file_kind(norm) is None and not drop:  # a whole file (e.g. a recording) may go; only text is rewritten
+        if file_kind(norm) is None and docs.document_kind(norm) is None and not drop:
+            # a whole file (e.g. a recording) may go; only text (and XLSX cells) is rewritten
             raise StoreError(self.name, place, "is not a file type Lethe can rewrite")
+
+    def _redact_document(self, remote: str, actions: list[ExecAction], work: Path
+                         ) -> tuple[list[str], int, str | None]:
+        """Updates of XLSX cells, carried out on a local copy (connectors/documents.py `redact_xlsx`) that is
+        uploaded and renamed over the original as a CSV rewrite is. PDF/DOCX cannot be changed in place:
+        nothing is done and the detail says so (their findings stay for review). (ids of the actions done, cells
+        changed, detail). Every action is still reported done with the rows changed: the verification finds what
+        is left (and the plan is then not verified), never claimed as redacted."""
+        kind = docs.document_kind(remote)
+        label = docs.LABELS[kind]
+        if kind != docs.XLSX:
+            return [], 0, f"a {label} cannot be changed in place: left for review (delete the file to erase it)"
+        pairs = [(a, docs.CellChange(str(a.location.get("sheet")), str(a.location.get("cell")),
+                                     str((a.expected or {}).get("value")), str(a.updates["value"])))
+                 for a in actions if a.kind == UPDATE and "value" in a.updates and "cell" in a.location]
+        nothing = [a.action_id for a in actions if all(a is not p[0] for p in pairs)]  # no value to change
+        if not pairs:
+            return nothing, 0, None
+        place = f"file {remote}"
+        with self._remote(place, "reading"):
+            before = self._stat(remote)
+        if before is None:
+            return [a.action_id for a in actions], 0, "no longer exists"
+        changes = [c for _a, c in pairs]
+        with self._copy(remote, work) as local:
+            if local.stat().st_size != before[0]:
+                raise StoreError(self.name, place, "changed while it was being read; try again")
+            try:
+                changed, left = docs.redact_xlsx(local, changes)
+            except docs.DocumentError as exc:
+                return nothing, 0, f"not changed: {exc.reason}; left for review"
+            if changed:
+                self._upload_and_replace(remote, local, before)
+        return nothing + [a.action_id for a, c in pairs if c.done], changed, ("; ".join(left) if left else None)
 
     def _erase_file(self, remote: str, todo: FilePlanOfActions, work: Path) -> tuple[int, int]:
         place = f"file {remote}"

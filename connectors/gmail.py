@@ -16,7 +16,10 @@ How a subject is located:
    Every page of ``users.messages.list`` (500 ids a page) is read and ids are de-duplicated.
 2. Candidates are fetched whole (``format=raw``) in HTTP batches and parsed with the stdlib ``email``
    package: From/To/Cc/Bcc/Reply-To, Subject, Date, text/plain and text/html bodies (HTML as text),
-   text-like attachments (txt, csv, tsv, json, ...). Other attachments are listed as not scanned, with why.
+   text-like attachments (txt, csv, tsv, json, ...), and PDF/DOCX/XLSX attachments by page, paragraph/table
+   cell or sheet and cell (connectors/documents.py; excerpt lines say ``[file, page 2]`` and the record's
+   attachment lists ``found_at`` places). Other attachments (and encrypted or damaged documents) are listed
+   as not scanned, with why.
 3. Gmail's search is fuzzy (word tokens, no exact address matching), so every candidate is confirmed with
    the subject matcher. ``identifier``: the subject is a party (an address or a display name in
    From/To/Cc/Bcc/Reply-To); ``text``: only mentioned (subject line, bodies, attachments). A name alone is
@@ -31,7 +34,9 @@ name (weak: perhaps a namesake) gets the excerpt instead, and a note.
 
 Erasure: a ``delete`` action moves the message to Trash (``erase: trash``; Gmail purges Trash after 30
 days) or deletes it for good (``erase: delete``, ``users.messages.batchDelete`` with at most 1000 ids a
-call). Gmail cannot edit a message: an ``update`` action is refused. A message already gone counts as done.
+call). Gmail cannot edit a message: an ``update`` action (a redaction) adds a redacted copy with
+``users.messages.import``, checks it, then trashes or deletes the original (``_redact_messages``; README "Mail
+redaction"). A message already gone counts as done.
 
 Selection (`select`, for flows not about one person: see pii/core/selection.py and GmailConnector.select): senders,
 from/to/subject values and message-date bounds become one Gmail search (a superset), message ids are fetched
@@ -95,6 +100,9 @@ MAIL_COLUMNS = ("from", "to", "subject")  # the columns `select` can compare on 
 _MESSAGE_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 _GLOB = re.compile(r"[*?\[]")
 RATE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "backendError", "concurrentLimitExceeded"}
+# Google refuses a JSON (metadata) request body over 5 MB: the largest base64url `raw` the import call sends
+RAW_JSON_MAX = 5 * 1024 * 1024
+NOT_REWRITABLE = "not redacted: the subject is named where Lethe cannot rewrite it; left as it is, for review"
 
 TEXT_EXTENSIONS = {"txt", "text", "csv", "tsv", "json", "md", "log", "xml", "vcf", "ics", "htm", "html", "eml"}
 TEXT_TYPES = {"text/plain", "text/csv", "text/tab-separated-values", "application/json", "text/json",
@@ -228,6 +236,7 @@ class _Text:
     label: str  # "subject", "body", "alternative" (an HTML twin of a plain body) or "attachment"
     name: str | None  # the attachment's file name
     text: str
+    where: str | None = None  # a document attachment's place: "page 2", "sheet 'Leads' cell B3"
 
 
 @dataclass
@@ -308,6 +317,31 @@ def _is_text_attachment(ctype: str, filename: str) -> bool:
     return ext in TEXT_EXTENSIONS or ctype in TEXT_TYPES or (ctype.startswith("text/") and not ext)
 
 
+DOCUMENT_TYPES = {"application/pdf": "pdf",
+                  "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+                  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx"}
+
+
+def _document_kind(ctype: str, filename: str) -> str | None:
+    from connectors.documents import document_kind
+
+    return document_kind(filename) or DOCUMENT_TYPES.get(ctype)
+
+
+def _read_document(data: bytes, kind: str, ctype: str, name: str, info: dict, texts: list, limit: int) -> None:
+    """A document attachment's text as one `_Text` per page/paragraph/cell; a bad or too large one keeps
+    ``scanned`` False with the reason (what was read before a failure is still searched)."""
+    from connectors import documents
+
+    try:
+        for seg in documents.segments(data, kind, limit=limit):
+            texts.append(_Text("attachment", name, seg.text, documents.where_label(seg.where)))
+    except documents.DocumentError as exc:
+        info["reason"] = f"{ctype}: {exc.reason}"
+        return
+    info["scanned"] = True
+
+
 def parse_message(raw: bytes, max_attachment_bytes: int) -> _Parsed:
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     values = {h: _header_values(msg, h) for h in ("from", "to", "cc", "bcc", "reply-to", "subject", "date")}
@@ -352,6 +386,10 @@ def parse_message(raw: bytes, max_attachment_bytes: int) -> _Parsed:
             info = {"filename": name, "content_type": ctype, "size": len(data), "scanned": False, "reason": None}
             attachments.append(info)
             texts.append(_Text("attachment", name, name.replace("_", " ")))  # file names can name people
+            doc_kind = _document_kind(ctype, name)
+            if doc_kind is not None:  # PDF, DOCX, XLSX: their text, place by place (connectors/documents.py)
+                _read_document(data, doc_kind, ctype, name, info, texts, max_attachment_bytes)
+                return
             if not _is_text_attachment(ctype, name):
                 info["reason"] = f"{ctype}: not a text format Lethe can read"
                 return
@@ -472,7 +510,8 @@ def search_queries(matcher: SubjectMatcher) -> list[str]:
 # --------------------------------------------------------------------------- connector
 class GmailConnector(Connector):
     kind = "gmail"
-    can_update = False  # Gmail cannot edit a message: mentions are kept and reported, or deleted by policy
+    can_update = False  # Gmail cannot edit a message: no anonymising or rectifying in place
+    can_redact = True  # a redaction replaces the message by a redacted copy (see _redact_messages)
 
     def __init__(self, store, *, sleep: Sleep | None = None, rng: random.Random | None = None, **kwargs):
         super().__init__(store, **kwargs)
@@ -1010,7 +1049,12 @@ class GmailConnector(Connector):
                 if t.label == "subject" or (t.label == "alternative" and plain_hit):
                     continue  # the record's subject field holds it; the HTML twin repeats the plain body
                 for piece in excerpt(t.text, spans):
-                    lines.append(f"[{t.name}] {piece}" if t.label == "attachment" else piece)
+                    tag = f"{t.name}, {t.where}" if t.where else t.name
+                    lines.append(f"[{tag}] {piece}" if t.label == "attachment" else piece)
+                if t.where:  # where in a document attachment the subject is: by place, never the value
+                    for a in record.get("attachments") or []:
+                        if a.get("filename") == t.name and t.where not in a.setdefault("found_at", []):
+                            a["found_at"].append(t.where)
             record["body_text"] = "\n".join(dict.fromkeys(lines))
             if not party and all(t.label == "attachment" for t, _ in hits):
                 location["part"] = hits[0][0].name
@@ -1153,10 +1197,15 @@ class GmailConnector(Connector):
     # ------------------------------------------------------------------ erasure
     def apply(self, actions: list[ExecAction], done: Done, matcher: SubjectMatcher) -> None:
         updates = [a for a in actions if a.kind == UPDATE]
-        if updates:
-            raise StoreError(self.name, f"{len(updates)} update action(s)",
-                             "Gmail cannot edit a message; the policy must delete or retain mentions")
+        actions = [a for a in actions if a.kind != UPDATE]
         mode = self.erase_mode()
+        if updates:  # a redaction: a redacted copy replaces the message (see _redact_messages)
+            deleting = {(a.location or {}).get("message_id") for a in actions}
+            self._redact_messages([a for a in updates if (a.location or {}).get("message_id") not in deleting],
+                                  done, matcher, mode)
+            for a in updates:
+                if (a.location or {}).get("message_id") in deleting:
+                    done([a.action_id], 0, "the message is deleted by another action")
         by_message: dict[str, list[str]] = {}
         for a in actions:
             if a.kind != DELETE:
@@ -1208,6 +1257,186 @@ class GmailConnector(Connector):
                 "permanent deletion")
             deleted += sum(1 for mid in part if got.get(mid) is not _Gone)
         return deleted
+
+    # ------------------------------------------------------------------ redaction
+    def _redact_messages(self, actions: list[ExecAction], done: Done, matcher: SubjectMatcher, mode: str) -> None:
+        """Gmail cannot edit a message, so a redaction adds a redacted copy (connectors/mailredact.py) with
+        ``users.messages.import`` (labels, thread and Date-header internal date kept; JSON body with ``raw``),
+        fetches it back and checks it, and only then trashes or deletes the original (the store's ``erase``).
+
+        Crash-safe: the copy carries ``X-Lethe-Redacted-From: <the action's id>`` (a keyed hash of store and
+        message id) and the original's Message-ID (or, when it has none, one derived from that id); a re-run
+        searches ``rfc822msgid:`` for it and uses a copy it made before instead of adding another. A copy that
+        fails the check is deleted for good (the original is still there) and the message is left as it is;
+        an original is never removed without a checked copy. A message Lethe cannot redact (the subject is in a
+        part it cannot rewrite, or the mail is larger than the JSON path takes: RAW_JSON_MAX) is left as it
+        is and reported: its action is recorded with 0 messages changed and a detail saying why (the
+        connector protocol has no per-action failure), and the verification then finds the message, so the
+        plan is not verified."""
+        from connectors.mailredact import redact_message
+
+        if not actions:
+            return
+        self.check()
+        counts = {"redacted": 0, "resumed": 0, "gone": 0, "not_redacted": 0, "too_large": 0, "other_thread": 0}
+        for a in actions:
+            mid = (a.location or {}).get("message_id")
+            if not isinstance(mid, str) or not mid:
+                raise StoreError(self.name, f"action {a.action_id}", "the planned location has no message_id")
+            try:
+                original = self._execute(self._messages.get(userId=self.user_id, id=mid, format="raw"),
+                                         "message fetch")
+            except _Gone:
+                counts["gone"] += 1
+                done([a.action_id], 0, None)
+                continue
+            if "TRASH" in (original.get("labelIds") or []):  # removed after its copy was checked
+                counts["gone"] += 1
+                done([a.action_id], 0, None)
+                continue
+            raw = _b64url_decode(original["raw"])
+            marker = a.action_id
+            result = redact_message(raw, matcher, marker=marker)
+            if not result.changed:
+                counts["not_redacted"] += 1  # what names the subject is where Lethe cannot rewrite it
+                done([a.action_id], 0, NOT_REWRITABLE)
+                continue
+            copy_raw = result.raw
+            msgid = _message_id_of(raw)
+            if not msgid:
+                msgid = f"lethe-redacted.{marker}@lethe.invalid"
+                copy_raw = f"Message-ID: <{msgid}>".encode("ascii") + (b"\r\n" if b"\r\n" in raw else b"\n") + copy_raw
+            if not re.fullmatch(r"[^\s\"(){}<>]+", msgid):  # a search could not find the copy again: not crash-safe
+                counts["not_redacted"] += 1
+                done([a.action_id], 0, "not redacted: its Message-ID cannot be searched for; left as it is, for review")
+                continue
+            labels = [x for x in (original.get("labelIds") or []) if x not in ("TRASH", "SPAM", "DRAFT", "CHAT")]
+            copy = self._own_copy(mid, msgid, marker, raw, matcher, labels)
+            if copy is not None:
+                counts["resumed"] += 1
+            else:
+                encoded = base64.urlsafe_b64encode(copy_raw).decode("ascii")
+                if len(encoded) > RAW_JSON_MAX:
+                    counts["too_large"] += 1
+                    done([a.action_id], 0, f"not redacted: larger than the {RAW_JSON_MAX // (1024 * 1024)} MB JSON "
+                                           "upload path; left as it is, for review")
+                    continue
+                body: dict[str, Any] = {"raw": encoded, "labelIds": labels}
+                if original.get("threadId"):
+                    body["threadId"] = original["threadId"]
+                created = self._execute(self._messages.import_(
+                    userId=self.user_id, body=body, internalDateSource="dateHeader", neverMarkSpam=True,
+                    processForCalendar=False), "adding the redacted copy")
+                try:
+                    copy = self._execute(self._messages.get(userId=self.user_id, id=created["id"], format="raw"),
+                                         "fetching the redacted copy")
+                except _Gone:
+                    copy = None
+                if copy is None or self._copy_problem(raw, copy, marker, matcher, labels) is not None:
+                    if copy is not None:
+                        self._discard_copy(copy["id"])
+                    counts["not_redacted"] += 1
+                    done([a.action_id], 0, NOT_REWRITABLE)
+                    continue
+            if original.get("threadId") and copy.get("threadId") != original.get("threadId"):
+                counts["other_thread"] += 1  # Gmail threads by subject and references: a redacted subject may split
+            self._remove_original(mid, mode)
+            counts["redacted"] += 1
+            done([a.action_id], 1, None)
+        verb = "deleted for good" if mode == "delete" else "moved to Trash"
+        self.say(f"{counts['redacted']} of {len(actions)} messages replaced by a checked redacted copy (original "
+                 f"{verb}; {counts['resumed']} copies from an interrupted run), {counts['gone']} already gone, "
+                 f"{counts['other_thread']} in another thread")
+        if counts["not_redacted"] or counts["too_large"]:
+            self.say(f"{counts['not_redacted'] + counts['too_large']} messages NOT redacted, left as they are for "
+                     f"review: {counts['not_redacted']} name the subject where Lethe cannot rewrite it, "
+                     f"{counts['too_large']} larger than the {RAW_JSON_MAX // (1024 * 1024)} MB JSON upload path")
+
+    def _own_copy(self, mid: str, msgid: str, marker: str, original_raw: bytes, matcher: SubjectMatcher,
+                  labels: list[str]) -> dict | None:
+        """A checked redacted copy an earlier run made of message `mid` (found by its Message-ID and marker),
+        or None. Copies of ours that fail the check, and copies beyond the first, are deleted for good (the
+        original is still there, so nothing is lost)."""
+        from connectors.mailredact import MARKER_HEADER, split_head
+
+        ids = [m["id"] for page in self._message_pages("search for a redacted copy", q=f"rfc822msgid:{msgid}",
+                                                       includeSpamTrash=True, fields="messages(id),nextPageToken")
+               for m in page if m.get("id") != mid]
+        found = None
+        for batch in self._raw_batches(ids):
+            for cid, resource in batch:
+                if "TRASH" in (resource.get("labelIds") or []):
+                    continue
+                head = split_head(_b64url_decode(resource["raw"]))[0]
+                hdr = email.message_from_bytes(head + b"\r\n", policy=email.policy.default)
+                if str(hdr.get(MARKER_HEADER) or "").strip() != marker:
+                    continue  # another message with this Message-ID (a copy in Sent, ...): not ours
+                if found is None and self._copy_problem(original_raw, resource, marker, matcher, labels) is None:
+                    found = resource
+                else:
+                    self._discard_copy(cid)
+        return found
+
+    def _copy_problem(self, original_raw: bytes, copy: dict, marker: str, matcher: SubjectMatcher,
+                      labels: list[str]) -> str | None:
+        """Why the copy is not a good redaction of the original (None when it is): the subject still in it
+        (as the subject search confirms a message: addresses, display names, every text), a part that was to
+        be kept not byte for byte the same, a header missing, a label missing, or no marker."""
+        from connectors.mailredact import MARKER_HEADER, header_names, leaf_parts, redact_message
+
+        raw = _b64url_decode(copy.get("raw") or "")
+        try:
+            parsed = parse_message(raw, len(raw) + 1)  # every text part, however large: the copy is checked whole
+        except Exception:  # noqa: BLE001
+            return "the copy cannot be parsed"
+        for display, addr in parsed.addresses:
+            if (addr and matcher.email_matches(addr)) or (display and (matcher.name_matches(display)
+                                                                       or matcher.phone_matches(display))):
+                return "the subject is still a party"
+        for t in parsed.texts:
+            if t.text and matcher.could_mention(t.text) and matcher.find_in_text(t.text):
+                return "the subject is still mentioned"
+        expected = redact_message(original_raw, matcher, marker=marker)
+        got = leaf_parts(raw)
+        for path, body in expected.kept.items():
+            if path not in got or got[path][1] != body:
+                return "a part that was to be kept is not the same"
+        names = header_names(raw)
+        if MARKER_HEADER.lower() not in names:
+            return "no marker"
+        if any(n not in names for n in header_names(original_raw) if n not in ("to", "cc", "bcc", "reply-to")):
+            return "a header is missing"
+        if set(labels) - set(copy.get("labelIds") or []):
+            return "a label is missing"
+        return None
+
+    def _discard_copy(self, cid: str) -> None:
+        """Delete one of Lethe's own redacted copies for good (used only while the original still exists)."""
+        try:
+            self._execute(self._messages.delete(userId=self.user_id, id=cid), "deleting a failed redacted copy")
+        except _Gone:
+            pass
+
+    def _remove_original(self, mid: str, mode: str) -> None:
+        """The original of a checked redacted copy: to Trash, or deleted for good (``erase: delete``)."""
+        call = self._messages.delete if mode == "delete" else self._messages.trash
+        try:
+            self._execute(call(userId=self.user_id, id=mid),
+                          "deleting the original" if mode == "delete" else "moving the original to Trash")
+        except _Gone:
+            pass
+
+
+def _message_id_of(raw: bytes) -> str:
+    """The Message-ID of a raw message without its angle brackets ("" when it has none)."""
+    from connectors.mailredact import split_head
+
+    head = split_head(raw)[0]
+    try:
+        value = str(email.message_from_bytes(head + b"\r\n", policy=email.policy.compat32).get("message-id") or "")
+    except Exception:  # noqa: BLE001
+        return ""
+    return value.strip().strip("<>").strip()
 
 
 def _message_record(mid: str, resource: dict, parsed: _Parsed, party: bool, body_text: str = "") -> dict[str, Any]:

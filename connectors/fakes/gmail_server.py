@@ -14,6 +14,9 @@ Endpoints (all under /gmail/v1/users/{user}/):
   GET  messages/{id}/attachments/{attachmentId}
   POST messages/{id}/trash
   POST messages/batchDelete                      {"ids": [...]}, at most 1000
+  POST messages/import?internalDateSource=       users.messages.import, JSON body {"raw", "labelIds", "threadId"}
+  POST messages?internalDateSource=              users.messages.insert, the same body (no /upload media path:
+                                                 a JSON body over `max_json_bytes`, 5 MB, answers 413 as Google does)
   DELETE messages/{id}
   POST /batch/gmail/v1 (and /batch)              multipart/mixed of application/http parts, at most 100
   POST /token                                    jwt-bearer and refresh_token grants
@@ -24,7 +27,8 @@ matches consecutive words; `from:`/`to:`/`cc:`/`bcc:`/`subject:` restrict a term
 `( )` groups; `{a b}` means `a OR b`. `after:`/`newer:` and `before:`/`older:` take a day (YYYY/MM/DD, or
 YYYY-MM-DD) or Unix seconds and compare the message's internalDate: `after:` on or after that day's midnight,
 `before:` before it (midnight UTC here; real Gmail takes the mailbox's time zone). `label:` matches a label
-(case-insensitive; spaces and "/" written as "-"). Plain terms search headers, bodies (HTML as text), attachment names
+(case-insensitive; spaces and "/" written as "-"); `rfc822msgid:` matches the Message-ID header exactly (with or
+without angle brackets). Plain terms search headers, bodies (HTML as text), attachment names
 and the text of text/* and PDF attachments (Gmail indexes PDFs; the connector cannot read them).
 Other operators (in:, has:, ...) answer 400, so a query Lethe builds wrongly fails loudly.
 """
@@ -50,7 +54,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 WORD = re.compile(r"\w+")
 ADDRESS_OPS = ("from", "to", "cc", "bcc")
 DATE_OPS = {"after": "after", "newer": "after", "before": "before", "older": "before"}
-SUPPORTED_OPS = ADDRESS_OPS + ("subject", "label") + tuple(DATE_OPS)
+SUPPORTED_OPS = ADDRESS_OPS + ("subject", "label", "rfc822msgid") + tuple(DATE_OPS)
 KNOWN_OPS = SUPPORTED_OPS + ("in", "label", "is", "has", "after", "before", "older_than", "newer_than",
                              "filename", "list", "deliveredto", "category", "size", "larger", "smaller",
                              "rfc822msgid", "older", "newer")
@@ -93,6 +97,10 @@ class Stored:
         self.internal_date = internal_date
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         self.msg = msg
+        try:
+            self.msgid = str(msg.get("message-id", "") or "").strip().strip("<>").strip().casefold()
+        except Exception:  # noqa: BLE001 - a malformed Message-ID
+            self.msgid = ""
         self.fields: dict[str, list[str]] = {}
         for op in ADDRESS_OPS:
             entries = []
@@ -198,7 +206,7 @@ class _Query:
                     word = word[1:]
                     self.items.append(("-",))
                 op, sep, value = word.partition(":")
-                if sep and op.isalpha() and op.lower() in KNOWN_OPS:
+                if sep and op.isalnum() and op.lower() in KNOWN_OPS:
                     if op.lower() not in SUPPORTED_OPS:
                         raise SearchSyntaxError(f"operator {op}: is not supported by the fake server")
                     self.items.append(("term", op.lower(), value))
@@ -262,6 +270,8 @@ class _Query:
                 return ("date", DATE_OPS[tok[1]], _day_ms(tok[1], tok[2]))
             if tok[1] == "label":
                 return ("label", _label_key(tok[2]))
+            if tok[1] == "rfc822msgid":
+                return ("msgid", tok[2].strip().strip("<>").strip().casefold())
             return ("term", tok[1], _joined(tokens(tok[2])) if tokens(tok[2]) else None)
         raise SearchSyntaxError(f"unexpected {tok[0]}")
 
@@ -280,6 +290,8 @@ class _Query:
             return msg.internal_date >= node[2] if node[1] == "after" else msg.internal_date < node[2]
         if kind == "label":
             return node[1] in {_label_key(x) for x in msg.labels}
+        if kind == "msgid":
+            return bool(node[1]) and msg.msgid == node[1]
         _, op, phrase = node
         if phrase is None:
             return True
@@ -327,6 +339,8 @@ class FakeGmail:
         self._ids = itertools.count(0x18C2F00000000000)
         self._clock = itertools.count(1_763_000_000_000, 60_000)
         self.mailbox_dir = Path(mailbox_dir) if mailbox_dir else None  # *.eml files, kept in step with deletes
+        self.max_json_bytes = 5 * 1024 * 1024  # Google's limit for a JSON (metadata) request body
+        self.imported: list[dict] = []  # {"id", "how" (import/insert), "params"} of every message added by the API
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.server.daemon_threads = True
         self.server.fake = self  # type: ignore[attr-defined]
@@ -449,6 +463,8 @@ class FakeGmail:
             return self._list(params)
         if rest == "messages/batchDelete" and method == "POST":
             return self._batch_delete(body)
+        if rest in ("messages/import", "messages") and method == "POST":
+            return self._import("import" if rest.endswith("import") else "insert", params, body)
         mm = re.fullmatch(r"messages/([^/]+)(/trash|/attachments/([^/]+))?", rest)
         if not mm:
             return 404, _error(404, "notFound", "Not Found")
@@ -520,6 +536,48 @@ class FakeGmail:
                 self.messages.pop(i, None)
                 self._persist(i, "delete")
         return 204, None
+
+    def _new_id(self) -> str:
+        """An id no message has (nor a file of `mailbox_dir`: a demo restarted counts from the start again)."""
+        while True:
+            mid = format(next(self._ids), "x")
+            if mid not in self.messages and not (self.mailbox_dir is not None and any(
+                    (self.mailbox_dir / f"{mid}{ext}").exists() for ext in (".eml", ".trash.eml"))):
+                return mid
+
+    def _import(self, how: str, params, body: bytes):
+        """users.messages.import / insert with a JSON body: the message as given, with its labels, in the thread
+        named when that thread exists (else a new one), dated by its Date header (internalDateSource=dateHeader,
+        import's default) or now (receivedTime, insert's default)."""
+        self.stats[how] += 1
+        if len(body) > self.max_json_bytes:
+            return 413, _error(413, "uploadTooLarge", "Request payload size exceeds the limit")
+        try:
+            resource = json.loads(body or b"{}")
+            raw = _unb64url(resource["raw"])
+        except (ValueError, KeyError, TypeError):
+            return 400, _error(400, "invalidArgument", "'raw' RFC822 payload message string or uploading message "
+                                                       "via /upload/* URL required")
+        labels = resource.get("labelIds") or []
+        if not isinstance(labels, list) or any(x in ("DRAFT", "CHAT") or not isinstance(x, str) for x in labels):
+            return 400, _error(400, "invalidArgument", "Invalid label")
+        source = (params.get("internalDateSource") or ["dateHeader" if how == "import" else "receivedTime"])[0]
+        with self.lock:
+            clock = next(self._clock)
+            when = _date_ms(raw, clock) if source == "dateHeader" else clock
+            thread = resource.get("threadId")
+            if not thread or not any(m.thread_id == thread for m in self.messages.values()):
+                thread = None
+            mid = self._new_id()
+            try:
+                stored = Stored(mid, raw, thread or mid, list(labels), when)
+            except Exception:  # noqa: BLE001 - bytes that are no message
+                return 400, _error(400, "invalidArgument", "Invalid RFC822 message")
+            self.messages[mid] = stored
+            self.imported.append({"id": mid, "how": how, "params": {k: v[0] for k, v in params.items()}})
+            if self.mailbox_dir is not None:
+                (self.mailbox_dir / f"{mid}.eml").write_bytes(raw)
+        return 200, _resource(stored, "minimal")
 
     def _attachment(self, stored: Stored, aid: str):
         for index, part in enumerate(stored.msg.walk()):

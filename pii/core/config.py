@@ -21,14 +21,15 @@ STORE_KINDS = ("sql", "csv", "ftp", "gmail")
 TOP_LEVEL_KEYS = ("stores", "ledger", "ledger_env", "default_region", "detection", "policy", "erasure", "retention",
                   "child_purge", "marketing_lists", "suppression", "unsubscribe", "out_of_scope", "requests",
                   "controller", "accounts")
-_FILE_KEYS = ("path", "pattern", "skip_files", "delimiter", "encoding", "header", "text_columns")
+_FILE_KEYS = ("path", "pattern", "skip_files", "delimiter", "encoding", "header", "text_columns", "max_document_mb")
 STORE_KEYS = {
     "sql": ("url", "url_env", "schemas", "skip_tables", "reference_tables", "personal_tables", "text_columns",
             "link_exclude", "search", "search_workers", "table_group"),
     "csv": _FILE_KEYS,
     "ftp": _FILE_KEYS + ("host", "port", "user", "password_env", "tls", "tls_verify", "tls_ca_file", "passive",
                          "timeout", "temp_dir"),
-    "gmail": ("user_id", "credentials", "credentials_env", "api_endpoint", "erase", "include_spam_trash"),
+    "gmail": ("user_id", "credentials", "credentials_env", "api_endpoint", "erase", "include_spam_trash",
+              "max_attachment_mb"),
 }
 COMMON_STORE_KEYS = ("kind", "conn_id", "metadata", "marketing", "sample_size")
 METADATA_KEYS = ("purpose", "legal_basis", "source", "recipients", "retention", "description")

@@ -189,9 +189,9 @@ def test_when_files_cannot_be_read_as_csv_text_or_json_lines_then_they_are_liste
 
     assert not_scanned == [("/incoming/locked/", "folder cannot be listed (listing refused by the server (550))"),
                            ("/incoming/README", "unsupported file type (no extension)"),
-                           ("/incoming/scans/contract.pdf", "unsupported file type (.pdf)")]
+                           ("/incoming/scans/contract.pdf", "cannot be read as a PDF (PdfStreamError); damaged, or not a PDF")]
     assert "/incoming/vanishing.csv: deleted on the server while the folder was scanned, skipped" in messages
-    assert "/incoming/scans/contract.pdf: not scanned, unsupported file type (.pdf)" in messages
+    assert "/incoming/scans/contract.pdf: not scanned, cannot be read as a PDF (PdfStreamError); damaged, or not a PDF" in messages
     assert {f.container for f in found} == {"/incoming/leads.csv"}
     assert not any("alice" in m.lower() for m in messages)  # counts and locations only
 

@@ -347,12 +347,13 @@ def test_when_a_message_is_already_gone_then_it_counts_as_done():
         assert _Run(gmail, erase="delete").apply(_deletes(ids)) == [(["act-0", "act-1", "act-2"], 0, None)]
 
 
-def test_when_an_update_action_is_planned_then_store_error_says_gmail_cannot_edit(gmail):
+def test_when_an_update_and_a_delete_name_the_same_message_then_it_is_deleted_and_no_copy_is_made(gmail):
+    # an update (a redaction) is carried out as a redacted copy: tests/connectors/test_gmail_redaction.py
     mid = gmail.add(mail(frm=ALICE, to=USER, subject="Hi", text="Hi"))
     actions = _deletes([mid]) + [ExecAction("act-u", "messages", {"message_id": mid}, UPDATE, {"body_text": "x"})]
-    with pytest.raises(StoreError, match="Gmail cannot edit a message; the policy must delete or retain mentions"):
-        _Run(gmail).apply(actions)
-    assert gmail.ids() == {mid} and gmail.stats["trash"] == 0  # nothing was done
+    calls = _Run(gmail).apply(actions)
+    assert (["act-u"], 0, "the message is deleted by another action") in calls and (["act-0"], 1, None) in calls
+    assert gmail.ids() == set() and gmail.stats["trash"] == 1 and gmail.stats["import"] == 0
 
 
 def test_when_erase_option_is_unknown_then_config_error(gmail):

@@ -69,3 +69,14 @@ def test_when_the_demo_and_readme_configs_load_then_the_schema_knows_their_keys(
     data = yaml.safe_load(block)
     data.pop("policy", None)  # names a file this test does not write
     parse_config(data, tmp_path / "stores.yaml")
+
+
+def test_when_stores_set_their_size_limits_then_the_schema_accepts_them_and_the_connector_reads_them(tmp_path):
+    from connectors import open_connector
+    from connectors.documents import max_bytes
+
+    config = parse_config({"stores": {"drop": {"kind": "ftp", "host": "h", "path": "/", "max_document_mb": 2},
+                                      "box": {"kind": "gmail", "user_id": "me", "max_attachment_mb": 3}}},
+                          tmp_path / "stores.yaml")
+    assert max_bytes(config.stores["drop"]) == 2 * 1024 * 1024
+    assert open_connector(config.stores["box"]).max_attachment_bytes == 3 * 1024 * 1024
