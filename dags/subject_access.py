@@ -14,6 +14,15 @@ Only the fields you need are required; a malformed email address is refused befo
 searched in full, *in progress* when a store could not be searched (run it again by id). The `record`
 task's **Lethe request** link opens the request in the Lethe console. Logs hold counts and places, never
 the person's data.
+
+**Portable copy.** Tick *Portable copy* (`"portable": true` in the run conf) to add `portable.zip` to the
+package: the data the person provided (their own records and those linked to them, not mentions of them in
+other people's records) as JSON and CSV, with a data dictionary (a JSON Schema per table or file). It is
+encrypted like the rest of the package when a package key is set.
+
+**Their rights.** Every answer tells the person how to exercise each of their rights and whom to contact:
+the controller, its data protection officer and the supervisory authority as `controller:` in stores.yaml
+names them (where one is missing, the answer says it is not configured).
 """
 from __future__ import annotations
 

@@ -76,6 +76,11 @@ def subject_params(*, erasure: bool) -> dict[str, Param]:
                         description="Another stores.yaml; honoured only when the workers set "
                                     "LETHE_ALLOW_CONFIG_OVERRIDE=1 (default: LETHE_CONFIG)."),
     }
+    if not erasure:
+        params["portable"] = Param(False, type=optional("boolean"), title="Portable copy",
+                                   description="Also write portable.zip: the data the person provided (their own "
+                                               "and linked records, not mentions in other people's records) as "
+                                               "JSON and CSV with a JSON Schema per table or file (GDPR Art. 20).")
     if erasure:
         params["include_weak"] = Param(False, type=optional("boolean"), title="Include weak findings",
                                        description="Also erase name-only findings: only after a person "

@@ -200,7 +200,8 @@ def assemble_package(request_id: str, results: Iterable[Mapping[str, Any] | None
         out = output_dir(config) / "access" / request_id
         metadata = {name: s.metadata for name, s in config.stores.items()}
         pkg = write_access_package(out, subject, findings, stores_metadata=metadata, request=request,
-                                   coverage=coverage)
+                                   coverage=coverage, portable=bool(params.get("portable")),
+                                   controller=(config.raw or {}).get("controller"))
         ti = context["ti"]
         remove_work_dir(run_work_dir(config, ti.dag_id, ti.run_id))
         counts = _counts(findings)
@@ -209,7 +210,8 @@ def assemble_package(request_id: str, results: Iterable[Mapping[str, Any] | None
                  " (encrypted)" if pkg.encrypted else "", ", ".join(not_searched) or "none")
         partly = sorted(c["store"] for c in coverage if not c.get("complete", True))
         return {"request_id": request_id, "package_dir": str(pkg.out_dir), "files": len(pkg.files),
-                "encrypted": pkg.encrypted, **counts, "stores_not_searched": not_searched,
+                "encrypted": pkg.encrypted, "portable": bool(params.get("portable")), **counts,
+                "stores_not_searched": not_searched,
                 "stores_not_fully_searched": partly}
 
 

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the package (created or replaced)")
     p.add_argument("--no-redact", action="store_true",
                    help="do not redact other people's identifiers in text excerpts (faster; not for sending)")
+    p.add_argument("--portable", action="store_true",
+                   help="add portable.zip: the data the person provided as JSON and CSV with a JSON Schema per "
+                        "table or file (GDPR Art. 20)")
     p.set_defaults(func=cmd_access)
 
     p = sub.add_parser("locate", help="list where the subject's data is (counts and locations, no values)")
@@ -241,7 +244,9 @@ def cmd_access(args) -> int:
         request = {**(request or {}), "not_scanned": not_scanned}
     pkg = write_access_package(Path(args.out), subject, findings, stores_metadata=metadata,
                                redact=not args.no_redact, request=request,
-                               coverage=[c.detailed() for c in result.coverages()])
+                               coverage=[c.detailed() for c in result.coverages()],
+                               portable=getattr(args, "portable", False),
+                               controller=(config.raw or {}).get("controller"))
     elapsed = time.perf_counter() - started
     print(_summary_line(findings))
     for store in result.stores:
@@ -250,6 +255,8 @@ def cmd_access(args) -> int:
         print(f"request received {request['received_at']}, answer due by {request['due_by']}")
     state = "encrypted " if pkg.encrypted else ""
     print(f"{state}access package: {pkg.out_dir} ({len(pkg.files)} files) in {elapsed:.1f}s")
+    if getattr(args, "portable", False):
+        print(f"portability export: {pkg.out_dir / ('portable.zip' + ('.enc' if pkg.encrypted else ''))}")
     return _coverage_status(result)
 
 
@@ -328,7 +335,8 @@ def cmd_demo(args) -> int:
         findings = result.findings
         out = root / "access_package"
         metadata = {name: s.metadata for name, s in config.stores.items()}
-        pkg = write_access_package(out, subject, findings, stores_metadata=metadata)
+        pkg = write_access_package(out, subject, findings, stores_metadata=metadata,
+                                   controller=(config.raw or {}).get("controller"))
         print("demo subject: the fictional Alice Smith (see pii/demo/world.py)")
         print(_summary_line(findings))
         for store in result.stores:
@@ -499,11 +507,11 @@ def cmd_suppression_export(args) -> int:
     import json
 
     from pii.core.printable import spreadsheet_safe_row
+    from pii.ledger.restrictions import HASH_RECIPE
 
     ledger = _ledger(config_from(args))
     rows = ledger.export_suppression()
-    recipe = ("HMAC-SHA256 with the ledger key over 'lethe-ledger:v1:<kind>\\0<normalised value>': emails "
-              "trimmed and lower-cased, phones E.164, ids 'id:<key>' with the value trimmed and case-folded")
+    recipe = HASH_RECIPE  # the same recipe `lethe restriction export` prints
     out = Path(args.out)
     if args.with_addresses and not args.for_mailing:
         raise ConfigError("--with-addresses goes with --for-mailing")
@@ -530,6 +538,14 @@ def _export_for_mailing(ledger, rows, recipe: str, out: Path, with_addresses: bo
     from pii.core.printable import spreadsheet_safe_row
 
     emails = [r for r in rows if r["kind"] == "email"]
+    # people whose processing is restricted, or who objected to marketing, are left out of any mailing too
+    # (their e-mail hashes, marked; never the reason): pii/ledger/restrictions.py
+    listed = {r["hash"] for r in emails}
+    for r in ledger.export_restrictions():
+        if r["kind"] == "email" and r["purpose"] in ("restriction", "marketing") and r["hash"] not in listed:
+            listed.add(r["hash"])
+            emails.append({"hash": r["hash"], "created_at": r["since"],
+                           "reason": "restricted" if r["purpose"] == "restriction" else "objection: marketing"})
     kept = {}
     if with_addresses:
         kept = {k["hash"]: k["email"] for k in ledger.kept_addresses()}

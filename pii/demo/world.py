@@ -673,6 +673,13 @@ class _Exports:
 STORES_YAML = """\
 # Lethe demo stores, written by `pii.demo.world.build_demo`. Every person in them is fake.
 # Relative paths are resolved against the folder that holds this file.
+# Who answers for the data (fictional): every access answer names them, with how to exercise each right.
+controller:
+  name: Example Members Club Ltd
+  email: privacy@example.org
+  address: 1 Example Street, London EX1 1AA
+  dpo: {name: Data Protection Officer, email: dpo@example.org}
+  supervisory_authority: {name: "Information Commissioner's Office (UK)", url: "https://ico.org.uk/make-a-complaint/"}
 stores:
   crm:
     kind: sql

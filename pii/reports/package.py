@@ -6,7 +6,14 @@ Layout of DIR (CONTRACT.md, "Access package"):
     summary.html                  the human-readable answer (self-contained, inline CSS)
     data/<store>/<container>.csv  the subject's records in that table or file, one row per finding
     data/<store>/<container>.json the same records as JSON
+    portable.zip                  only with portable=True (`lethe access --portable`): the portability
+                                  export, the data the person provided as JSON + CSV + a JSON Schema per
+                                  table or file (pii/reports/portability.py)
     README.txt                    what the files are (and, when encrypted, how to decrypt them)
+
+Every answer names the person's rights, how to exercise each and whom to contact (the controller, its DPO
+and the supervisory authority from stores.yaml's ``controller:``; "not configured" where absent): in
+summary.html and in the manifest's ``rights`` (pii/reports/rights.py).
 
 Other people's details: a `text` finding's record is someone else's row that mentions the subject, so
 every string in it is passed through Presidio and each detected span that does not overlap one of the
@@ -25,26 +32,25 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
-import dataclasses
 import html
 import io
 import json
-import math
 import os
 import re
 import shutil
 import tempfile
-import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
-from decimal import Decimal
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Mapping
 
 from pii.core.errors import PackageError
 from pii.core.findings import STRONG, WEAK, Finding, merge
 from pii.core.subject import EMAIL_RE, Subject, SubjectMatcher
-from pii.core.printable import spreadsheet_safe, spreadsheet_safe_row
+from pii.core.printable import spreadsheet_safe_row
+from pii.reports.values import (  # noqa: F401 - json_safe, safe_name, RAW_*: part of this module's interface
+    RAW_EML, RAW_FILE, container_of, csv_cell, cell_text, dumps_json, json_safe, safe_name,
+)
 
 KEY_ENV = "LETHE_PACKAGE_KEY"
 ENC_SUFFIX = ".enc"
@@ -55,7 +61,6 @@ DATA_DIR = "data"
 HTML_ROW_CAP = 200
 HTML_CELL_CAP = 1000
 REDACTION_THRESHOLD = 0.4
-_MAX_NAME = 100
 
 INVALID_KEY_MESSAGE = (
     f"{KEY_ENV} is not a valid Fernet key (32 url-safe base64-encoded bytes); create one with "
@@ -102,7 +107,6 @@ class PackageResult:
 # --------------------------------------------------------------------------- keys
 # Record fields that locate or date a record rather than describe anyone: never redacted.
 KEEP_UNREDACTED = frozenset({"message_id", "thread_id", "date", "party", "part", "attachments", "subject_line"})
-RAW_EML = "_raw_eml"  # a record key holding a whole message (base64); written as a .eml file, not a column
 
 
 def generate_key() -> str:
@@ -133,60 +137,6 @@ def _fernet(key: bytes | str):
 
 
 # --------------------------------------------------------------------------- values
-def json_safe(value: Any) -> Any:
-    """`value` as plain JSON data: datetimes/dates/times in ISO 8601, Decimal as exact text, bytes as
-    ``base64:...``, NaN/infinity as null, sets and tuples as lists, anything else unknown as text."""
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Decimal):
-        return str(value) if value.is_finite() else None
-    if isinstance(value, (datetime, date, time)):
-        try:
-            return value.isoformat()
-        except (ValueError, AttributeError):  # pandas NaT and friends
-            return None
-    if isinstance(value, timedelta):
-        return str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return "base64:" + base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        items = list(value)
-        if isinstance(value, (set, frozenset)):
-            items = sorted(items, key=repr)
-        return [json_safe(v) for v in items]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        try:
-            return json_safe(value.item())
-        except (TypeError, ValueError):
-            pass
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return json_safe(dataclasses.asdict(value))
-    return str(value)
-
-
-def _cell(value: Any) -> str:
-    """A JSON-safe value as one CSV/HTML cell."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, sort_keys=False)
-    return str(value)
-
-
-def _dumps(data: Any) -> bytes:
-    return (json.dumps(data, ensure_ascii=False, indent=2, allow_nan=False) + "\n").encode("utf-8")
-
-
 # --------------------------------------------------------------------------- redaction
 class Redactor:
     """Replaces other people's identifiers in free text with ``<ENTITY_TYPE>``; keeps the subject's."""
@@ -260,46 +210,6 @@ class Redactor:
 
 
 # --------------------------------------------------------------------------- names
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
-
-
-def safe_name(name: str, taken: set[str], *, strip_ext: Iterable[str] = (".csv",)) -> str:
-    """A file-name stem for `name` that cannot leave its folder and is unique (case-insensitively)
-    among `taken` (which it is added to): unsafe characters become "_", leading/trailing dots go."""
-    text = str(name or "")
-    for ext in strip_ext:
-        if text.lower().endswith(ext) and len(text) > len(ext):
-            text = text[: -len(ext)]
-    base = _UNSAFE.sub("_", text).strip("._") or "_"
-    if base.split(".")[0].upper() in _RESERVED:
-        base = "_" + base
-    if len(base) > _MAX_NAME:
-        import hashlib
-
-        base = base[:_MAX_NAME] + "-" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
-    candidate, n = base, 1
-    while candidate.casefold() in taken:
-        n += 1
-        candidate = f"{base}-{n}"
-    taken.add(candidate.casefold())
-    return candidate
-
-
-def _container_of(f: Finding) -> str:
-    if f.container:
-        return f.container
-    loc = f.location or {}
-    if "table" in loc:
-        return f"{loc['schema']}.{loc['table']}" if loc.get("schema") else str(loc["table"])
-    for k in ("file", "path"):
-        if k in loc:
-            return str(loc[k])
-    if "message_id" in loc:
-        return "messages"
-    return "records"
-
-
 def _utc_stamp(when: datetime | None) -> str:
     when = when or datetime.now(timezone.utc)
     if when.tzinfo is None:
@@ -366,18 +276,12 @@ def _csv_bytes(c: _Container) -> bytes:
         rec = r.record or {}
         w.writerow(spreadsheet_safe_row([json.dumps(json_safe(f.location), ensure_ascii=False, sort_keys=True),
                                          f.match, f.strength, ";".join(sorted(f.entities))])
-                   + [_csv_cell(rec.get(k)) for k in cols])
+                   + [csv_cell(rec.get(k)) for k in cols])
     return buf.getvalue().encode("utf-8-sig")  # BOM: spreadsheets then read UTF-8 correctly
 
 
-def _csv_cell(value: Any) -> str:
-    """A record value as a CSV cell: text made `spreadsheet_safe` (a leading apostrophe before = + - @, tab or
-    CR); numbers as they are (-5 stays a number); the JSON file keeps the exact value either way."""
-    return spreadsheet_safe(value) if isinstance(value, str) else _cell(value)
-
-
 def _json_bytes(c: _Container) -> bytes:
-    return _dumps({
+    return dumps_json({
         "store": c.store,
         "container": c.name,
         "count": len(c.rows),
@@ -447,7 +351,8 @@ def _e(value: Any) -> str:
 
 def _html(subject: Subject, generated_at: str, containers: list[_Container],
           stores_metadata: Mapping[str, Mapping], redacted: bool,
-          request: Mapping[str, Any] | None = None, coverage: list[dict] | None = None) -> bytes:
+          request: Mapping[str, Any] | None = None, coverage: list[dict] | None = None,
+          controller: Mapping[str, Any] | None = None, portable: Mapping[str, Any] | None = None) -> bytes:
     by_store: dict[str, list[_Container]] = {}
     for c in containers:
         by_store.setdefault(c.store, []).append(c)
@@ -552,10 +457,10 @@ def _html(subject: Subject, generated_at: str, containers: list[_Container],
                     badges += " <span class=\"badge weak\">needs review</span>"
                 if r.redacted:
                     badges += " <span class=\"badge\">others redacted</span>"
-                where = ", ".join(f"{k}: {_cell(json_safe(v))}" for k, v in (f.location or {}).items())
+                where = ", ".join(f"{k}: {cell_text(json_safe(v))}" for k, v in (f.location or {}).items())
                 cells = []
                 for k in cols:
-                    text = _cell((r.record or {}).get(k))
+                    text = cell_text((r.record or {}).get(k))
                     if len(text) > HTML_CELL_CAP:
                         text = text[:HTML_CELL_CAP] + " … (truncated; see the CSV/JSON file)"
                     cells.append(f"<td>{_e(text)}</td>")
@@ -565,14 +470,25 @@ def _html(subject: Subject, generated_at: str, containers: list[_Container],
                   + "".join(cells) + "</tr>")
             a("</tbody></table></div>")
 
-    # rights
-    a("<h2>Your rights</h2><section class=\"card rights\"><p>You have the right to ask us to correct data that is "
-      "inaccurate or incomplete (rectification), to erase your data (erasure), to restrict how we use it "
-      "(restriction), and to object to processing based on legitimate interests or used for direct marketing "
-      "(objection). You may also ask for your data in a portable form: the CSV and JSON files in this package are "
-      "provided for that. If you are unhappy with how we handle your data, you have the right to lodge a complaint "
-      "with a data-protection supervisory authority (in the UK, the Information Commissioner's Office; in the EU, "
-      "the authority of your country).</p></section>")
+    # rights: each one, how to exercise it, whom to contact (stores.yaml's controller:, or "not configured")
+    from pii.reports.rights import rights_html
+
+    a(rights_html(controller, portable_included=portable is not None))
+    if portable is not None:
+        a("<h2>Your data in a portable form</h2><section class=\"card\"><p><code>portable.zip</code> holds the "
+          "data you provided to us (the records that match your identifiers and the records linked to them), as "
+          "JSON and CSV, with a data dictionary (a JSON Schema per table or file: each column, its type and "
+          "whether it identifies you). Records of other people that mention you, records matched on a name "
+          "alone and e-mail messages are not in it.</p>")
+        if portable.get("tables"):
+            a("<div class=\"scroll\"><table><thead><tr><th>System</th><th>Table or file</th><th>Records</th>"
+              "</tr></thead><tbody>")
+            for t in portable["tables"]:
+                a(f"<tr><td>{_e(t['store'])}</td><td>{_e(t['container'])}</td><td>{t['records']}</td></tr>")
+            a("</tbody></table></div>")
+        else:
+            a("<p>We hold no records that you provided in the systems we searched.</p>")
+        a("</section>")
     a("<h2>About this package</h2><section class=\"card\"><p><code>manifest.json</code> lists every place your "
       "data was found. The folder <code>data/</code> holds one CSV and one JSON file per table or file, with all "
       "records (binary values are given as <code>base64:</code> text). "
@@ -591,7 +507,7 @@ def _html(subject: Subject, generated_at: str, containers: list[_Container],
     return "".join(p).encode("utf-8")
 
 
-def _readme(encrypted: bool, generated_at: str) -> bytes:
+def _readme(encrypted: bool, generated_at: str, portable: bool = False) -> bytes:
     lines = [
         "Lethe access package",
         "====================",
@@ -602,8 +518,11 @@ def _readme(encrypted: bool, generated_at: str) -> bytes:
         "  manifest.json   every place the person's data was found (machine-readable)",
         "  summary.html    the human-readable answer to the access request",
         "  data/           the records, one CSV and one JSON file per store and table or file",
-        "",
     ]
+    if portable:
+        lines += ["  portable.zip    the data the person provided, as JSON and CSV with a data dictionary",
+                  "                  (a JSON Schema per table or file), for another provider (GDPR Art. 20)"]
+    lines += [""]
     if encrypted:
         lines += [
             "Every file except this README is encrypted with Fernet (AES-128-CBC + HMAC-SHA256) and has the",
@@ -627,10 +546,13 @@ def build_package(subject: Subject, findings: Iterable[Finding], *,
                   stores_metadata: Mapping[str, Mapping] | None = None,
                   generated_at: datetime | None = None, analyzer=None, redact: bool = True,
                   request: Mapping[str, Any] | None = None, coverage: list[dict] | None = None,
+                  portable: bool = False, controller: Mapping[str, Any] | None = None,
                   ) -> tuple[dict[str, bytes], int, int]:
     """The package's plain files in memory: ({relative path: bytes}, finding_count, record_count).
     `coverage`: per store, what the search read (pii/core/coverage.py `Coverage.detailed`), kept in the manifest
-    and summarised in summary.html where a store was not searched in full."""
+    and summarised in summary.html where a store was not searched in full.
+    `portable`: add portable.zip (pii/reports/portability.py). `controller`: stores.yaml's ``controller:``
+    mapping (config.raw["controller"]), named in the rights section; None: the contacts are not configured."""
     stores_metadata = dict(stores_metadata or {})
     stamp = _utc_stamp(generated_at)
     merged = merge(findings)
@@ -644,14 +566,16 @@ def build_package(subject: Subject, findings: Iterable[Finding], *,
             raw = record.pop(RAW_EML)
             if raw:
                 mid = str((f.location or {}).get("message_id") or len(raw_messages))
-                raw_messages.append(((f.store, _container_of(f)), mid, base64.b64decode(raw)))
+                raw_messages.append(((f.store, container_of(f)), mid, base64.b64decode(raw)))
+        if (document := _pop_raw_file(record)) is not None:
+            raw_messages.append(((f.store, container_of(f)), "", document))
         record = json_safe(record) if record is not None else None
         was_redacted = False
         if record is not None and f.match == "text" and redactor is not None:
             new = redactor.redact(record)
             was_redacted = new != record
             record = new
-        cname = _container_of(f)
+        cname = container_of(f)
         c = containers.setdefault((f.store, cname), _Container(f.store, cname))
         c.rows.append(_Row(f, record, was_redacted))
 
@@ -677,9 +601,18 @@ def build_package(subject: Subject, findings: Iterable[Finding], *,
         files[c.json_path] = _json_bytes(c)
     taken_eml: dict[str, set[str]] = {}
     for key, mid, raw in raw_messages:  # whole messages where the subject is a party, as .eml files
+        if not mid:  # a whole document the subject is found in (PDF, DOCX, XLSX): the file itself
+            files[_document_path(containers[key].stem, key[1])] = raw
+            continue
         folder = containers[key].stem + "_messages"
         files[f"{folder}/{safe_name(mid, taken_eml.setdefault(folder, set()), strip_ext=())}.eml"] = raw
-    files[SUMMARY] = _html(subject, stamp, clist, stores_metadata, redact, request, coverage)
+    portable_entry = None
+    if portable:
+        from pii.reports.portability import PORTABLE, build_portable
+
+        files[PORTABLE], portable_entry = build_portable(subject, merged, stamp=stamp)
+    files[SUMMARY] = _html(subject, stamp, clist, stores_metadata, redact, request, coverage,
+                           controller=controller, portable=portable_entry)
 
     stores_out: dict[str, dict] = {}
     for name in list(dict.fromkeys([c.store for c in clist] + list(stores_metadata))):
@@ -706,13 +639,34 @@ def build_package(subject: Subject, findings: Iterable[Finding], *,
         "files": sorted([*files, MANIFEST]),
         "stores": stores_out,
     }
+    from pii.reports.rights import rights_manifest
+
+    manifest["rights"] = rights_manifest(controller, portable_included=portable_entry is not None)
+    if portable_entry is not None:
+        manifest["portability"] = portable_entry
     if request:
         manifest["request"] = dict(request)
     if coverage is not None:
         manifest["coverage"] = list(coverage)
         manifest["complete"] = all(c.get("complete", True) for c in coverage)
-    files[MANIFEST] = _dumps(json_safe(manifest))
+    files[MANIFEST] = dumps_json(json_safe(manifest))
     return files, len(merged), record_count
+
+
+def _pop_raw_file(record: dict | None) -> bytes | None:
+    """The whole document a finding's record carries under RAW_FILE (taken out of the record), or None."""
+    raw = record.pop(RAW_FILE, None) if record is not None else None
+    if not isinstance(raw, dict) or not raw.get("base64"):
+        return None
+    return base64.b64decode(raw["base64"])
+
+
+def _document_path(stem: str, container: str) -> str:
+    """Where a whole document goes: ``data/<stem>_file/original.<ext>`` beside its records (the extension kept,
+    the name not: it may name the person, and the stem already stands for it)."""
+    ext = container.rsplit(".", 1)[-1] if "." in container.rsplit("/", 1)[-1] else ""
+    ext = ext.lower() if re.fullmatch(r"[A-Za-z0-9]{1,8}", ext) else "bin"
+    return f"{DATA_DIR}/{stem}_file/original.{ext}"
 
 
 # --------------------------------------------------------------------------- writing
@@ -788,8 +742,11 @@ def write_access_package(
     redact: bool = True,
     request: Mapping[str, Any] | None = None,
     coverage: list[dict] | None = None,
+    portable: bool = False,
+    controller: Mapping[str, Any] | None = None,
 ) -> PackageResult:
-    """Write the access package for `subject` to `out_dir` (see the module docstring)."""
+    """Write the access package for `subject` to `out_dir` (see the module docstring). `portable` adds
+    portable.zip; `controller` is stores.yaml's ``controller:`` mapping (see `build_package`)."""
     out_dir = Path(out_dir)
     generated_at = generated_at or datetime.now(timezone.utc)
     key = _resolve_key(key)
@@ -797,15 +754,17 @@ def write_access_package(
     _check_target(out_dir)
     plain, finding_count, record_count = build_package(
         subject, findings, stores_metadata=stores_metadata, generated_at=generated_at,
-        analyzer=analyzer, redact=redact, request=request, coverage=coverage,
+        analyzer=analyzer, redact=redact, request=request, coverage=coverage, portable=portable,
+        controller=controller,
     )
     stamp = _utc_stamp(generated_at)
+    has_portable = "portable.zip" in plain
     if fernet is not None:
         files = {rel + ENC_SUFFIX: fernet.encrypt(data) for rel, data in plain.items()}
     else:
         files = dict(plain)
     del plain
-    files[README] = _readme(fernet is not None, stamp)
+    files[README] = _readme(fernet is not None, stamp, has_portable)
     _write_tree(out_dir, files)
     return PackageResult(
         out_dir=out_dir, files=sorted(files), finding_count=finding_count, record_count=record_count,
@@ -855,7 +814,7 @@ def decrypt_package(enc_dir: str | os.PathLike, out_dir: str | os.PathLike,
         stamp = str(manifest.get("generated_at", ""))
     except (ValueError, KeyError):
         raise PackageError(f"{MANIFEST} in {enc_dir} is not valid JSON") from None
-    files[README] = _readme(False, stamp)
+    files[README] = _readme(False, stamp, "portable.zip" in files)
     _write_tree(out_dir, files)
     findings = manifest.get("findings") or []
     return PackageResult(out_dir=out_dir, files=sorted(files), finding_count=len(findings),
