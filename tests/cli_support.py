@@ -20,3 +20,16 @@ def run(*argv) -> tuple[int, str, str]:
 def assert_no_personal_data(text: str) -> None:
     for value in PERSONAL:
         assert value.lower() not in text.lower(), "personal data in CLI output"
+
+
+def demo_rows(world) -> dict:
+    """Every row of the demo CRM and every export file's bytes: to show a command changed nothing."""
+    import sqlite3
+
+    con = sqlite3.connect(world.crm_path)
+    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    out = {t: sorted(map(repr, con.execute(f'SELECT * FROM "{t}"'))) for t in tables}
+    con.close()
+    for f in sorted(world.exports_dir.iterdir()):
+        out[f.name] = f.read_bytes()
+    return out

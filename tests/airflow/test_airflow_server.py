@@ -204,8 +204,9 @@ def test_when_erasure_is_rejected_over_rest_then_stores_are_untouched_and_plan_r
                              diagnostics=cluster.procs.tails)
     tis = _tis(cluster, "subject_erasure", run_id)
     assert state == "success", f"{tis}\n{cluster.procs.tails(40)}"
-    assert tis == {"register": "success", "units": "success", "locate[0]": "success", "locate[1]": "success",
-                   "plan": "success", "approval": "success", "execute": "skipped", "certificate": "skipped"}, tis
+    assert tis == {"register": "success", "identity": "success", "units": "success", "locate[0]": "success",
+                   "locate[1]": "success", "plan": "success", "approval": "success", "execute": "skipped",
+                   "certificate": "skipped"}, tis
     assert api.xcom("subject_erasure", run_id, "approval") == {
         "plan_id": plan_id, "decision": "rejected", "decided_by": "dpo", "timed_out": False}
 

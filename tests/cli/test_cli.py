@@ -12,7 +12,7 @@ import pytest
 
 from pii.cli import main as cli
 from pii.demo.world import DEMO_SUBJECT, build_demo, location_key
-from tests.cli_support import assert_no_personal_data, run
+from tests.cli_support import assert_no_personal_data, demo_rows, run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -155,25 +155,13 @@ def fresh_demo(tmp_path):
     return build_demo(tmp_path / "demo")
 
 
-def _demo_rows(world) -> dict:
-    import sqlite3
-
-    con = sqlite3.connect(world.crm_path)
-    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-    out = {t: sorted(map(repr, con.execute(f'SELECT * FROM "{t}"'))) for t in tables}
-    con.close()
-    for f in sorted(world.exports_dir.iterdir()):
-        out[f.name] = f.read_bytes()
-    return out
-
-
 def test_when_erase_dry_run_then_plan_is_printed_and_nothing_changes(fresh_demo):
-    before = _demo_rows(fresh_demo)
+    before = demo_rows(fresh_demo)
     code, stdout, stderr = run("--config", fresh_demo.config_path, "erase", *subject_args(), "--dry-run")
     assert code == 0, stderr
     assert "dry run: nothing stored, nothing changed" in stdout
     assert "crm/members: 1 delete" in stdout and "1 review" in stdout
-    assert _demo_rows(fresh_demo) == before
+    assert demo_rows(fresh_demo) == before
     assert_no_personal_data(stdout + stderr)
 
 
@@ -212,7 +200,7 @@ def test_when_erase_yes_runs_twice_then_second_run_changes_nothing(fresh_demo):
     assert code == 0, stderr
     assert "verified" in stdout
     first_plan = re.search(r"plan (plan-[0-9a-f]+) approved by", stdout).group(1)
-    after_first = _demo_rows(fresh_demo)
+    after_first = demo_rows(fresh_demo)
     code, stdout, stderr = run("--config", cfg, "erase", *subject_args(), "--yes")
     assert code == 0, stderr
     # nothing new: the first run's certificate again (as after a kill between finishing and printing),
@@ -220,7 +208,7 @@ def test_when_erase_yes_runs_twice_then_second_run_changes_nothing(fresh_demo):
     assert f"nothing left to erase: plan {first_plan} already completed this erasure" in stdout
     assert f"certificate: plan {first_plan}" in stdout and "state: verified" in stdout
     assert "plan: 0 delete" not in stdout
-    assert _demo_rows(fresh_demo) == after_first
+    assert demo_rows(fresh_demo) == after_first
     assert_no_personal_data(stdout + stderr)
 
 

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from pii.demo.world import build_demo
-from tests.cli_support import assert_no_personal_data, run
+from tests.cli_support import assert_no_personal_data, demo_rows, run
 
 OLD = ["--email", "alice.smith@example.org", "--phone", "020 7946 0123", "--name", "Alice Smith"]
 SET = ["--set", "email=Alice.Newman@Example.net", "--set", "phone=07700 900777", "--set", "name=Alice Newman"]
@@ -19,16 +19,6 @@ NEW_VALUES = ["alice.newman@example.net", "900777", "900 777", "Alice Newman", "
 @pytest.fixture
 def demo(tmp_path):
     return build_demo(tmp_path / "demo")
-
-
-def state(world) -> dict:
-    con = sqlite3.connect(world.crm_path)
-    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-    out = {t: sorted(map(repr, con.execute(f'SELECT * FROM "{t}"'))) for t in tables}
-    con.close()
-    for f in sorted(world.exports_dir.iterdir()):
-        out[f.name] = f.read_bytes()
-    return out
 
 
 def member(world, customer_no: str = "C-10042") -> tuple:
@@ -52,17 +42,17 @@ def audit(world, tmp_path) -> str:
 
 
 def test_when_dry_run_then_the_plan_is_printed_and_nothing_changes(demo, tmp_path):
-    before = state(demo)
+    before = demo_rows(demo)
     code, stdout, stderr = run("--config", demo.config_path, "rectify", *OLD, *SET, "--dry-run")
     assert code == 0, stderr
     assert "dry run" in stdout and "rectify" in stdout and "identifier fields to rectify" in stdout
     assert "mention(s) in other people's records: listed for review" in stdout
-    assert state(demo) == before
+    assert demo_rows(demo) == before
     assert_nothing_personal(stdout + stderr)
 
 
 def test_when_yes_then_the_fields_change_others_stay_and_nothing_personal_is_printed(demo, tmp_path):
-    before = state(demo)
+    before = demo_rows(demo)
     bob_before = member(demo, "C-10007")
     code, stdout, stderr = run("--config", demo.config_path, "rectify", *OLD, *SET, "--yes",
                                "--certificate", tmp_path / "cert.json")
@@ -71,7 +61,7 @@ def test_when_yes_then_the_fields_change_others_stay_and_nothing_personal_is_pri
     # the member row keeps its forms: split given/family, lower-case email, international phone
     assert member(demo) == ("Alice", "Newman", "alice.newman@example.net", "+44 7700 900777")
     assert member(demo, "C-10007") == bob_before  # the decoy Mallory Smith is untouched
-    after = state(demo)
+    after = demo_rows(demo)
     changed = [k for k in after if after[k] != before[k]]
     assert "members" in changed and "companies" not in changed
     cert = json.loads((tmp_path / "cert.json").read_text())
@@ -87,16 +77,16 @@ def test_when_yes_then_the_fields_change_others_stay_and_nothing_personal_is_pri
     # a second run finds nothing left: the first certificate again, no change
     code, stdout, stderr = run("--config", demo.config_path, "rectify", *OLD, *SET, "--yes")
     assert code == 0, stderr
-    assert "nothing left to rectify" in stdout and state(demo) == after
+    assert "nothing left to rectify" in stdout and demo_rows(demo) == after
 
 
 def test_when_neither_flag_then_the_plan_waits_and_approve_execute_runs_it(demo, tmp_path):
-    before = state(demo)
+    before = demo_rows(demo)
     code, stdout, stderr = run("--config", demo.config_path, "rectify", "--email", "alice.smith@example.org",
                                "--set", "email=alice.newman@example.net")
     assert code == 3, stderr
     plan_id = re.search(r"plan (plan-[0-9a-f]+) stored; awaiting approval", stdout).group(1)
-    assert state(demo) == before
+    assert demo_rows(demo) == before
     code, stdout2, stderr2 = run("--config", demo.config_path, "approve", plan_id, "--as", "dpo", "--execute")
     assert code == 0, stderr2
     assert "state: verified" in stdout2
@@ -115,11 +105,11 @@ def test_when_neither_flag_then_the_plan_waits_and_approve_execute_runs_it(demo,
     (OLD, "at least one --set"),
 ])
 def test_when_input_is_bad_then_one_line_exit_2_and_nothing_changes(demo, args, message):
-    before = state(demo)
+    before = demo_rows(demo)
     code, stdout, stderr = run("--config", demo.config_path, "rectify", *args, "--yes")
     assert code == 2, (stdout, stderr)
     assert message in stderr and stderr.count("\n") == 1 and stdout == ""
-    assert state(demo) == before
+    assert demo_rows(demo) == before
     from pii.core.config import load_config
     from pii.ledger import Ledger
 
@@ -131,11 +121,11 @@ def test_when_input_is_bad_then_one_line_exit_2_and_nothing_changes(demo, args, 
 def test_when_identity_must_be_verified_then_yes_is_refused_and_nothing_changes(demo):
     with open(demo.config_path, "a", encoding="utf-8") as fh:
         fh.write("requests:\n  require_identity_verification: true\n")
-    before = state(demo)
+    before = demo_rows(demo)
     code, stdout, stderr = run("--config", demo.config_path, "rectify", *OLD, *SET, "--yes")
     assert code == 3 and "identity" in stderr and stderr.count("\n") == 1, (stdout, stderr)
-    assert state(demo) == before
+    assert demo_rows(demo) == before
     code, stdout, stderr = run("--config", demo.config_path, "rectify", *OLD, *SET)
     assert code == 3 and "lethe verify-identity req-" in stdout, stderr
-    assert state(demo) == before
+    assert demo_rows(demo) == before
     assert_nothing_personal(stdout + stderr)
