@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("register", help="register a request by id for Airflow (identifiers stay out of Airflow)")
     _add_identifier_args(p)
-    p.add_argument("--kind", choices=["access", "erasure"], required=True)
+    p.add_argument("--kind", choices=["access", "erasure", "restriction"], required=True,
+                   help="the DAG that will run it: subject_access, subject_erasure or subject_restriction")
     p.add_argument("--request-id", metavar="ID", help="your own opaque id (default: generated)")
     p.add_argument("--requester", metavar="WHO", help="who asked (default: the OS user)")
     p.set_defaults(func=cmd_register)
@@ -578,7 +579,7 @@ def cmd_register(args) -> int:
     config = config_from(args)
     request_id = register(_ledger(config), args.kind, subject_from(args, config), args.requester or current_user(),
                           received_at=received_from(args), request_id=args.request_id)
-    dag = "subject_access" if args.kind == "access" else "subject_erasure"
+    dag = {"access": "subject_access", "erasure": "subject_erasure", "restriction": "subject_restriction"}[args.kind]
     print(f"request {request_id} registered; trigger {dag} with {{\"request_id\": \"{request_id}\"}}")
     return 0
 

@@ -200,3 +200,11 @@ def test_marketing_objection_without_marketing_lists_records_nothing(tmp_path):
                            "--reason", REASON, "--yes")
     assert code == 2 and "no store is marked as a marketing list" in err
     assert rows_of(tmp_path / "stores.yaml", ledger_restrictions) == 0
+
+
+def test_when_a_restriction_is_registered_by_id_then_the_hint_names_its_dag_and_the_ledger_its_kind(config):
+    code, out, err = lethe(config, "register", "--email", EMAIL, "--kind", "restriction", "--request-id", "rst-1")
+    assert code == 0, err
+    assert 'trigger subject_restriction with {"request_id": "rst-1"}' in out
+    ledger = ledger_of(config)
+    assert ledger.get_request("rst-1")["kind"] == "restriction" and ledger.is_sealed("rst-1")
