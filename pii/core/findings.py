@@ -53,9 +53,10 @@ def merge(findings: Iterable[Finding]) -> list[Finding]:
     and a location is strong when any evidence for it is strong. Order of first appearance is kept."""
     merged: dict[str, Finding] = {}
     for f in findings:
-        prev = merged.get(f.key)
+        key = f.key  # one JSON encoding per finding (this runs over every record a big flow selects)
+        prev = merged.get(key)
         if prev is None:
-            merged[f.key] = Finding(
+            merged[key] = Finding(
                 store=f.store, location=f.location, entities=sorted(set(f.entities)), match=f.match,
                 strength=f.strength, container=f.container, record=f.record, note=f.note,
             )
